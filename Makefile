@@ -1,0 +1,45 @@
+# Two entry points for newcomers (see README):
+#   make demo   set up .venv and run the main job on sample_data/
+#   make test   set up .venv with the development extras and run ruff + the test suite
+# VENV may point elsewhere (CI keeps one outside the clone, keyed by a hash of the inputs).
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP_RUN := $(VENV)/.alignimate-installed-run
+STAMP_DEV := $(VENV)/.alignimate-installed-dev
+DEMO_OUT ?= demo_out
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint bench clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# Reinstall only when the packaging inputs change.
+$(STAMP_RUN): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install -q -c constraints.txt -e .
+	touch $@
+
+$(STAMP_DEV): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP_RUN) $@
+
+demo: $(STAMP_RUN)
+	$(VENV)/bin/alignimate register sample_data/scenes --out $(DEMO_OUT)/scenes --overwrite
+	$(VENV)/bin/alignimate animate $(DEMO_OUT)/scenes -o $(DEMO_OUT)/scenes.gif --fps 4
+	@echo "demo written to $(DEMO_OUT)/"
+
+lint: $(STAMP_DEV)
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP_DEV)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench]'
+	$(PY) benchmarks/core_ops.py
+	$(PY) benchmarks/registration.py --quick
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+from alignimate.cli import main
+
+main()

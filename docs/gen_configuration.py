@@ -1,0 +1,31 @@
+"""Regenerate docs/configuration.md from alignimate.config.SCHEMA: `python docs/gen_configuration.py`."""
+
+from pathlib import Path
+
+from alignimate.config import SCHEMA
+
+INTRO = """# Configuration
+
+Presets live in `configs/` as TOML files with one table per command. Load one with `--config FILE`;
+a flag given on the command line overrides the file, and the file overrides the built-in default.
+Unknown sections or keys and values of the wrong type are reported with the file name and stop
+the command with exit status 2. The tables below document every key; they are generated from
+`alignimate/config.py` by `python docs/gen_configuration.py`, and `tests/test_config.py` checks
+that they list exactly the keys the code accepts.
+"""
+
+
+def render() -> str:
+    lines = [INTRO]
+    for section, options in SCHEMA.items():
+        lines += [f"## `[{section}]`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for key, option in options.items():
+            types = option.type if isinstance(option.type, tuple) else (option.type,)
+            names = " or ".join(t.__name__ for t in types)
+            lines.append(f"| `{key}` | {names} | `{option.default!r}` | {option.help} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    (Path(__file__).parent / "configuration.md").write_text(render())

@@ -1,0 +1,47 @@
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from alignimate import __version__
+from alignimate.cli import app
+
+runner = CliRunner()
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+def test_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("register", "apply", "animate", "faces", "models"):
+        assert command in result.output
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    for command in ("register", "apply", "animate", "faces"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0, command
+        assert f"alignimate {command}" in result.output, command
+
+
+def test_bad_config_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[register]\nsize = 'huge'\n")
+    result = runner.invoke(
+        app, ["register", str(tmp_path), "--out", str(tmp_path / "o"), "--config", str(bad)]
+    )
+    assert result.exit_code == 2
+    assert "size must be int" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_python_dash_m_entry_point() -> None:
+    proc = subprocess.run([sys.executable, "-m", "alignimate", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"alignimate {__version__}"
