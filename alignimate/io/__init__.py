@@ -1,0 +1,52 @@
+"""Photo input and output: finding, reading and ordering photos, atomic writes, animations, captions.
+
+Arrays here are numpy ``(H, W, 3)`` uint8 RGB images (height first); converting them to the
+core's ``(B, C, H, W)`` float tensors is the caller's job.
+"""
+
+from __future__ import annotations
+
+from alignimate.io.animation import (
+    AnimationInfo,
+    AnimationWriter,
+    LazyFrames,
+    count_output_frames,
+    write_animation,
+)
+from alignimate.io.captions import draw_caption, format_age, format_caption
+from alignimate.io.images import (
+    SUPPORTED_SUFFIXES,
+    PhotoError,
+    PhotoInfo,
+    find_images,
+    probe_image,
+    read_image,
+    read_images_parallel,
+)
+from alignimate.io.ordering import exif_datetime, natural_key, sort_photos
+from alignimate.io.writing import atomic_write, save_image, write_csv, write_json
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "AnimationInfo",
+    "AnimationWriter",
+    "LazyFrames",
+    "PhotoError",
+    "PhotoInfo",
+    "atomic_write",
+    "count_output_frames",
+    "draw_caption",
+    "exif_datetime",
+    "find_images",
+    "format_age",
+    "format_caption",
+    "natural_key",
+    "probe_image",
+    "read_image",
+    "read_images_parallel",
+    "save_image",
+    "sort_photos",
+    "write_animation",
+    "write_csv",
+    "write_json",
+]

@@ -1,0 +1,398 @@
+"""Finding and reading photos robustly.
+
+Every reader returns upright ``(H, W, 3)`` uint8 RGB arrays (EXIF orientation applied) or raises
+`PhotoError` with a short human reason; no Pillow exception escapes. Files are opened read-only.
+
+Pixel limit (decompression-bomb guard): an image with more pixels than ``max_pixels`` is
+reported as ``PhotoError(reason="image too large (...)")`` before its pixels are decoded. By default
+the limit is Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 89.5 MP unless changed). Pillow checks its
+own process-wide limit inside ``Image.open``, so a ``max_pixels`` above it also raises
+``Image.MAX_IMAGE_PIXELS`` to that value (only ever raised, never lowered). Pillow may still print
+its ``DecompressionBombWarning`` for an image that is then rejected here; a CLI can silence it with
+``warnings.simplefilter("ignore", Image.DecompressionBombWarning)``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError, features
+from PIL.ExifTags import Base
+
+from alignimate.io.ordering import exif_datetime, natural_key
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "PhotoError",
+    "PhotoInfo",
+    "find_images",
+    "probe_image",
+    "read_image",
+    "read_images_parallel",
+]
+
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
+    | {".ppm", ".pgm", ".pbm", ".pnm", ".jp2", ".j2k"}
+    | ({".avif"} if features.check("avif") else set())
+)
+"""Lower-case suffixes `find_images` picks up (compared case-insensitively)."""
+
+# Orientations 5-8 swap width and height.
+_TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+class PhotoError(Exception):
+    """A photo that cannot be used: ``path`` and a short human ``reason`` ("truncated file")."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(path, reason)
+        self.path = Path(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class PhotoInfo:
+    """What the header says: ``size_hw`` is the upright size (after EXIF orientation) in pixels,
+    ``datetime`` the EXIF capture time (or ``None``), ``orientation`` the EXIF tag (1-8, 1 if none),
+    ``format`` Pillow's format name ("JPEG", "PNG", ...)."""
+
+    path: Path
+    size_hw: tuple[int, int]
+    datetime: datetime | None
+    orientation: int
+    format: str | None
+
+
+# --------------------------------------------------------------------------------------------
+# Discovery
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _is_photo_name(name: str) -> bool:
+    return not _is_hidden(name) and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def find_images(
+    folder: str | os.PathLike[str], recursive: bool = False, exclude: str | os.PathLike[str] | None = None
+) -> list[Path]:
+    """Photo files in ``folder`` by suffix (`SUPPORTED_SUFFIXES`), in natural path order.
+
+    Hidden files and folders (name starting with ".", which includes alignimate's temporary
+    files) are skipped. ``exclude`` is a folder whose contents are skipped, e.g. an output folder
+    inside the input folder. Symbolic links to folders are not followed. Files are not opened.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"folder: {root} is not a folder")
+    excluded = Path(exclude).resolve() if exclude is not None else None
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        if excluded is not None and here.resolve() == excluded:
+            dirnames.clear()
+            continue
+        found.extend(here / name for name in filenames if _is_photo_name(name))
+        if recursive:
+            dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
+        else:
+            dirnames.clear()
+    return sorted((p for p in found if p.is_file()), key=natural_key)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+_BOMB_SIZE = re.compile(r"\((\d+) pixels\)")
+
+
+def _pixel_count(n: int) -> str:
+    return f"{n / 1e6:.1f} MP" if n >= 100_000 else f"{n} pixels"
+
+
+def _too_large_reason(n_pixels: int | None, limit: int | None) -> str:
+    size = _pixel_count(n_pixels) if n_pixels is not None else "too many pixels"
+    bound = f" > limit {_pixel_count(limit)}" if limit is not None else ""
+    return f"image too large ({size}{bound}); raise the max_pixels setting to read it if you trust this file"
+
+
+def _reason_for(exc: BaseException, limit: int | None) -> str:
+    """A short human reason for an exception raised while opening or decoding a photo."""
+    message = str(exc)
+    lowered = message.lower()
+    if isinstance(exc, Image.DecompressionBombError):
+        match = _BOMB_SIZE.search(message)
+        return _too_large_reason(int(match.group(1)) if match else None, limit)
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder, not a file"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image (unrecognised format)"
+    if isinstance(exc, MemoryError):
+        return "out of memory while decoding"
+    if isinstance(exc, EOFError) or "truncated" in lowered or "broken data stream" in lowered:
+        return "truncated file"
+    if isinstance(exc, (SyntaxError, OSError, ValueError)):
+        return f"corrupt or unsupported file ({message or type(exc).__name__})"
+    return f"cannot read ({type(exc).__name__}: {message})"
+
+
+# --------------------------------------------------------------------------------------------
+# Opening
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+
+
+def _effective_limit(max_pixels: int | None) -> int | None:
+    """The pixel limit to apply (None: none); keeps Pillow's own limit from refusing first."""
+    _check_positive("max_pixels", max_pixels)
+    if max_pixels is None:
+        return Image.MAX_IMAGE_PIXELS
+    limit = max_pixels
+    with _PILLOW_LIMIT_LOCK:
+        current = Image.MAX_IMAGE_PIXELS
+        if current is not None and current < limit:
+            Image.MAX_IMAGE_PIXELS = limit
+    return limit
+
+
+def _check_file(path: Path) -> None:
+    """Raise `PhotoError` for a missing, non-regular or empty file (before Pillow sees it)."""
+    if not path.exists():
+        raise PhotoError(path, "file not found")
+    if not path.is_file():
+        raise PhotoError(path, "is a folder, not a file" if path.is_dir() else "not a regular file")
+    if path.stat().st_size == 0:
+        raise PhotoError(path, "empty file (0 bytes)")
+
+
+def _open(path: Path, limit: int | None) -> Image.Image:
+    """Open (header only) and apply the pixel limit. The caller closes the image."""
+    _check_file(path)
+    image = Image.open(path)  # opens the file read-only ("rb")
+    width, height = image.size
+    if limit is not None and width * height > limit:
+        image.close()
+        raise PhotoError(path, _too_large_reason(width * height, limit))
+    return image
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = int(image.getexif().get(Base.Orientation, 1))
+    except Exception:
+        # A damaged EXIF block should not make a readable photo unusable.
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def probe_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> PhotoInfo:
+    """Size, orientation and capture date from the header, without decoding pixels.
+
+    Raises `PhotoError` for unreadable files and for images above the pixel limit. A file whose
+    pixel data is damaged may still probe fine; `read_image` finds that out.
+    """
+    path = Path(path)
+    limit = _effective_limit(max_pixels)
+    try:
+        with _open(path, limit) as image:
+            width, height = image.size
+            orientation = _orientation(image)
+            if orientation in _TRANSPOSED_ORIENTATIONS:
+                width, height = height, width
+            taken = exif_datetime(image)  # None when missing or unreadable, never raises
+            return PhotoInfo(path, (height, width), taken, orientation, image.format)
+    except PhotoError:
+        raise
+    except Exception as exc:
+        raise PhotoError(path, _reason_for(exc, limit)) from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _fit_size(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
+    """(w, h) that fits in ``max_side`` keeping the aspect ratio, or None to keep the size."""
+    if max_side is None or max(width, height) <= max_side:
+        return None
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _request_draft(image: Image.Image, max_side: int | None) -> None:
+    """Let the JPEG decoder scale by 1/2, 1/4 or 1/8 while still giving at least the target size.
+
+    ``max_side`` bounds the longer side, which is the same before and after EXIF orientation.
+    """
+    target = _fit_size(*image.size, max_side)
+    if target is not None:
+        image.draft("RGB", target)  # a no-op for formats other than JPEG
+
+
+def _grey_16bit_to_uint8(values: np.ndarray) -> np.ndarray:
+    # 65535 / 257 == 255 exactly, so the full 16-bit range maps onto the full 8-bit range.
+    return np.clip(np.rint(values.astype(np.float32) / 257.0), 0, 255).astype(np.uint8)
+
+
+def _grey_float_to_uint8(values: np.ndarray) -> np.ndarray:
+    values = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit "RGB", or "RGBA" when the image has transparency.
+
+    16-bit ("I;16*") and 32-bit integer ("I", what Pillow gives for some 16-bit files) grey are
+    scaled by 1/257 (65535 -> 255); "I" values outside [0, 65535] are clipped. Float ("F") grey is
+    taken to be in [0, 1] and scaled by 255. CMYK uses Pillow's conversion (no ICC profile).
+    """
+    mode = image.mode
+    if mode in ("RGB", "RGBA"):
+        return image
+    if mode.startswith("I;16") or mode == "I":
+        return Image.fromarray(_grey_16bit_to_uint8(np.asarray(image))).convert("RGB")
+    if mode == "F":
+        return Image.fromarray(_grey_float_to_uint8(np.asarray(image))).convert("RGB")
+    if mode in ("LA", "La", "PA", "RGBa") or (mode == "P" and "transparency" in image.info):
+        return image.convert("RGBA")
+    if mode in ("1", "L", "P", "RGBX", "CMYK", "YCbCr", "HSV"):
+        return image.convert("RGB")
+    try:
+        return image.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"unsupported mode {mode}") from exc
+
+
+def _composite_on_black(rgba: np.ndarray) -> np.ndarray:
+    rgb = rgba[:, :, :3].astype(np.uint16)
+    alpha = rgba[:, :, 3:4].astype(np.uint16)
+    return ((rgb * alpha + 127) // 255).astype(np.uint8)
+
+
+def _decode(path: Path, limit: int | None, max_side: int | None, alpha: bool) -> np.ndarray:
+    with _open(path, limit) as image:
+        orientation = _orientation(image)
+        _request_draft(image, max_side)
+        image.load()
+        upright = ImageOps.exif_transpose(image) if orientation != 1 else image
+        converted = _to_8bit(upright)
+        if converted.mode == "RGBA" and not alpha:
+            converted = Image.fromarray(_composite_on_black(np.asarray(converted)))
+        target = _fit_size(*converted.size, max_side)
+        if target is not None:
+            converted = converted.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        array = np.asarray(converted)
+    if alpha and array.shape[2] == 3:
+        array = np.concatenate([array, np.full((*array.shape[:2], 1), 255, np.uint8)], axis=2)
+    return np.ascontiguousarray(array)
+
+
+def read_image(
+    path: str | os.PathLike[str],
+    *,
+    max_side: int | None = None,
+    max_pixels: int | None = None,
+    alpha: bool = False,
+) -> np.ndarray:
+    """Decode a photo upright as ``(H, W, 3)`` uint8 RGB (``(H, W, 4)`` RGBA if ``alpha``).
+
+    - EXIF orientation is applied (``ImageOps.exif_transpose``), so ``H, W`` are the upright size.
+    - Any Pillow mode is converted (grey, palette, CMYK, 16-bit, float; see `_to_8bit`).
+      Transparent images are composited onto black unless ``alpha=True``; opaque images get
+      alpha 255 when ``alpha=True``.
+    - ``max_side``: the longer side is reduced to at most this many pixels (never enlarged),
+      keeping the aspect ratio; JPEGs are decoded directly at 1/2, 1/4 or 1/8 size (draft mode)
+      and then resized with Lanczos.
+    - ``max_pixels``: pixel limit checked before decoding (default: Pillow's
+      ``Image.MAX_IMAGE_PIXELS``; see the module docstring).
+
+    Raises `PhotoError` for every unreadable photo; ``ValueError``/``TypeError`` for bad arguments.
+    """
+    path = Path(path)
+    _check_positive("max_side", max_side)
+    limit = _effective_limit(max_pixels)
+    try:
+        return _decode(path, limit, max_side, alpha)
+    except PhotoError:
+        raise
+    except Exception as exc:
+        reason = str(exc) if str(exc).startswith("unsupported mode") else _reason_for(exc, limit)
+        raise PhotoError(path, reason) from exc
+
+
+def _read_or_error(
+    path: Path, max_side: int | None, max_pixels: int | None, alpha: bool
+) -> np.ndarray | PhotoError:
+    try:
+        return read_image(path, max_side=max_side, max_pixels=max_pixels, alpha=alpha)
+    except PhotoError as error:
+        return error
+
+
+def read_images_parallel(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    max_side: int | None = None,
+    max_pixels: int | None = None,
+    alpha: bool = False,
+    workers: int = 2,
+    prefetch: int | None = None,
+) -> Iterator[tuple[Path, np.ndarray | PhotoError]]:
+    """Read photos on a thread pool, yielding ``(path, array or PhotoError)`` in input order.
+
+    Pillow releases the GIL while decoding, so reading the next photos overlaps with whatever the
+    caller does with the current one. At most ``prefetch`` (default ``2 * workers``) photos are
+    decoded ahead, so memory does not grow with the number of paths. Arguments as `read_image`.
+    """
+    _check_positive("workers", workers)
+    _check_positive("prefetch", prefetch)
+    _check_positive("max_side", max_side)
+    _effective_limit(max_pixels)  # validate now rather than once per photo
+    window = prefetch if prefetch is not None else 2 * workers
+    remaining = (Path(p) for p in paths)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alignimate-read") as pool:
+        pending: deque[tuple[Path, Future[np.ndarray | PhotoError]]] = deque()
+
+        def submit(batch: Iterable[Path]) -> None:
+            for p in batch:
+                pending.append((p, pool.submit(_read_or_error, p, max_side, max_pixels, alpha)))
+
+        try:
+            submit(islice(remaining, window))
+            while pending:
+                path, future = pending.popleft()
+                submit(islice(remaining, 1))
+                yield path, future.result()
+        finally:
+            # The consumer stopped early: do not decode photos nobody will look at.
+            for _, future in pending:
+                future.cancel()
