@@ -1,0 +1,46 @@
+"""alignimate's differentiable computer-vision core: pure, batched tensor ops with no I/O.
+
+Images are ``(B, C, H, W)`` float tensors; points ``(B, N, 2)`` pixel ``(x, y)``; matrices
+``dst_H_src`` ``(B, 3, 3)`` map source pixels to destination pixels. All conventions are stated
+once in docs/conventions.md.
+
+Modules: ``transforms`` (matrix builders, compose, invert, transform_points), ``warp`` (warps, crop,
+pad), ``fit`` (closed-form fits from correspondences), ``filters`` (Gaussian, box, Sobel,
+Laplacian), ``pyramid``, ``heatmaps``, ``resize``, ``color`` (colour and tensor/array conversion),
+``losses`` (losses and metrics, one value per image).
+"""
+
+from alignimate.core.color import *  # noqa: F403
+from alignimate.core.color import __all__ as _color
+from alignimate.core.coords import denormalize_pixel_matrix, normalize_pixel_matrix, pixel_grid
+from alignimate.core.filters import *  # noqa: F403
+from alignimate.core.filters import __all__ as _filters
+from alignimate.core.fit import *  # noqa: F403
+from alignimate.core.fit import __all__ as _fit
+from alignimate.core.heatmaps import *  # noqa: F403
+from alignimate.core.heatmaps import __all__ as _heatmaps
+from alignimate.core.losses import *  # noqa: F403
+from alignimate.core.losses import __all__ as _losses
+from alignimate.core.pyramid import *  # noqa: F403
+from alignimate.core.pyramid import __all__ as _pyramid
+from alignimate.core.resize import *  # noqa: F403
+from alignimate.core.resize import __all__ as _resize
+from alignimate.core.transforms import *  # noqa: F403
+from alignimate.core.transforms import __all__ as _transforms
+from alignimate.core.warp import *  # noqa: F403
+from alignimate.core.warp import __all__ as _warp
+
+__all__ = [
+    "denormalize_pixel_matrix",
+    "normalize_pixel_matrix",
+    "pixel_grid",
+    *_color,
+    *_filters,
+    *_fit,
+    *_heatmaps,
+    *_losses,
+    *_pyramid,
+    *_resize,
+    *_transforms,
+    *_warp,
+]

@@ -1,0 +1,773 @@
+"""Linear image filters: Gaussian and box blurs, generic 2-D and separable filtering, Sobel/difference
+derivatives and the Laplacian. Batched ``(B, C, H, W)``, differentiable, device-agnostic.
+
+Conventions (see docs/conventions.md):
+
+* **Correlation**, like ``cv2.filter2D``:
+  ``out[y, x] = sum_ij k[i, j] * in[y + i - kH // 2, x + j - kW // 2]``. The anchor of an even-sized
+  kernel is ``k // 2`` (OpenCV's default anchor). The output has the input's size.
+* Sizes and per-axis pairs are **height first**: ``kernel_size=(kH, kW)`` and ``sigma=(sigma_y, sigma_x)``.
+  (OpenCV's ``GaussianBlur`` takes ``ksize=(w, h)`` and ``sigmaX`` first.)
+* ``border_type`` and the OpenCV border it reproduces:
+
+  ===================  ==========================  ===================
+  ``border_type``      OpenCV                      pattern
+  ===================  ==========================  ===================
+  ``"reflect"``        ``BORDER_REFLECT_101``      ``dcb|abcd|cba``
+                       (OpenCV's default; torch
+                       ``F.pad(mode="reflect")``)
+  ``"replicate"``      ``BORDER_REPLICATE``        ``aaa|abcd|ddd``
+  ``"constant"``       ``BORDER_CONSTANT`` (0)     ``000|abcd|000``
+  ``"zeros"``          same as ``"constant"``
+  ``"symmetric"``      ``BORDER_REFLECT``          ``cba|abcd|dcb``
+  ``"reflect_edge"``   same as ``"symmetric"``
+  ``"circular"``       ``BORDER_WRAP``             ``bcd|abcd|abc``
+  ===================  ==========================  ===================
+
+  Reflections wider than the image repeat the way OpenCV's ``borderInterpolate`` does, so tiny images
+  (even 1 pixel) work with any kernel.
+
+Speed. A single-channel ``conv2d`` on ``(B*C, 1, H, W)`` takes PyTorch's slow im2col path on CPU (several
+ms per 256x256 image), slicing-and-adding taps costs one memory pass per tap, and padding a whole image is
+a copy that costs about as much as a convolution pass. For float32 on CPU (oneDNN) we therefore run
+
+* the **vertical** pass as a depthwise convolution in which the image *columns* are the channels: a
+  contiguous ``(N, H, W)`` stack is, without any copy, a channels-last ``(1, W, N*H, 1)`` image, for which
+  oneDNN has fast depthwise kernels;
+* the **horizontal** pass as a depthwise ``conv2d(groups=N)`` on ``(1, N, H, W)``;
+* both with the convolution's built-in zero padding (free), after which only the outputs within a kernel
+  radius of the border (and, in the vertical pass, the rows that straddle two stacked images) are
+  recomputed from a small strip gathered with the true border rule.
+
+Per-image kernels use grouped depthwise convolutions (one kernel per plane) with the same border fix-up.
+float64 and CUDA use plain single-channel convolutions on a padded copy (cuDNN is fast there; oneDNN has no
+float64). Strided filtering (:func:`alignimate.core.pyramid.pyrdown`) pads once per pass. 3x3 derivatives
+(Sobel, differences, Laplacian) are a few slice additions, which beat any convolution at that size.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
+
+from alignimate.core._checks import check_image_batch
+
+__all__ = [
+    "BORDER_TYPES",
+    "box_blur",
+    "filter2d",
+    "filter2d_separable",
+    "gaussian_blur2d",
+    "gaussian_kernel1d",
+    "gaussian_kernel_size",
+    "laplacian",
+    "sobel",
+    "spatial_gradient",
+]
+
+# Public name -> canonical name used internally.
+_BORDER_ALIASES = {
+    "reflect": "reflect",
+    "replicate": "replicate",
+    "constant": "constant",
+    "zeros": "constant",
+    "symmetric": "symmetric",
+    "reflect_edge": "symmetric",
+    "circular": "circular",
+}
+BORDER_TYPES: tuple[str, ...] = tuple(_BORDER_ALIASES)
+"""Accepted ``border_type`` values (see the module docstring for their OpenCV names)."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Argument handling
+# ----------------------------------------------------------------------------------------------------
+
+
+def _canonical_border(border_type: str) -> str:
+    if not isinstance(border_type, str) or border_type not in _BORDER_ALIASES:
+        raise ValueError(f"border_type must be one of {BORDER_TYPES}, got {border_type!r}")
+    return _BORDER_ALIASES[border_type]
+
+
+def _pair(value: int | Sequence[int] | None, name: str) -> tuple[int, int] | None:
+    """``k`` or ``(kH, kW)`` -> ``(kH, kW)`` of positive ints (``None`` passes through)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if isinstance(value, int):
+        pair = (value, value)
+    elif isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints (kH, kW), got {value!r}")
+    if min(pair) < 1:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return pair
+
+
+# ----------------------------------------------------------------------------------------------------
+# Kernels
+# ----------------------------------------------------------------------------------------------------
+
+
+def gaussian_kernel_size(sigma: float) -> int:
+    """Odd kernel size used when only ``sigma`` is given: ``2 * ceil(3 * sigma) + 1`` (covers +-3 sigma,
+    99.7% of the mass). OpenCV's ``GaussianBlur(ksize=(0, 0))`` uses a wider ``+-4 sigma`` for float
+    images, so pass an explicit size to reproduce OpenCV exactly."""
+    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma > 0 or math.isinf(sigma):
+        raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
+    return 2 * math.ceil(3.0 * sigma) + 1
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_gaussian(sigma: float, size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # Built in float64 and cast once so float64 callers keep full precision; cached, so never modify in place.
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
+    k = torch.exp(-(x * x) / (2.0 * sigma * sigma))
+    return (k / k.sum()).to(dtype=dtype, device=device)
+
+
+def _gaussian_from_tensor(sigma: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
+    """Differentiable kernels ``(*sigma.shape, size)`` for a tensor of sigmas."""
+    x = torch.arange(size, dtype=dtype, device=sigma.device) - (size - 1) / 2.0
+    s = sigma.to(dtype).unsqueeze(-1)
+    k = torch.exp(-(x * x) / (2.0 * s * s))
+    return k / k.sum(dim=-1, keepdim=True)
+
+
+def gaussian_kernel1d(
+    sigma: float | torch.Tensor,
+    kernel_size: int | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Sampled Gaussian ``exp(-x^2 / (2 sigma^2))`` at ``x = i - (kernel_size - 1) / 2``, normalised to sum 1.
+
+    For an explicit odd ``kernel_size`` this equals ``cv2.getGaussianKernel(kernel_size, sigma)`` (for
+    ``sigma > 0``; OpenCV samples even sizes differently, we sample them at half-integer offsets). With
+    ``kernel_size=None`` the size is :func:`gaussian_kernel_size` (``2 * ceil(3 sigma) + 1``).
+
+    Args:
+        sigma: a positive float -> kernel ``(K,)``; a tensor ``()`` -> ``(K,)``; a tensor ``(B,)`` ->
+            ``(B, K)``, one kernel per image, differentiable w.r.t. ``sigma``. A tensor is not checked for
+            positivity (no host sync). With a tensor and ``kernel_size=None`` the size follows
+            ``sigma.max()``, which reads the value from the device: pass ``kernel_size`` inside loops.
+        kernel_size: positive int (odd for a centred kernel) or ``None``.
+        dtype, device: of the result; a tensor ``sigma`` keeps its own device and uses ``dtype``.
+    """
+    if kernel_size is not None and (isinstance(kernel_size, bool) or not isinstance(kernel_size, int)):
+        raise TypeError(f"kernel_size must be an int or None, got {kernel_size!r}")
+    if kernel_size is not None and kernel_size < 1:
+        raise ValueError(f"kernel_size must be positive, got {kernel_size}")
+    if isinstance(sigma, torch.Tensor):
+        if sigma.dim() > 1:
+            raise ValueError(f"sigma must be a float, a () or a (B,) tensor, got shape {tuple(sigma.shape)}")
+        if not sigma.is_floating_point():
+            sigma = sigma.to(dtype)
+        if kernel_size is None:
+            kernel_size = gaussian_kernel_size(float(sigma.detach().max()))  # documented host sync
+        return _gaussian_from_tensor(sigma, kernel_size, dtype)
+    if kernel_size is None:
+        kernel_size = gaussian_kernel_size(sigma)
+    elif not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma > 0:
+        raise ValueError(f"sigma must be a positive number or a tensor, got {sigma!r}")
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    return _cached_gaussian(float(sigma), kernel_size, dtype, dev).clone()
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_constant(values: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64).to(dtype=dtype, device=device)
+
+
+def _const(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
+    return _cached_constant(values, like.dtype, like.device)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Borders
+# ----------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=256)
+def _border_index_cpu(n: int, before: int, after: int, border: str) -> torch.Tensor:
+    """Source index of each padded position, OpenCV ``borderInterpolate`` semantics (any pad width)."""
+    p = torch.arange(-before, n + after)
+    if border == "replicate":
+        return p.clamp(0, n - 1)
+    if border == "circular":
+        return p.remainder(n)
+    if border == "symmetric":
+        q = p.remainder(2 * n)
+        return torch.where(q < n, q, 2 * n - 1 - q)
+    if n == 1:  # reflect-101 of a single pixel is that pixel
+        return torch.zeros_like(p)
+    q = p.remainder(2 * (n - 1))
+    return torch.where(q < n, q, 2 * (n - 1) - q)
+
+
+@functools.lru_cache(maxsize=256)
+def _border_index(n: int, before: int, after: int, border: str, device: torch.device) -> torch.Tensor:
+    return _border_index_cpu(n, before, after, border).to(device)
+
+
+def _pad_axis(x: torch.Tensor, dim: int, before: int, after: int, border: str) -> torch.Tensor:
+    """Pad dimension ``dim`` (``-1`` or ``-2``) of ``x`` by ``before``/``after`` pixels; returns a contiguous
+    tensor."""
+    if before == 0 and after == 0:
+        return x.contiguous()
+    n = x.shape[dim]
+    pads = (before, after) if dim == -1 else (0, 0, before, after)
+    if border == "constant":
+        return F.pad(x, pads, mode="constant", value=0.0)
+    if _fits_f_pad(border, max(before, after), n):
+        return F.pad(x, pads, mode=border)
+    return x.index_select(dim, _border_index(n, before, after, border, x.device))
+
+
+def _fits_f_pad(border: str, widest: int, n: int) -> bool:
+    """Whether ``F.pad`` implements ``border`` for a pad of ``widest`` pixels on an axis of ``n``."""
+    if border in ("constant", "replicate"):
+        return True
+    if border == "reflect":
+        return widest < n
+    if border == "circular":
+        return widest <= n
+    return False  # "symmetric" has no F.pad mode
+
+
+def _pad2d(x: torch.Tensor, pads: tuple[int, int, int, int], border: str) -> torch.Tensor:
+    """Pad ``(..., H, W)`` by ``(left, right, top, bottom)``."""
+    left, right, top, bottom = pads
+    h, w = x.shape[-2:]
+    if border == "constant":
+        return F.pad(x, pads, mode="constant", value=0.0)
+    if _fits_f_pad(border, max(left, right), w) and _fits_f_pad(border, max(top, bottom), h):
+        return F.pad(x, pads, mode=border)
+    return _pad_axis(_pad_axis(x, -2, top, bottom, border), -1, left, right, border)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Separable filtering engine on (N, H, W) stacks
+# ----------------------------------------------------------------------------------------------------
+
+
+def _centred_pads(size: int) -> tuple[int, int]:
+    """Pads ``(before, after)`` for a kernel of ``size`` taps anchored at ``size // 2`` (OpenCV's anchor)."""
+    return size // 2, size - 1 - size // 2
+
+
+def _vertical_shared(
+    x: torch.Tensor, k: torch.Tensor, border: str, pads: tuple[int, int] | None = None, stride: int = 1
+) -> torch.Tensor:
+    """Strided pass (float32 CPU): correlate every column of ``x (N, H, W)`` with ``k (K,)``, padding
+    ``pads=(top, bottom)`` rows (default: centred) and keeping every ``stride``-th row. Returns
+    ``(N, H', W)``, possibly strided. Columns are the channels of a channels-last view (module docstring)."""
+    n, h, w = x.shape
+    size = k.shape[0]
+    before, after = pads if pads is not None else _centred_pads(size)
+    h_out = (h + before + after - size) // stride + 1
+    # Each image must start on a multiple of the stride in the stacked rows; an extra padded row at the
+    # end of each image is never read by a kept output.
+    after += (-(h + before + after)) % stride
+    padded = _pad_axis(x, -2, before, after, border)  # (N, Hp, W), contiguous
+    hp = padded.shape[1]
+    rows = n * hp
+    # The same memory, seen as a channels-last (1, C=W, H=N*Hp, W=1) image: the columns are the channels.
+    # The size-1 dim gets stride W explicitly so PyTorch recognises the channels-last layout.
+    as_channels = padded.view(1, rows, 1, w).permute(0, 3, 1, 2)
+    weight = k.view(1, 1, size, 1).expand(w, 1, size, 1)
+    out = F.conv2d(as_channels, weight, stride=(stride, 1), groups=w)  # (1, W, R, 1), channels-last
+    out = out.permute(0, 2, 3, 1).reshape(-1, w)
+    # Output rows n*Hp/stride + i (i < H') belong to image n; the rest straddle two images and are dropped.
+    return out.as_strided((n, h_out, w), (hp // stride * w, w, 1))
+
+
+def _horizontal_shared(
+    x: torch.Tensor, k: torch.Tensor, border: str, pads: tuple[int, int] | None = None, stride: int = 1
+) -> torch.Tensor:
+    """Correlate every row of ``x (N, H, W)`` with ``k (K,)`` (pads ``(left, right)``, column stride);
+    returns a contiguous ``(N, H, W')``."""
+    n, h, _ = x.shape
+    size = k.shape[0]
+    before, after = pads if pads is not None else _centred_pads(size)
+    padded = _pad_axis(x, -1, before, after, border)
+    weight = k.view(1, 1, 1, size).expand(n, 1, 1, size)
+    out = F.conv2d(padded.view(1, n, h, -1), weight, stride=(1, stride), groups=n)
+    return out.view(n, h, -1)
+
+
+# ---- pad-free stride-1 passes -------------------------------------------------------------------------
+# Padding a whole image is a full copy that costs about as much as a convolution pass. Instead each pass
+# convolves with the convolution's own (free) zero padding, then recomputes only the few outputs next to
+# the border from a small gathered strip with the true border rule.
+
+
+@functools.lru_cache(maxsize=256)
+def _strip_index_cpu(n: int, before: int, after: int, border: str) -> torch.Tensor:
+    """Source indices of ``[-before, before + after)`` followed by ``[n - after - before, n + after)``."""
+    full = _border_index_cpu(n, before, after, border)  # positions -before .. n + after - 1
+    head = full[: 2 * before + after]
+    tail = full[n - after :]  # full[i] is position i - before
+    return torch.cat([head, tail])
+
+
+@functools.lru_cache(maxsize=256)
+def _strip_index(n: int, before: int, after: int, border: str, device: torch.device) -> torch.Tensor:
+    return _strip_index_cpu(n, before, after, border).to(device)
+
+
+def _fits_without_padding(n: int, size: int) -> bool:
+    # The head and tail strips must not overlap, or the fix-up would be as large as the image.
+    return n > 2 * size
+
+
+def _fix_borders(
+    out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, dim: int, before: int, after: int, border: str
+) -> None:
+    """Overwrite, in place, the ``before`` first and ``after`` last outputs of ``out (N, H, W)`` along ``dim``
+    with the filter of ``x`` under ``border``; ``weight (N, 1, kH, kW)`` is the grouped conv weight."""
+    n = x.shape[dim]
+    if border == "constant":
+        head = _pad_axis(x.narrow(dim, 0, before + after), dim, before, 0, border)
+        tail = _pad_axis(x.narrow(dim, n - after - before, after + before), dim, 0, after, border)
+        strip = torch.cat([head, tail], dim=dim)
+    else:
+        strip = x.index_select(dim, _strip_index(n, before, after, border, x.device))
+    fixed = F.conv2d(strip.unsqueeze(0), weight, groups=x.shape[0])[0]
+    if before:
+        out.narrow(dim, 0, before).copy_(fixed.narrow(dim, 0, before))
+    if after:
+        out.narrow(dim, n - after, after).copy_(fixed.narrow(dim, fixed.shape[dim] - after, after))
+
+
+def _row_weight(k: torch.Tensor, n: int) -> torch.Tensor:
+    size = k.shape[-1]
+    return k.view(1, 1, 1, size).expand(n, 1, 1, size) if k.dim() == 1 else k.view(n, 1, 1, size)
+
+
+def _column_weight(k: torch.Tensor, n: int) -> torch.Tensor:
+    size = k.shape[-1]
+    return k.view(1, 1, size, 1).expand(n, 1, size, 1) if k.dim() == 1 else k.view(n, 1, size, 1)
+
+
+def _rows_pass(x: torch.Tensor, k: torch.Tensor, border: str) -> torch.Tensor:
+    """Correlate every row of contiguous ``x (N, H, W)`` with ``k`` (``(K,)`` or ``(N, K)``), centred."""
+    n, _, w = x.shape
+    size = k.shape[-1]
+    before, after = _centred_pads(size)
+    weight = _row_weight(k, n)
+    if not _fits_without_padding(w, size):
+        return F.conv2d(_pad_axis(x, -1, before, after, border).unsqueeze(0), weight, groups=n)[0]
+    out = F.conv2d(x.unsqueeze(0), weight, padding=(0, before), groups=n)[0]
+    if after != before:  # even kernel: symmetric zero padding gave one extra column
+        out = out[..., :w].contiguous()
+    if border != "constant":
+        _fix_borders(out, x, weight, -1, before, after, border)
+    return out
+
+
+def _columns_pass(x: torch.Tensor, k: torch.Tensor, border: str) -> torch.Tensor:
+    """Correlate every column of contiguous ``x (N, H, W)`` with ``k`` (``(K,)`` or ``(N, K)``), centred."""
+    n, h, w = x.shape
+    size = k.shape[-1]
+    before, after = _centred_pads(size)
+    weight = _column_weight(k, n)
+    if not _fits_without_padding(h, size):
+        return F.conv2d(_pad_axis(x, -2, before, after, border).unsqueeze(0), weight, groups=n)[0]
+    if k.dim() == 1 and _use_channels_trick(x):
+        # Columns as channels: (N, H, W) is, without a copy, a channels-last (1, W, N*H, 1) image. Rows that
+        # straddle two stacked images are exactly the border rows the fix-up recomputes.
+        as_channels = x.view(1, n * h, 1, w).permute(0, 3, 1, 2)
+        column_weight = k.view(1, 1, size, 1).expand(w, 1, size, 1)
+        out = F.conv2d(as_channels, column_weight, padding=(before, 0), groups=w)
+        out = out.permute(0, 2, 3, 1).reshape(-1, w)[: n * h].view(n, h, w)
+        _fix_borders(out, x, weight, -2, before, after, border)  # also for "constant": rows straddle images
+        return out
+    out = F.conv2d(x.unsqueeze(0), weight, padding=(before, 0), groups=n)[0]
+    if after != before:
+        out = out[:, :h].contiguous()
+    if border != "constant":
+        _fix_borders(out, x, weight, -2, before, after, border)
+    return out
+
+
+def _separable_planes(
+    x: torch.Tensor,
+    kx: torch.Tensor,
+    ky: torch.Tensor,
+    border: str,
+    pads: tuple[int, int, int, int],
+    stride: int,
+) -> torch.Tensor:
+    """Plain single-channel convolutions on ``(N, 1, H, W)``: the path for CUDA (cuDNN) and float64 CPU
+    (which oneDNN does not cover, and where the channels trick is slow)."""
+    padded = _pad2d(x, pads, border).unsqueeze(1)
+    out = F.conv2d(padded, ky.view(1, 1, -1, 1), stride=(stride, 1))
+    out = F.conv2d(out, kx.view(1, 1, 1, -1), stride=(1, stride))
+    return out.squeeze(1)
+
+
+def _use_channels_trick(x: torch.Tensor) -> bool:
+    """oneDNN's depthwise kernels (CPU, float32) make the channels-last column trick the fastest path."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+
+
+def _separable_shared(
+    x: torch.Tensor,
+    kx: torch.Tensor,
+    ky: torch.Tensor,
+    border: str,
+    pads: tuple[int, int, int, int] | None = None,
+    stride: int = 1,
+) -> torch.Tensor:
+    """``x (N, H, W)``, ``kx (Kx,)``, ``ky (Ky,)``, ``pads=(left, right, top, bottom)`` (default: centred)
+    -> ``(N, H', W')``, contiguous. With a stride the vertical pass runs first, so the horizontal pass
+    visits only the kept rows."""
+    if pads is None and stride == 1:
+        return _separable_centred(x.contiguous(), kx, ky, border)
+    if pads is None:
+        pads = (*_centred_pads(kx.shape[0]), *_centred_pads(ky.shape[0]))
+    if not _use_channels_trick(x):
+        return _separable_planes(x, kx, ky, border, pads, stride)
+    left, right, top, bottom = pads
+    out = _vertical_shared(x, ky, border, (top, bottom), stride)
+    return _horizontal_shared(out, kx, border, (left, right), stride)
+
+
+def _separable_centred(x: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, border: str) -> torch.Tensor:
+    """Centred separable filter of contiguous ``x (N, H, W)``; kernels ``(K,)`` shared or ``(N, K)``."""
+    if kx.dim() == 1 and ky.dim() == 1 and not _use_channels_trick(x):
+        pads = (*_centred_pads(kx.shape[0]), *_centred_pads(ky.shape[0]))
+        return _separable_planes(x, kx, ky, border, pads, 1)
+    out = _columns_pass(x, ky, border) if ky.shape[-1] > 1 else x * _as_column_factor(ky)
+    return _rows_pass(out, kx, border) if kx.shape[-1] > 1 else out * _as_column_factor(kx)
+
+
+def _as_column_factor(k: torch.Tensor) -> torch.Tensor:
+    """A 1-tap kernel ``(1,)`` or ``(N, 1)`` as a factor broadcasting over ``(N, H, W)``."""
+    return k.view(-1, 1, 1) if k.dim() == 2 else k
+
+
+def _grouped_kernels(k: torch.Tensor, batch: int, channels: int) -> torch.Tensor:
+    """``(K,)`` or ``(1|B, K)`` kernels -> ``(B*C, K)`` rows, one per ``(image, channel)`` plane."""
+    if k.dim() == 1:
+        k = k.unsqueeze(0)
+    return k.expand(batch, -1).repeat_interleave(channels, dim=0)
+
+
+def _as_kernel_rows(k: torch.Tensor, batch: int, name: str, like: torch.Tensor) -> torch.Tensor:
+    if not isinstance(k, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(k).__name__}")
+    if k.dim() not in (1, 2) or k.shape[-1] < 1 or (k.dim() == 2 and k.shape[0] not in (1, batch)):
+        raise ValueError(f"{name} must have shape (K,), (1, K) or (B={batch}, K), got {tuple(k.shape)}")
+    return k.to(dtype=like.dtype, device=like.device)
+
+
+def filter2d_separable(
+    images: torch.Tensor, kernel_x: torch.Tensor, kernel_y: torch.Tensor, border_type: str = "reflect"
+) -> torch.Tensor:
+    """Separable correlation: rows with ``kernel_x`` (along x/width) and columns with ``kernel_y``.
+
+    Equals ``cv2.sepFilter2D(img, -1, kernel_x, kernel_y, borderType=...)`` per channel.
+
+    Args:
+        images: ``(B, C, H, W)`` float.
+        kernel_x, kernel_y: ``(K,)`` shared by the batch, or ``(B, K)`` one per image (``(1, K)`` is shared).
+            Odd sizes are centred; an even size has its anchor at ``K // 2``. Differentiable w.r.t. both.
+        border_type: see the module docstring (default ``"reflect"`` = OpenCV's ``BORDER_REFLECT_101``).
+
+    Returns:
+        ``(B, C, H, W)``, same dtype and device.
+    """
+    check_image_batch(images)
+    border = _canonical_border(border_type)
+    b, c, h, w = images.shape
+    kx = _as_kernel_rows(kernel_x, b, "kernel_x", images)
+    ky = _as_kernel_rows(kernel_y, b, "kernel_y", images)
+    if images.numel() == 0:
+        return images.clone()
+    planes = images.reshape(b * c, h, w)
+    shared = (kx.dim() == 1 or kx.shape[0] == 1) and (ky.dim() == 1 or ky.shape[0] == 1)
+    if shared:
+        out = _separable_shared(planes, kx.reshape(-1), ky.reshape(-1), border)
+    else:
+        out = _separable_centred(
+            planes.contiguous(), _grouped_kernels(kx, b, c), _grouped_kernels(ky, b, c), border
+        )
+    return out.view(b, c, h, w)
+
+
+def filter2d(images: torch.Tensor, kernel: torch.Tensor, border_type: str = "reflect") -> torch.Tensor:
+    """2-D correlation with a full kernel, like ``cv2.filter2D`` (anchor at the kernel centre, ``k // 2``).
+
+    Args:
+        images: ``(B, C, H, W)`` float.
+        kernel: ``(kH, kW)`` shared by the batch or ``(B, kH, kW)`` one per image (``(1, kH, kW)`` is shared).
+            Differentiable. Prefer :func:`filter2d_separable` for separable kernels.
+        border_type: see the module docstring.
+
+    Returns:
+        ``(B, C, H, W)``.
+    """
+    check_image_batch(images)
+    border = _canonical_border(border_type)
+    b, c, h, w = images.shape
+    if not isinstance(kernel, torch.Tensor):
+        raise TypeError(f"kernel must be a torch.Tensor, got {type(kernel).__name__}")
+    if (
+        kernel.dim() not in (2, 3)
+        or (kernel.dim() == 3 and kernel.shape[0] not in (1, b))
+        or kernel.numel() == 0
+    ):
+        raise ValueError(f"kernel must have shape (kH, kW) or (B={b}, kH, kW), got {tuple(kernel.shape)}")
+    kernel = kernel.to(dtype=images.dtype, device=images.device)
+    if images.numel() == 0:
+        return images.clone()
+    kh, kw = kernel.shape[-2:]
+    n = b * c
+    padded = _pad2d(images.reshape(n, h, w), (kw // 2, kw - 1 - kw // 2, kh // 2, kh - 1 - kh // 2), border)
+    if kernel.dim() == 2 or kernel.shape[0] == 1:
+        weight = kernel.reshape(1, 1, kh, kw).expand(n, 1, kh, kw)
+    else:
+        weight = kernel.repeat_interleave(c, dim=0).unsqueeze(1)
+    return F.conv2d(padded.unsqueeze(0), weight, groups=n).view(b, c, h, w)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Blurs
+# ----------------------------------------------------------------------------------------------------
+
+
+def _split_sigma(
+    sigma: float | Sequence[float] | torch.Tensor, batch: int
+) -> tuple[float, float] | tuple[torch.Tensor, torch.Tensor]:
+    """-> ``(sigma_y, sigma_x)`` as floats, or as tensors of shape ``()`` or ``(B,)``."""
+    if isinstance(sigma, torch.Tensor):
+        if not sigma.is_floating_point():
+            raise TypeError(f"sigma must be a floating-point tensor, got {sigma.dtype}")
+        if sigma.dim() == 0:
+            return sigma, sigma
+        if sigma.dim() == 1 and sigma.shape[0] in (1, batch):
+            return sigma, sigma
+        if sigma.dim() == 2 and sigma.shape[0] in (1, batch) and sigma.shape[1] == 2:
+            return sigma[:, 0], sigma[:, 1]
+        raise ValueError(
+            f"sigma tensor must have shape (), (B,) or (B, 2) with B=1 or {batch}, got {tuple(sigma.shape)}"
+        )
+    if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
+        pair = (float(sigma), float(sigma))
+    elif isinstance(sigma, Sequence) and len(sigma) == 2 and all(isinstance(s, (int, float)) for s in sigma):
+        pair = (float(sigma[0]), float(sigma[1]))
+    else:
+        raise TypeError(f"sigma must be a float, a pair (sigma_y, sigma_x) or a tensor, got {sigma!r}")
+    if not (pair[0] > 0 and pair[1] > 0) or math.isinf(pair[0]) or math.isinf(pair[1]):
+        raise ValueError(f"sigma must be positive and finite, got {sigma!r}")
+    return pair
+
+
+def _axis_kernel(sigma: float | torch.Tensor, size: int | None, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(sigma, torch.Tensor):
+        if size is None:
+            size = gaussian_kernel_size(float(sigma.detach().max()))  # documented host sync
+        return _gaussian_from_tensor(sigma.to(like.device), size, like.dtype)
+    if size is None:
+        size = gaussian_kernel_size(sigma)
+    return _cached_gaussian(sigma, size, like.dtype, like.device)
+
+
+def gaussian_blur2d(
+    images: torch.Tensor,
+    kernel_size: int | tuple[int, int] | None,
+    sigma: float | tuple[float, float] | torch.Tensor,
+    border_type: str = "reflect",
+) -> torch.Tensor:
+    """Gaussian blur, separable, equal to ``cv2.GaussianBlur`` with the same explicit size and sigmas.
+
+    Args:
+        images: ``(B, C, H, W)`` float.
+        kernel_size: ``k`` or ``(kH, kW)`` (height first; OpenCV's ``ksize`` is ``(w, h)``), or ``None``
+            to use ``2 * ceil(3 sigma) + 1`` per axis (for a tensor sigma this reads ``sigma.max()``: a
+            host sync).
+        sigma: ``s`` or ``(sigma_y, sigma_x)`` as Python floats (fast path, kernels cached); or a tensor:
+            ``()`` shared, ``(B,)`` isotropic per image, ``(B, 2)`` per image ``(sigma_y, sigma_x)``.
+            Tensor sigmas are differentiable and not checked for positivity (no host sync).
+        border_type: see the module docstring (default = OpenCV's ``BORDER_REFLECT_101``).
+
+    Returns:
+        ``(B, C, H, W)``.
+    """
+    check_image_batch(images)
+    sizes = _pair(kernel_size, "kernel_size")
+    sigma_y, sigma_x = _split_sigma(sigma, images.shape[0])
+    ky = _axis_kernel(sigma_y, None if sizes is None else sizes[0], images)
+    kx = _axis_kernel(sigma_x, None if sizes is None else sizes[1], images)
+    return filter2d_separable(images, kx, ky, border_type)
+
+
+def box_blur(
+    images: torch.Tensor, kernel_size: int | tuple[int, int], border_type: str = "reflect"
+) -> torch.Tensor:
+    """Mean over a ``(kH, kW)`` window (``k`` for a square), equal to ``cv2.blur``/``cv2.boxFilter`` with
+    ``normalize=True`` (even sizes anchored at ``k // 2`` like OpenCV). ``images (B, C, H, W)``."""
+    check_image_batch(images)
+    sizes = _pair(kernel_size, "kernel_size")
+    assert sizes is not None
+    ky = _const((1.0 / sizes[0],) * sizes[0], images)
+    kx = _const((1.0 / sizes[1],) * sizes[1], images)
+    return filter2d_separable(images, kx, ky, border_type)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Derivatives
+# ----------------------------------------------------------------------------------------------------
+
+
+def _smooth3(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``a + 2 b + c`` (the Sobel smoothing taps)."""
+    out = a + c
+    return out.add_(b, alpha=2.0)  # add's backward needs no values, so in place is autograd-safe
+
+
+def _pad1(images: torch.Tensor, border: str) -> torch.Tensor:
+    b, c, h, w = images.shape
+    planes = images.reshape(b * c, h, w)
+    if planes.numel() == 0:  # F.pad rejects empty batches
+        return planes.new_zeros(b * c, h + 2, w + 2)
+    return _pad2d(planes, (1, 1, 1, 1), border)
+
+
+def _first_derivatives(xp: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unscaled OpenCV-kernel responses ``(gx, gy)`` from a 1-pixel padded ``(N, H+2, W+2)`` stack."""
+    if mode == "sobel":
+        sv = _smooth3(xp[:, :-2], xp[:, 1:-1], xp[:, 2:])  # (N, H, W+2)
+        sh = _smooth3(xp[..., :-2], xp[..., 1:-1], xp[..., 2:])  # (N, H+2, W)
+        return sv[..., 2:] - sv[..., :-2], sh[:, 2:] - sh[:, :-2]
+    core_rows = xp[:, 1:-1]
+    core_cols = xp[..., 1:-1]
+    return core_rows[..., 2:] - core_rows[..., :-2], core_cols[:, 2:] - core_cols[:, :-2]
+
+
+def _second_derivatives(xp: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Unscaled ``(dxx, dxy, dyy)`` responses (OpenCV ``Sobel`` ksize=3 kernels for ``"sobel"``)."""
+    if mode == "sobel":
+        rows = _smooth3(xp[:, :-2], xp[:, 1:-1], xp[:, 2:])  # smoothed along y
+        cols = _smooth3(xp[..., :-2], xp[..., 1:-1], xp[..., 2:])  # smoothed along x
+    else:
+        rows, cols = xp[:, 1:-1], xp[..., 1:-1]
+    dxx = rows[..., :-2] + rows[..., 2:] - 2.0 * rows[..., 1:-1]
+    dyy = cols[:, :-2] + cols[:, 2:] - 2.0 * cols[:, 1:-1]
+    dy = xp[:, 2:] - xp[:, :-2]  # (N, H, W+2)
+    dxy = dy[..., 2:] - dy[..., :-2]
+    return dxx, dxy, dyy
+
+
+_MODES = ("sobel", "diff")
+
+
+def spatial_gradient(
+    images: torch.Tensor,
+    mode: str = "sobel",
+    order: int = 1,
+    normalized: bool = True,
+    border_type: str = "reflect",
+) -> torch.Tensor:
+    """First or second image derivatives with 3x3 Sobel or central-difference kernels.
+
+    Args:
+        images: ``(B, C, H, W)`` float.
+        mode: ``"sobel"`` (OpenCV ``Sobel`` ksize=3 kernels: derivative along one axis, ``[1, 2, 1]``
+            smoothing along the other) or ``"diff"`` (``[-1, 0, 1]`` and ``[1, -2, 1]``, no smoothing).
+        order: 1 -> ``(B, C, 2, H, W)`` with ``[d/dx, d/dy]``; 2 -> ``(B, C, 3, H, W)`` with
+            ``[d2/dx2, d2/dxdy, d2/dy2]``.
+        normalized: ``True`` gives true per-pixel derivatives (Sobel/8, difference/2, second-order Sobel and
+            cross terms /4); ``False`` gives the raw OpenCV kernel responses (``cv2.Sobel`` with ``scale=1``).
+        border_type: default ``"reflect"`` = ``BORDER_REFLECT_101``, the default of ``cv2.Sobel``, so
+            results match OpenCV everywhere including the border (where the derivative across the edge is
+            then 0).
+
+    Returns:
+        ``(B, C, 2, H, W)`` or ``(B, C, 3, H, W)``.
+    """
+    check_image_batch(images)
+    border = _canonical_border(border_type)
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    b, c, h, w = images.shape
+    xp = _pad1(images, border)
+    if order == 1:
+        gx, gy = _first_derivatives(xp, mode)
+        scale = (0.125 if mode == "sobel" else 0.5) if normalized else 1.0
+        out = torch.stack([gx, gy], dim=1)
+    else:
+        dxx, dxy, dyy = _second_derivatives(xp, mode)
+        if normalized:
+            smooth = 0.25 if mode == "sobel" else 1.0
+            dxx, dxy, dyy = dxx * smooth, dxy * 0.25, dyy * smooth
+        scale = 1.0
+        out = torch.stack([dxx, dxy, dyy], dim=1)
+    if scale != 1.0:
+        out = out * scale
+    return out.view(b, c, -1, h, w)
+
+
+def sobel(
+    images: torch.Tensor, normalized: bool = True, eps: float = 1e-6, border_type: str = "reflect"
+) -> torch.Tensor:
+    """Sobel gradient magnitude ``sqrt(gx^2 + gy^2 + eps)``, ``(B, C, H, W) -> (B, C, H, W)``.
+
+    ``gx, gy`` are :func:`spatial_gradient`'s (``normalized=True``: per-pixel derivatives, i.e.
+    ``cv2.Sobel``/8). ``eps`` keeps the gradient finite on flat regions (where the output is
+    ``sqrt(eps)``); ``eps=0`` gives the exact magnitude. Border: ``BORDER_REFLECT_101`` by default, as
+    ``cv2.Sobel``.
+    """
+    check_image_batch(images)
+    border = _canonical_border(border_type)
+    if not isinstance(eps, (int, float)) or eps < 0:
+        raise ValueError(f"eps must be a non-negative number, got {eps!r}")
+    b, c, h, w = images.shape
+    gx, gy = _first_derivatives(_pad1(images, border), "sobel")
+    # square() saves only its input, so the in-place accumulation below is autograd-safe.
+    sq = gx.square().addcmul_(gy, gy)
+    if normalized:
+        sq.mul_(1.0 / 64.0)
+    return sq.add_(eps).sqrt_().view(b, c, h, w)
+
+
+def laplacian(
+    images: torch.Tensor, normalized: bool = True, border_type: str = "reflect", kernel_size: int = 1
+) -> torch.Tensor:
+    """Discrete Laplacian ``d2/dx2 + d2/dy2``, equal to ``cv2.Laplacian(img, -1, ksize=kernel_size)``.
+
+    Args:
+        images: ``(B, C, H, W)`` float.
+        normalized: ``kernel_size=1`` (4-neighbour ``[[0,1,0],[1,-4,1],[0,1,0]]``) is already in
+            per-pixel units. For ``kernel_size=3`` (OpenCV's ``[[2,0,2],[0,-8,0],[2,0,2]]``) ``True``
+            divides by 4 so the result is in per-pixel units; ``False`` returns OpenCV's raw values.
+        border_type: default ``"reflect"`` = OpenCV's default ``BORDER_REFLECT_101``.
+        kernel_size: 1 or 3, as OpenCV's ``ksize``.
+    """
+    check_image_batch(images)
+    border = _canonical_border(border_type)
+    if kernel_size not in (1, 3):
+        raise ValueError(f"kernel_size must be 1 or 3, got {kernel_size!r}")
+    b, c, h, w = images.shape
+    xp = _pad1(images, border)
+    centre = xp[:, 1:-1, 1:-1]
+    if kernel_size == 1:
+        out = xp[:, :-2, 1:-1] + xp[:, 2:, 1:-1]
+        out = out.add_(xp[:, 1:-1, :-2]).add_(xp[:, 1:-1, 2:]).sub_(centre, alpha=4.0)
+    else:
+        out = xp[:, :-2, :-2] + xp[:, :-2, 2:]
+        out = out.add_(xp[:, 2:, :-2]).add_(xp[:, 2:, 2:]).sub_(centre, alpha=4.0)
+        out = out.mul_(0.5 if normalized else 2.0)
+    return out.view(b, c, h, w)
