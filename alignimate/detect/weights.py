@@ -1,0 +1,335 @@
+"""One place that resolves the weights of every model alignimate uses.
+
+Resolution order for a model: an explicit file (``--weights PATH`` or the config) first, then the
+file name the model's publisher uses in the torch hub checkpoint folder
+(``$TORCH_HOME/hub/checkpoints``, where torchvision looks) and in ``$TORCH_HOME/checkpoints``
+(where facenet-pytorch looks); ``TORCH_HOME`` defaults to ``$XDG_CACHE_HOME/torch`` or
+``~/.cache/torch``. Nothing is ever downloaded implicitly: :func:`download` does it on request
+(``alignimate models download NAME``), atomically, and checks the published sha256 prefix.
+
+The registry facts (URL, file name, size, hash prefix) are read from torchvision's own weight
+enums, and for the face embedder from facenet-pytorch's source (it publishes neither size nor hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ModelInfo",
+    "WeightsDownloadError",
+    "WeightsError",
+    "WeightsNotFound",
+    "download",
+    "file_sha256",
+    "find_model",
+    "list_models",
+    "load_state_dict",
+    "model_info",
+    "model_path",
+    "search_dirs",
+    "verify",
+]
+
+# torch.hub convention: the file name ends in "-<first hex digits of the sha256>.<ext>".
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
+_CHUNK = 1 << 20
+
+# facenet-pytorch 2.5.3, models/inception_resnet_v1.py, load_weights(): the release URL it fetches.
+_FACENET_VGGFACE2_URL = (
+    "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"
+)
+
+
+class WeightsError(RuntimeError):
+    """Weights could not be resolved, read or fetched; the message says what to do."""
+
+
+class WeightsNotFound(WeightsError, FileNotFoundError):  # noqa: N818  (name fixed by the API)
+    """A model's weights are not on this machine. The message names the model, every place that
+    was searched and the two ways to fix it."""
+
+
+class WeightsDownloadError(WeightsError):
+    """A download failed (offline, HTTP error) or its checksum did not match."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model alignimate knows how to load.
+
+    name: the short name used on the command line (``alignimate models path NAME``).
+    file_name: the publisher's file name (what hub caches hold). url: where :func:`download` fetches
+    it (None for bundled weights). size_mb: published file size in MB, if any. sha256_prefix: the
+    published leading hex digits of the file's sha256, if any. bundled_dir: for weights shipped
+    inside a Python package, the folder that holds them.
+    """
+
+    name: str
+    description: str
+    file_name: str
+    url: str | None
+    size_mb: float | None = None
+    sha256_prefix: str | None = None
+    bundled_dir: Path | None = None
+
+
+def _torchvision_entry(name: str, description: str, weights_enum_member: Any) -> ModelInfo:
+    url = weights_enum_member.url
+    file_name = url.rsplit("/", 1)[-1]
+    match = _HASH_IN_NAME.search(file_name)
+    return ModelInfo(
+        name=name,
+        description=description,
+        file_name=file_name,
+        url=url,
+        size_mb=weights_enum_member.meta.get("_file_size"),
+        sha256_prefix=match.group(1) if match else None,
+    )
+
+
+def _mtcnn_entry() -> ModelInfo:
+    import facenet_pytorch
+
+    data_dir = Path(facenet_pytorch.__file__).parent / "data"
+    return ModelInfo(
+        name="mtcnn",
+        description="MTCNN face detector with 5 landmarks (bundled with facenet-pytorch)",
+        file_name="onet.pt",
+        url=None,
+        bundled_dir=data_dir,
+    )
+
+
+def _build_registry() -> dict[str, ModelInfo]:
+    from torchvision.models import detection
+
+    entries = [
+        _torchvision_entry(
+            "maskrcnn",
+            "Mask R-CNN ResNet-50 FPN, COCO (person masks)",
+            detection.MaskRCNN_ResNet50_FPN_Weights.COCO_V1,
+        ),
+        _torchvision_entry(
+            "keypointrcnn",
+            "Keypoint R-CNN ResNet-50 FPN, COCO (17 body keypoints)",
+            detection.KeypointRCNN_ResNet50_FPN_Weights.COCO_V1,
+        ),
+        ModelInfo(
+            name="facenet-vggface2",
+            description="InceptionResnetV1 face embeddings trained on VGGFace2 (identity)",
+            file_name=_FACENET_VGGFACE2_URL.rsplit("/", 1)[-1],
+            url=_FACENET_VGGFACE2_URL,
+        ),
+        _mtcnn_entry(),
+    ]
+    return {e.name: e for e in entries}
+
+
+_REGISTRY: dict[str, ModelInfo] | None = None
+
+
+def _registry() -> dict[str, ModelInfo]:
+    global _REGISTRY
+    if _REGISTRY is None:
+        # Built on first use: importing torchvision's detection module costs about a second.
+        _REGISTRY = _build_registry()
+    return _REGISTRY
+
+
+def list_models() -> list[ModelInfo]:
+    """Every model alignimate can load, in a stable order."""
+    return list(_registry().values())
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry entry of ``name``; ``ValueError`` listing the known names otherwise."""
+    reg = _registry()
+    if name not in reg:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(reg)}")
+    return reg[name]
+
+
+def _torch_home() -> Path:
+    default = os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", default)))
+
+
+def search_dirs() -> list[Path]:
+    """Folders searched for weight files, in order: torch hub's checkpoint folder (honours
+    ``TORCH_HOME``), then ``$TORCH_HOME/checkpoints`` (facenet-pytorch's cache)."""
+    import torch.hub
+
+    dirs = [Path(torch.hub.get_dir()) / "checkpoints", _torch_home() / "checkpoints"]
+    unique: list[Path] = []
+    for d in dirs:
+        if d not in unique:
+            unique.append(d)
+    return unique
+
+
+def find_model(name: str) -> Path | None:
+    """The cached weight file of ``name`` (the bundled folder for bundled models), or None."""
+    info = model_info(name)
+    if info.bundled_dir is not None:
+        return info.bundled_dir if (info.bundled_dir / info.file_name).is_file() else None
+    for d in search_dirs():
+        candidate = d / info.file_name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _fix_hint(info: ModelInfo) -> str:
+    return (
+        f"run `alignimate models download {info.name}` while online, or pass --weights PATH "
+        f"(file {info.file_name} from {info.url})"
+    )
+
+
+def model_path(name: str, path: str | os.PathLike[str] | None = None) -> Path:
+    """Resolve the weight file of model ``name``: ``path`` if given (it must exist), else the first
+    cached copy in :func:`search_dirs`. Raises :class:`WeightsNotFound` with a message that names the
+    model, where it looked and how to fix it."""
+    info = model_info(name)
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise WeightsNotFound(
+                f"weights file {p} given for model '{name}' ({info.description}) does not exist; "
+                f"{_fix_hint(info)}"
+            )
+        return p
+    found = find_model(name)
+    if found is not None:
+        return found
+    if info.bundled_dir is not None:
+        raise WeightsNotFound(
+            f"model '{name}' ({info.description}): {info.file_name} is missing from {info.bundled_dir}; "
+            "reinstall facenet-pytorch"
+        )
+    looked = ", ".join(str(d) for d in search_dirs())
+    raise WeightsNotFound(
+        f"weights for model '{name}' ({info.description}) not found: looked for {info.file_name} in "
+        f"{looked}; {_fix_hint(info)}"
+    )
+
+
+def load_state_dict(name: str, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The state dict of model ``name`` read on the CPU from :func:`model_path` (tensors only,
+    ``weights_only=True``). An unreadable file raises :class:`WeightsError` naming it."""
+    import torch
+
+    p = model_path(name, path)
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise WeightsError(
+            f"cannot read weights of model '{name}' from {p} ({type(err).__name__}: {err}); "
+            f"delete the file and {_fix_hint(model_info(name))}"
+        ) from err
+    if not isinstance(state, dict):
+        raise WeightsError(
+            f"weights of model '{name}' in {p} are not a state dict (got {type(state).__name__})"
+        )
+    return state
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (constant memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(name: str, path: str | os.PathLike[str] | None = None) -> bool | None:
+    """Whether the resolved file of ``name`` matches the published sha256 prefix; None when the
+    publisher gives no hash (then nothing can be checked)."""
+    info = model_info(name)
+    if info.sha256_prefix is None or info.bundled_dir is not None:
+        return None
+    return file_sha256(model_path(name, path)).startswith(info.sha256_prefix)
+
+
+def _default_download_dir(info: ModelInfo) -> Path:
+    # Put each file where its own library would look for it too.
+    import torch.hub
+
+    if info.name.startswith("facenet"):
+        return _torch_home() / "checkpoints"
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def download(
+    name: str,
+    dest_dir: str | os.PathLike[str] | None = None,
+    *,
+    force: bool = False,
+    timeout: float = 30.0,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Path:
+    """Fetch the weights of ``name`` into ``dest_dir`` (default: the folder its library searches)
+    and return the file's path. An existing file is kept unless ``force``. The file is written to
+    a temporary name in the same folder and renamed only after the sha256 prefix matched, so an
+    interrupted or corrupt download never leaves a file that looks valid. ``progress(done, total)``
+    is called after every chunk. Raises :class:`WeightsDownloadError` when offline or on a mismatch.
+    """
+    info = model_info(name)
+    if info.url is None:
+        return model_path(name)
+    target_dir = Path(dest_dir).expanduser() if dest_dir is not None else _default_download_dir(info)
+    target = target_dir / info.file_name
+    if target.is_file() and not force:
+        return target
+    target_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{info.file_name}.", suffix=".part", dir=target_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest = _fetch(info, out, timeout, progress)
+        if info.sha256_prefix is not None and not digest.startswith(info.sha256_prefix):
+            raise WeightsDownloadError(
+                f"checksum mismatch for model '{name}' from {info.url}: sha256 {digest[:16]}... does not "
+                f"start with the published {info.sha256_prefix}; nothing was saved, try again"
+            )
+        os.replace(tmp_name, target)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return target
+
+
+def _fetch(
+    info: ModelInfo, out: Any, timeout: float, progress: Callable[[int, int | None], None] | None
+) -> str:
+    assert info.url is not None
+    h = hashlib.sha256()
+    request = urllib.request.Request(info.url, headers={"User-Agent": "alignimate"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length else None
+            done = 0
+            for chunk in iter(lambda: response.read(_CHUNK), b""):
+                out.write(chunk)
+                h.update(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        reason = getattr(err, "reason", err)
+        raise WeightsDownloadError(
+            f"could not download model '{info.name}' from {info.url} ({reason}); if this machine is offline, "
+            f"fetch the file elsewhere and copy it to {_default_download_dir(info)}, or pass --weights PATH"
+        ) from err
+    return h.hexdigest()
