@@ -1,0 +1,134 @@
+"""Where the engine looks: selected fixed-image pixels and the moving image sampled at them.
+
+The solvers compare the images only at a set of fixed-image pixels. On large levels that set is
+the pixel with the strongest gradient in each small block (so every part of the image contributes,
+not just its sharpest edges): with inverse-compositional Gauss-Newton the Jacobian depends on the
+fixed image only, and low-gradient pixels carry little information about the motion, so the sparse
+set costs little accuracy and bounds each iteration's cost whatever the image size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from .images import Level
+
+__all__ = ["FixedSamples", "corner_points", "products", "sample_fixed", "sample_moving"]
+
+
+@dataclass
+class FixedSamples:
+    """Fixed-image samples (``Bf`` is 1 for a shared reference): homogeneous frame coordinates
+    ``coords (Bf, 3, M)`` (rows u, v, 1), ``intensity``, frame-unit gradients ``grad_u``/``grad_v``
+    and ``weight`` (the fixed mask, ``None`` without one), each ``(Bf, M)``, plus the level's
+    ``pixels_per_unit`` and ``corners (4, 3)`` (homogeneous frame coordinates of its corner pixels)."""
+
+    coords: torch.Tensor
+    intensity: torch.Tensor
+    grad_u: torch.Tensor
+    grad_v: torch.Tensor
+    weight: torch.Tensor | None
+    pixels_per_unit: float
+    corners: torch.Tensor
+
+
+def _gradients(image: torch.Tensor, pixels_per_unit: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Central differences ``(B, 1, h, w)`` per frame unit (replicated borders)."""
+    padded = F.pad(image, (1, 1, 1, 1), mode="replicate")
+    half = 0.5 * pixels_per_unit
+    gx = (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) * half
+    gy = (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) * half
+    return gx, gy
+
+
+def _block_maxima(score: torch.Tensor, block: int) -> torch.Tensor:
+    """Flat indices ``(B, M)`` of the highest-scoring pixel of every ``block x block`` block of
+    ``score (B, 1, h, w)`` (incomplete blocks at the bottom/right edge are left out)."""
+    batch, _, h, w = score.shape
+    rows, cols = h // block, w // block
+    tiles = score[:, 0, : rows * block, : cols * block].reshape(batch, rows, block, cols, block)
+    best = tiles.permute(0, 1, 3, 2, 4).reshape(batch, rows, cols, block * block).argmax(dim=-1)
+    y = torch.arange(rows, device=score.device).view(1, rows, 1) * block + best // block
+    x = torch.arange(cols, device=score.device).view(1, 1, cols) * block + best % block
+    return (y * w + x).reshape(batch, -1)
+
+
+def sample_fixed(level: Level, max_pixels: int | None) -> FixedSamples:
+    """Samples of a fixed level: every pixel, or, when the level has more than ``max_pixels``, the
+    pixel with the strongest gradient in each block of ``b x b`` pixels (``b`` the smallest block
+    size that gives at most ``max_pixels``): spread evenly over the image, on its edges."""
+    image = level.image
+    ppu = level.pixels_per_unit
+    gx, gy = _gradients(image, ppu)
+    uv = level.frame_coords().T.unsqueeze(0)  # (1, 2, N)
+    flat = [t.flatten(1) for t in (image, gx, gy)]
+    weight = None if level.mask is None else level.mask.flatten(1)
+    n = flat[0].shape[1]
+    if max_pixels is not None and n > max_pixels:
+        block = math.ceil(math.sqrt(n / max_pixels))
+        energy = gx * gx + gy * gy
+        index = _block_maxima(energy if level.mask is None else energy * level.mask, block)
+        flat = [t.gather(1, index) for t in flat]
+        weight = None if weight is None else weight.gather(1, index)
+        uv = uv.expand(index.shape[0], -1, -1).gather(2, index.unsqueeze(1).expand(-1, 2, -1))
+    coords = torch.cat([uv, torch.ones_like(uv[:, :1])], dim=1)
+    return FixedSamples(coords, flat[0], flat[1], flat[2], weight, ppu, corner_points(level))
+
+
+def corner_points(level: Level) -> torch.Tensor:
+    """Homogeneous frame coordinates ``(4, 3)`` of the level image's corner pixel centres."""
+    h, w = level.size
+    pixel_corners = torch.tensor(
+        [[0.0, 0.0, 1.0], [w - 1.0, 0.0, 1.0], [w - 1.0, h - 1.0, 1.0], [0.0, h - 1.0, 1.0]],
+        dtype=torch.float64,
+    )
+    return (pixel_corners @ level.frame_H_pixel.cpu().T).to(
+        dtype=level.image.dtype, device=level.image.device
+    )
+
+
+def products(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """``left (B, R, M)`` times ``right (Bf, K, M)`` transposed -> ``(B, R, K)``; a shared ``right``
+    (``Bf == 1``) becomes one matrix product for the whole batch."""
+    batch, r, m = left.shape
+    if right.shape[0] == 1:
+        return (left.reshape(batch * r, m) @ right[0].T).view(batch, r, -1)
+    return torch.bmm(left, right.transpose(1, 2))
+
+
+def sample_moving(
+    level: Level, model: torch.Tensor, coords: torch.Tensor, perspective: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Sample the moving ``level`` at ``model @ coords``.
+
+    ``model (B, 3, 3)`` maps fixed-frame to moving-frame points, ``coords (B|1, 3, M)`` are
+    homogeneous fixed-frame points. Returns ``values (B, M)``, ``inside (B, M)`` (bool: the point
+    lies inside the moving image; bilinear with replicated edges) and the sampled moving mask
+    ``(B, M)`` or ``None``. ``perspective=False`` (affine models) skips the division.
+    """
+    batch = model.shape[0]
+    rows = 3 if perspective else 2
+    m = (level.norm_H_frame() @ model)[:, :rows]  # fixed frame -> moving normalised
+    mapped = products(m, coords.transpose(1, 2))  # (B, rows, M)
+    if perspective:
+        z = mapped[:, 2:3]
+        front = z[:, 0] > 1e-6
+        xy = mapped[:, :2] / torch.where(z > 1e-6, z, torch.ones_like(z))
+    else:
+        front, xy = None, mapped
+    source = level.image if level.mask is None else torch.cat([level.image, level.mask], dim=1)
+    source = source.expand(batch, -1, -1, -1)
+    # A transposed view is a valid grid: grid_sample reads it through its strides.
+    grid = xy.transpose(1, 2).unsqueeze(1)  # (B, 1, M, 2)
+    sampled = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)[
+        :, :, 0
+    ]
+    inside = xy.abs().amax(dim=1) <= 1.0
+    if front is not None:
+        inside = inside & front
+    mask = None if level.mask is None else sampled[:, 1]
+    return sampled[:, 0], inside, mask

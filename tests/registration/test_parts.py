@@ -1,0 +1,236 @@
+"""The registration engine's parts: frames, motion models, pyramids, sampling, phase correlation,
+the closed-form point path and the result object."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+from registration_cases import make_case, to_tensor
+
+from alignimate.core.warp import warp_perspective
+from alignimate.registration import RegistrationResult, register_points
+from alignimate.registration.frames import frame_from_pixels, matrix_from_model, model_from_matrix
+from alignimate.registration.images import build_levels, level_count
+from alignimate.registration.init import CanvasView, global_candidates, phase_correlation
+from alignimate.registration.models import MODEL_NAMES, get_model
+from alignimate.registration.sampling import sample_fixed, sample_moving
+
+# --------------------------------------------------------------------------- frames
+
+
+def test_frame_is_centred_and_aspect_preserving() -> None:
+    f = frame_from_pixels((100, 200))
+    corners = torch.tensor([[-0.5, -0.5, 1.0], [199.5, 99.5, 1.0], [99.5, 49.5, 1.0]], dtype=torch.float64)
+    mapped = corners @ f.T
+    assert torch.allclose(mapped[0, :2], torch.tensor([-1.0, -0.5], dtype=torch.float64))
+    assert torch.allclose(mapped[1, :2], torch.tensor([1.0, 0.5], dtype=torch.float64))
+    assert torch.allclose(mapped[2, :2], torch.zeros(2, dtype=torch.float64))
+
+
+def test_matrix_and_model_round_trip() -> None:
+    g = torch.Generator().manual_seed(0)
+    model = torch.eye(3, dtype=torch.float64) + 0.05 * torch.randn(4, 3, 3, generator=g, dtype=torch.float64)
+    model = model / model[:, 2:3, 2:3]
+    matrix = matrix_from_model(model, (120, 90), (64, 80))
+    assert torch.allclose(model_from_matrix(matrix, (120, 90), (64, 80)), model, atol=1e-12)
+
+
+def test_frame_model_is_independent_of_resolution() -> None:
+    """A model found on half-size copies maps the full-size images the same way."""
+    model = torch.tensor([[[0.98, -0.1, 0.05], [0.1, 0.98, -0.02], [0.0, 0.0, 1.0]]], dtype=torch.float64)
+    full = matrix_from_model(model, (200, 300), (100, 150))
+    half = matrix_from_model(model, (100, 150), (50, 75))
+    # Resizing by 1/2 with the pixel-centre convention: x_half = (x + 0.5) / 2 - 0.5.
+    s = torch.tensor([[0.5, 0.0, -0.25], [0.0, 0.5, -0.25], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    assert torch.allclose(s @ full @ torch.linalg.inv(s), half[0], atol=1e-12)
+
+
+# --------------------------------------------------------------------------- models
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_increment_at_zero_is_identity_and_jacobian_matches(name: str) -> None:
+    model = get_model(name)
+    zero = torch.zeros(1, model.num_params, dtype=torch.float64)
+    assert torch.equal(model.increment(zero)[0], torch.eye(3, dtype=torch.float64))
+    u = torch.tensor([0.3, -0.7, 0.9], dtype=torch.float64)
+    v = torch.tensor([-0.2, 0.5, 0.8], dtype=torch.float64)
+    ju, jv = model.jacobian(u, v)
+    points = torch.stack([u, v, torch.ones_like(u)], dim=-1)
+
+    def warp(p: torch.Tensor) -> torch.Tensor:
+        mapped = points @ model.increment(p.unsqueeze(0))[0].T
+        return mapped[:, :2] / mapped[:, 2:]
+
+    numeric = torch.autograd.functional.jacobian(warp, zero[0])  # (3 points, 2, P)
+    assert torch.allclose(numeric[:, 0, :].T, ju, atol=1e-10)
+    assert torch.allclose(numeric[:, 1, :].T, jv, atol=1e-10)
+
+
+def test_unknown_model() -> None:
+    with pytest.raises(ValueError, match="model must be one of"):
+        get_model("perspective")
+
+
+# --------------------------------------------------------------------------- pyramid and sampling
+
+
+def test_level_frames_follow_the_pyramid() -> None:
+    """A linear ramp of x, decimated, equals each level's pixel centres mapped to level 0 (so the
+    frame maps built from the level matrices describe the decimated images)."""
+    for w in (64, 65):
+        ramp = torch.arange(w, dtype=torch.float64).expand(1, 1, 20, w).contiguous()
+        levels = build_levels(ramp, None, 3)
+        for level in levels[1:]:
+            row = level.image[0, 0, level.size[0] // 2]
+            level_0_x = level.frame_coords()[: row.shape[0], 0] * levels[0].pixels_per_unit + (w - 1) / 2
+            # Interior pixels only: the replicated border bends the ramp at the edges.
+            assert torch.allclose(row[4:-4], level_0_x[4:-4].to(row), atol=1e-9)
+
+
+def test_levels_share_the_frame() -> None:
+    levels = build_levels(torch.rand(1, 1, 64, 96), None, 3)
+    assert [lv.size for lv in levels] == [(64, 96), (32, 48), (16, 24)]
+    for level in levels:
+        # The level's corner pixel centres lie half a level pixel inside the frame's image edge.
+        half_w, half_h = level.half_extent
+        assert math.isclose(half_w, 1.0) and math.isclose(half_h, 64 / 96)
+    assert level_count((256, 256)) == 4 and level_count((10, 10)) == 1
+
+
+def test_sample_moving_identity_and_selection() -> None:
+    image = torch.rand(2, 1, 40, 40)
+    levels = build_levels(image, None, 1)
+    # Undo the finest level's light smoothing for the comparison: sample the level image itself.
+    samples = sample_fixed(levels[0], None)
+    values, inside, mask = sample_moving(levels[0], torch.eye(3).expand(2, 3, 3), samples.coords, False)
+    assert mask is None and inside.all()
+    assert torch.allclose(values, samples.intensity, atol=1e-5)
+    sparse = sample_fixed(levels[0], 400)
+    assert sparse.intensity.shape == (2, 400)
+    # The selected pixels are the strongest-gradient pixel of each 2x2 block.
+    energy = sparse.grad_u**2 + sparse.grad_v**2
+    full = samples.grad_u**2 + samples.grad_v**2
+    block_max = F.max_pool2d(full.view(2, 1, 40, 40), 2).flatten(1)
+    assert torch.allclose(energy.sort(dim=1).values, block_max.sort(dim=1).values)
+
+
+# --------------------------------------------------------------------------- initialisation
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(5.0, -3.0), (-12.25, 7.5)])
+def test_phase_correlation_sign_and_subpixel(dx: float, dy: float) -> None:
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(rng.random((64, 64)).astype(np.float32), (0, 0), 2.0)
+    # b(x) = a(x - d): b is a shifted right/down by d, so a(x) = b(x + d).
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    shifted = cv2.warpAffine(base, m, (64, 64), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_WRAP)
+    d = phase_correlation(torch.from_numpy(base)[None], torch.from_numpy(shifted)[None])[0]
+    assert abs(d[0].item() - dx) < 0.2 and abs(d[1].item() - dy) < 0.2
+
+
+def test_global_candidates_find_rotation_scale_and_shift() -> None:
+    rng = np.random.default_rng(1)
+    angle, scale = math.radians(12.0), 1.12
+    m = cv2.getRotationMatrix2D((127.5, 127.5), math.degrees(angle), scale)
+    m = np.vstack([m, [0, 0, 1]])
+    m[0, 2] += 14.0
+    m[1, 2] -= 9.0
+    case = make_case(rng, "astronaut", (256, 256), matrix=m, noise=0.01)
+    moving = build_levels(to_tensor([case.moving]).mean(1, keepdim=True), None, 3)[2]
+    fixed = build_levels(to_tensor([case.fixed]).mean(1, keepdim=True), None, 3)[2]
+    views = [CanvasView(lv.image, lv.norm_H_frame(), lv.half_extent) for lv in (moving, fixed)]
+    candidates = global_candidates(*views, model_rank=2, canvas=64)
+    assert candidates.shape == (1, 3, 3, 3)
+    truth = model_from_matrix(torch.tensor(m)[None], (256, 256), (256, 256)).float()
+    errors = [(c - truth[0]).abs().max().item() for c in candidates[0]]
+    # One candidate is within a few hundredths of a frame unit (a couple of pixels at 256 px).
+    assert min(errors) < 0.04
+    best = candidates[0, int(np.argmin(errors))]
+    # T maps fixed to moving, the inverse of fixed_H_moving: OpenCV's counter-clockwise rotation
+    # [[c, s], [-s, c]] inverts to [[c, -s], [s, c]], i.e. +angle in T's own parameterisation.
+    assert abs(math.atan2(best[1, 0].item(), best[0, 0].item()) - angle) < math.radians(1.5)
+    assert abs(math.hypot(best[0, 0].item(), best[1, 0].item()) - 1 / scale) < 0.02
+
+
+# --------------------------------------------------------------------------- points and result
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_register_points_recovers_exact_transforms(model: str) -> None:
+    g = torch.Generator().manual_seed(3)
+    moving = torch.rand(2, 12, 2, generator=g, dtype=torch.float64) * 100
+    truth = torch.eye(3, dtype=torch.float64).repeat(2, 1, 1)
+    truth[:, :2, 2] = torch.tensor([[5.0, -3.0], [2.0, 7.0]], dtype=torch.float64)
+    if model != "translation":
+        c, s = math.cos(0.2), math.sin(0.2)
+        rot = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+        truth[:, :2, :2] = rot * (1.1 if model != "rigid" else 1.0)
+    if model in ("affine", "homography"):
+        truth[:, 0, 1] += 0.05
+    if model == "homography":
+        truth[:, 2, :2] = torch.tensor([1e-4, -2e-4], dtype=torch.float64)
+    fixed = cv2.perspectiveTransform(moving.numpy().reshape(-1, 1, 2)[:12], truth[0].numpy()).reshape(
+        1, 12, 2
+    )
+    fixed = np.concatenate(
+        [fixed, cv2.perspectiveTransform(moving[1].numpy()[:, None], truth[1].numpy()).reshape(1, 12, 2)]
+    )
+    result = register_points(
+        moving, torch.from_numpy(fixed), model, moving_size=(100, 100), fixed_size=(100, 100)
+    )
+    assert torch.allclose(result.matrix, truth, atol=1e-6)
+    assert (result.loss < 1e-6).all() and result.converged.all()
+    assert (result.iterations == 0).all()
+
+
+def test_register_points_loss_is_weighted_rms() -> None:
+    moving = torch.tensor([[[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]])
+    fixed = moving + torch.tensor([[[1.0, 0.0], [1.0, 0.0], [4.0, 0.0]]])
+    weights = torch.tensor([[1.0, 1.0, 0.0]])
+    result = register_points(moving, fixed, "translation", weights)
+    assert torch.allclose(result.matrix[0, :2, 2], torch.tensor([1.0, 0.0]))
+    assert result.loss[0].item() == pytest.approx(0.0, abs=1e-6)
+    unweighted = register_points(moving, fixed, "translation")
+    residuals = torch.tensor([1.0, 1.0, 2.0])  # mean shift is 2: errors -1, -1, +2
+    assert unweighted.loss[0].item() == pytest.approx(math.sqrt((residuals**2).mean().item()), rel=1e-5)
+
+
+def test_register_points_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        register_points(torch.zeros(1, 4, 3), torch.zeros(1, 4, 2))
+    with pytest.raises(ValueError):
+        register_points(torch.zeros(1, 4, 2), torch.zeros(1, 4, 2), "spline")
+    with pytest.raises(ValueError):
+        register_points(torch.zeros(1, 4, 2), torch.zeros(1, 4, 2), weights=torch.ones(1, 3))
+
+
+def test_result_rescales_for_resized_images() -> None:
+    matrix = torch.tensor([[[0.9, 0.1, 12.0], [-0.1, 0.9, -4.0], [0.0, 0.0, 1.0]]])
+    result = RegistrationResult(
+        matrix, torch.zeros(1), torch.ones(1, dtype=torch.bool), torch.zeros(1), (60, 80), (50, 70)
+    )
+    bigger = result.matrix_for((120, 160), (100, 140))
+    # A point of the small moving image maps like its twice-as-large twin.
+    p = np.array([[[10.0, 20.0]]])
+    small = cv2.perspectiveTransform(p, matrix[0].double().numpy())
+    big = cv2.perspectiveTransform((p + 0.5) * 2 - 0.5, bigger[0].double().numpy())
+    assert np.allclose((small + 0.5) * 2 - 0.5, big, atol=1e-4)
+    images = torch.rand(1, 2, 120, 160)
+    warped = result.warp(images, padding_mode="border")
+    assert warped.shape == (1, 2, 100, 140)
+    assert torch.allclose(warped, warp_perspective(images, bigger, (100, 140), padding_mode="border"))
+
+
+def test_result_without_sizes_needs_dsize() -> None:
+    result = register_points(torch.rand(1, 4, 2), torch.rand(1, 4, 2), "translation")
+    with pytest.raises(ValueError, match="dsize"):
+        result.warp(torch.rand(1, 1, 8, 8))
+    assert result.warp(torch.rand(1, 1, 8, 8), (8, 8)).shape == (1, 1, 8, 8)
+    with pytest.raises(ValueError, match="sizes"):
+        result.matrix_for((8, 8), (8, 8))
