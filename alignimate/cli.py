@@ -2,12 +2,15 @@
 delegates to :mod:`alignimate.pipeline`; no image work happens here.
 
 Exit status (all commands): 0 success, 1 some photos were skipped (the rest were written),
-2 usage error (bad flag, missing folder, bad config).
+2 usage error (bad flag, missing folder, bad config, output folder in the way).
 """
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -19,9 +22,9 @@ app = typer.Typer(
     help=(
         "Align photo series (faces, bodies, whole scenes) onto one reference and turn them into "
         "animations.\n\nExamples:\n\n"
-        "  alignimate faces ~/selfies -o timeline.mp4\n\n"
-        "  alignimate register ~/bump --mode body --out aligned/\n\n"
-        "  alignimate animate aligned/ -o bump.gif --fps 6"
+        "  alignimate register ~/bump --out aligned/\n\n"
+        "  alignimate animate aligned/ -o bump.gif --fps 6\n\n"
+        "  alignimate faces ~/selfies -o timeline.mp4"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -33,6 +36,10 @@ models_app = typer.Typer(
 app.add_typer(models_app, name="models")
 
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE = 0, 1, 2
+
+QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
+JSON = typer.Option(False, "--json", help="Print a JSON summary on stdout (for scripts).")
+CONFIG = typer.Option(None, "--config", help="TOML preset (see configs/ and docs/configuration.md).")
 
 
 def _fail_usage(message: str) -> None:
@@ -50,6 +57,17 @@ def _load(config: Path | None) -> dict:
     return {}
 
 
+def _logger(quiet: bool):
+    return (lambda _msg: None) if quiet else (lambda msg: typer.echo(msg, err=True))
+
+
+def _report(summary: dict[str, Any], as_json: bool, quiet: bool, text: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    elif not quiet:
+        typer.echo(text)
+
+
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"alignimate {__version__}")
@@ -63,74 +81,184 @@ def _main(
     ),
 ) -> None:
     """alignimate: photo series in, steady animation out."""
+    # Over-limit photos are reported as skipped with a reason; Pillow's own warning would be noise.
+    from PIL import Image
+
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 
 def _not_yet(command: str) -> None:
-    _fail_usage(f"'{command}' is not available in this build yet (see README: status).")
+    _fail_usage(f"'{command}' is not available in this version yet (see README: status).")
 
 
 @app.command(
     help=(
-        "Register every photo in DIR onto one reference and write aligned frames, transforms.json "
-        "and report.csv to OUT.\n\nExamples:\n\n"
+        "Register every photo in FOLDER onto one reference and write aligned frames, transforms.json "
+        "and report.csv to OUT. Rerunning with the same OUT resumes (nothing done is redone).\n\n"
+        "Examples:\n\n"
         "  alignimate register photos/ --out aligned/\n\n"
-        "  alignimate register bump/ --out aligned/ --mode body --reference middle\n\n"
-        "  alignimate register scans/ --out aligned/ --model homography --crop none"
+        "  alignimate register scans/ --out aligned/ --model homography --crop none\n\n"
+        "  alignimate register photos/ --out aligned/ --config configs/pixels.toml --json"
     )
 )
 def register(
     folder: Path = typer.Argument(..., help="Folder of photos."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for aligned frames and reports."),
-    mode: str = typer.Option(None, help="pixels | body | faces | keypoints | masks."),
+    mode: str = typer.Option(None, help="pixels (whole image) | body | faces | keypoints | masks."),
     model: str = typer.Option(None, help="translation | rigid | similarity | affine | homography."),
     reference: str = typer.Option(None, help="first | middle | auto | PATH of the reference photo."),
     size: int = typer.Option(None, help="Long side of the working resolution, pixels."),
+    loss: str = typer.Option(None, help="auto | zncc | mse | l1 | charbonnier | ssim."),
     crop: str = typer.Option(None, help="common (area every frame covers) | none."),
     background: str = typer.Option(None, help="black | white | blur | transparent."),
-    sort: str = typer.Option(None, help="date | name."),
+    sort: str = typer.Option(None, help="date (EXIF, then name) | name."),
+    recursive: bool = typer.Option(None, "--recursive/--no-recursive", help="Also read sub-folders."),
     device: str = typer.Option(None, help="auto | cpu | cuda."),
     batch_size: int = typer.Option(None, help="Photos registered together."),
-    config: Path = typer.Option(None, "--config", help="TOML preset (see configs/)."),
+    config: Path = CONFIG,
     overwrite: bool = typer.Option(False, help="Replace an existing output instead of resuming."),
+    quiet: bool = QUIET,
+    as_json: bool = JSON,
 ) -> None:
-    resolve("register", locals(), _load(config))
-    _not_yet("register")
+    from alignimate.pipeline import UsageError, align_folder
+
+    flags = dict(
+        mode=mode,
+        model=model,
+        reference=reference,
+        size=size,
+        loss=loss,
+        crop=crop,
+        background=background,
+        sort=sort,
+        recursive=recursive,
+        device=device,
+        batch_size=batch_size,
+    )
+    settings = resolve("register", flags, _load(config))
+    settings.pop("keypoints")  # body mode only, not wired yet
+    try:
+        result = align_folder(
+            folder,
+            out,
+            overwrite=overwrite,
+            progress=not (quiet or as_json),
+            log=_logger(quiet or as_json),
+            **settings,
+        )
+    except UsageError as err:
+        _fail_usage(str(err))
+    summary = result.summary()
+    _report(
+        summary,
+        as_json,
+        quiet,
+        f"aligned {summary['aligned']} photos, skipped {len(summary['skipped'])}; wrote {out}",
+    )
+    raise typer.Exit(result.exit_code)
 
 
 @app.command(
     help=(
         "Re-apply saved transforms to the same photos or to other versions of them (e.g. full-size "
-        "exports of the proxies that were registered).\n\nExample:\n\n"
-        "  alignimate apply aligned/transforms.json --out full/ --images exports/"
+        "exports of the proxies that were registered).\n\nExamples:\n\n"
+        "  alignimate apply aligned/transforms.json --out full/ --images exports/\n\n"
+        "  alignimate apply aligned/transforms.json --out white/ --background white"
     )
 )
 def apply(
     transforms: Path = typer.Argument(..., help="transforms.json written by register or faces."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    images: Path = typer.Option(None, help="Folder with other versions of the same photos."),
+    images: Path = typer.Option(None, help="Folder with other versions of the same photos (same names)."),
+    background: str = typer.Option(None, help="black | white | blur | transparent (default: as registered)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    overwrite: bool = typer.Option(False, help="Write into a non-empty output folder."),
+    quiet: bool = QUIET,
+    as_json: bool = JSON,
 ) -> None:
-    _not_yet("apply")
+    from alignimate.pipeline import UsageError, apply_transforms
+
+    try:
+        result = apply_transforms(
+            transforms,
+            out,
+            images=images,
+            background=background,
+            device=device,
+            overwrite=overwrite,
+            log=_logger(quiet or as_json),
+        )
+    except UsageError as err:
+        _fail_usage(str(err))
+    summary = result.summary()
+    _report(
+        summary,
+        as_json,
+        quiet,
+        f"wrote {summary['aligned']} frames, skipped {len(summary['skipped'])}; wrote {out}",
+    )
+    raise typer.Exit(result.exit_code)
 
 
 @app.command(
     help=(
-        "Turn a folder of aligned frames into an MP4, WebM or GIF.\n\nExamples:\n\n"
+        "Turn a folder of aligned frames into an MP4, WebM or GIF (order from its transforms.json "
+        "when present, else by name).\n\nExamples:\n\n"
         "  alignimate animate aligned/ -o timeline.mp4 --fps 12 --hold-last 2\n\n"
-        "  alignimate animate aligned/ -o timeline.gif --caption date"
+        "  alignimate animate aligned/ -o timeline.gif --caption date --max-width 480"
     )
 )
 def animate(
-    frames: Path = typer.Argument(..., help="Folder of frames (order from transforms.json when present)."),
+    frames: Path = typer.Argument(..., help="Folder of frames."),
     output: Path = typer.Option(..., "--output", "-o", help="out.mp4, out.webm or out.gif."),
     fps: float = typer.Option(None, help="Frames per second."),
     hold_first: float = typer.Option(None, help="Seconds to hold the first frame."),
     hold_last: float = typer.Option(None, help="Seconds to hold the last frame."),
     crossfade: int = typer.Option(None, help="Blended frames between photos."),
     caption: str = typer.Option(None, help="date | name | index | age:YYYY-MM-DD | none."),
-    config: Path = typer.Option(None, "--config", help="TOML preset (see configs/)."),
+    caption_format: str = typer.Option(None, help="strftime format for date captions, e.g. '%d %b %Y'."),
+    boomerang: bool = typer.Option(None, "--boomerang/--no-boomerang", help="Play forwards then backwards."),
+    quality: float = typer.Option(None, help="0 (smallest) to 100 (best); default 75."),
+    scale: float = typer.Option(None, help="Resize every frame by this factor."),
+    max_width: int = typer.Option(None, help="Downscale so frames are at most this wide."),
+    max_bytes: int = typer.Option(None, help="GIF only: shrink until the file fits this many bytes."),
+    config: Path = CONFIG,
+    quiet: bool = QUIET,
+    as_json: bool = JSON,
 ) -> None:
-    resolve("animate", locals(), _load(config))
-    _not_yet("animate")
+    from alignimate.pipeline import UsageError
+    from alignimate.pipeline import animate as make_animation
+
+    flags = dict(
+        fps=fps,
+        hold_first=hold_first,
+        hold_last=hold_last,
+        crossfade=crossfade,
+        caption=caption,
+        caption_format=caption_format,
+        boomerang=boomerang,
+        quality=quality,
+        scale=scale,
+    )
+    settings = resolve("animate", flags, _load(config))
+    try:
+        info = make_animation(frames, output, max_width=max_width, max_bytes=max_bytes, **settings)
+    except UsageError as err:
+        _fail_usage(str(err))
+    summary = {
+        "output": str(info.path),
+        "frames": info.n_frames,
+        "size": list(info.size_hw),
+        "fps": info.fps,
+        "duration_s": info.duration_s,
+        "bytes": info.n_bytes,
+    }
+    _report(
+        summary,
+        as_json,
+        quiet,
+        f"wrote {info.path}: {info.n_frames} frames, {info.size_hw[1]}x{info.size_hw[0]}, {info.fps:g} fps",
+    )
 
 
 @app.command(
@@ -145,9 +273,9 @@ def faces(
     folder: Path = typer.Argument(..., help="Folder of photos."),
     output: Path = typer.Option(..., "--output", "-o", help="timeline.mp4, .webm or .gif."),
     identity: str = typer.Option(None, help="auto | largest | PATH of a reference photo."),
-    config: Path = typer.Option(None, "--config", help="TOML preset (see configs/)."),
+    config: Path = CONFIG,
 ) -> None:
-    resolve("faces", locals(), _load(config))
+    resolve("faces", {"identity": identity}, _load(config))
     _not_yet("faces")
 
 

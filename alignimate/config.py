@@ -38,7 +38,9 @@ _ANIMATE = {
     "caption": Option(str, "none", "date | name | index | age:YYYY-MM-DD | none"),
     "caption_format": Option(str, "%Y-%m-%d", "strftime format for date captions"),
     "boomerang": Option(bool, False, "play forwards then backwards"),
-    "quality": Option(int, 8, "encoder quality, 0 (worst) to 10 (best)"),
+    "quality": Option(
+        (int, float), 75, "encoder quality, 0 (worst) to 100 (best); 75 is x264's default crf 23"
+    ),
     "scale": Option((int, float), 1.0, "resize factor applied to every frame"),
 }
 

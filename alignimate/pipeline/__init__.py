@@ -1,0 +1,9 @@
+"""The jobs behind the CLI, as plain functions a notebook can call: ``align_folder``,
+``apply_transforms``, ``animate``. They take paths and options and return results; they raise
+:class:`UsageError` for a bad request and never stop for one bad photo."""
+
+from alignimate.pipeline.animate import animate, frame_list
+from alignimate.pipeline.apply import apply_transforms
+from alignimate.pipeline.register_folder import AlignResult, UsageError, align_folder
+
+__all__ = ["AlignResult", "UsageError", "align_folder", "animate", "apply_transforms", "frame_list"]

@@ -1,0 +1,493 @@
+"""``align_folder``: register every photo of a folder onto a reference and write aligned frames.
+
+Steps: discover and order the photos; read small working copies (JPEG draft mode, so a 12 MP photo
+decodes at a fraction of the cost); register them in batches with :func:`alignimate.register`; turn
+each working-resolution matrix into a full-resolution one; choose the crop every frame covers
+(computed from the matrices); warp each full-resolution original once and write it atomically;
+write ``transforms.json`` and ``report.csv``.
+
+A photo that cannot be used (unreadable, did not converge) is skipped with a reason and never stops
+the others. Progress is checkpointed in the output folder, so an interrupted run resumes without
+redoing registrations or frames that are already done.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from alignimate.core import scale_matrix_for_resize
+from alignimate.io import PhotoError, read_image, read_images_parallel, save_image
+from alignimate.pipeline.framing import common_crop
+from alignimate.pipeline.photos import Photo, Skipped, discover_photos
+from alignimate.pipeline.records import (
+    PhotoRecord,
+    RunRecord,
+    read_transforms,
+    write_report,
+    write_transforms,
+)
+from alignimate.pipeline.render import BACKGROUNDS, render_frame, translation
+from alignimate.registration import register
+
+__all__ = ["AlignResult", "UsageError", "align_folder", "pick_device"]
+
+MODES = ("pixels",)
+MODELS = ("translation", "rigid", "similarity", "affine", "homography")
+TRANSFORMS_NAME = "transforms.json"
+REPORT_NAME = "report.csv"
+CHECKPOINT_NAME = ".alignimate-checkpoint.json"
+# Settings that change the result; a resumed run must have the same ones.
+_RESULT_SETTINGS = ("mode", "model", "reference", "size", "loss", "crop", "background", "sort", "recursive")
+
+
+class UsageError(ValueError):
+    """The request itself is wrong (bad option, missing folder, output in the way): exit status 2."""
+
+
+@dataclass
+class AlignResult:
+    """What :func:`align_folder` did: the output folder and the run record (also in transforms.json)."""
+
+    out: Path
+    run: RunRecord
+
+    @property
+    def aligned(self) -> list[PhotoRecord]:
+        return [p for p in self.run.photos if p.usable and p.output]
+
+    @property
+    def skipped(self) -> list[PhotoRecord]:
+        return [p for p in self.run.photos if p.status == "skipped"]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every photo was aligned, 1 when some were skipped."""
+        return 1 if self.skipped else 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "aligned": len(self.aligned),
+            "skipped": [{"name": p.name, "reason": p.reason} for p in self.skipped],
+            "reference": self.run.reference,
+            "output_size": self.run.output_size,
+        }
+
+
+def pick_device(device: str) -> torch.device:
+    """``"auto"`` means CUDA when available, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but no CUDA device is available")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UsageError(f"device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise UsageError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _validate(folder: Path, settings: dict[str, Any]) -> None:
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: not a folder")
+    if settings["mode"] in ("body", "faces", "keypoints", "masks"):
+        raise UsageError(f"--mode {settings['mode']} is not available in this version yet; use --mode pixels")
+    _check_choice("mode", settings["mode"], MODES)
+    _check_choice("model", settings["model"], MODELS)
+    _check_choice("crop", settings["crop"], ("common", "none"))
+    _check_choice("background", settings["background"], BACKGROUNDS)
+    if settings["size"] < 32:
+        raise UsageError(f"size must be at least 32 pixels, got {settings['size']}")
+
+
+def _is_ours(path: Path, previous: RunRecord | None) -> bool:
+    names = {TRANSFORMS_NAME, REPORT_NAME, CHECKPOINT_NAME}
+    if previous is not None:
+        names |= {p.output for p in previous.photos if p.output}
+    return path.name in names
+
+
+def _load_previous(out: Path) -> RunRecord | None:
+    for name in (CHECKPOINT_NAME, TRANSFORMS_NAME):
+        path = out / name
+        if path.exists():
+            try:
+                return read_transforms(path)
+            except ValueError:
+                return None
+    return None
+
+
+def _prepare_output(out: Path, overwrite: bool) -> RunRecord | None:
+    """Create ``out`` or decide how to reuse it; returns the previous run to resume from, if any."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder")
+    if not out.exists():
+        out.mkdir(parents=True)
+        return None
+    previous = _load_previous(out)
+    if overwrite:
+        for path in out.iterdir():
+            if path.is_file() and _is_ours(path, previous):
+                path.unlink()
+        return None
+    foreign = [p for p in out.iterdir() if not _is_ours(p, previous) and not p.name.startswith(".")]
+    if previous is None and foreign:
+        raise UsageError(
+            f"{out}: output folder is not empty and holds no alignimate run; "
+            "choose another folder or pass --overwrite"
+        )
+    return previous
+
+
+def _pick_reference(photos: list[Photo], reference: str, folder: Path) -> Photo:
+    if reference == "first":
+        return photos[0]
+    if reference in ("middle", "auto"):
+        # "auto" is the middle photo in order: over a timeline it is closest to every other photo.
+        return photos[len(photos) // 2]
+    wanted = Path(reference)
+    candidates = [wanted, folder / wanted]
+    for photo in photos:
+        if any(c.exists() and os.path.samefile(c, photo.path) for c in candidates) or photo.name == reference:
+            return photo
+    raise UsageError(f"reference photo {reference!r} is not one of the usable photos in {folder}")
+
+
+def _stat_key(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _frame_name(photo: Photo, taken: set[str], background: str) -> str:
+    suffix = ".png" if background == "transparent" else ".jpg"
+    stem = Path(photo.name).with_suffix("").as_posix().replace("/", "__")
+    name = f"{stem}{suffix}"
+    counter = 1
+    while name in taken or name in (TRANSFORMS_NAME, REPORT_NAME):
+        name = f"{stem}-{counter}{suffix}"
+        counter += 1
+    taken.add(name)
+    return name
+
+
+def _as_tensor(images: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    batch = torch.from_numpy(np.stack(images)).to(device)
+    return batch.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+
+
+def _full_resolution_matrix(
+    fixed_H_moving: np.ndarray,
+    moving_work: tuple[int, int],
+    moving_full: tuple[int, int],
+    fixed_work: tuple[int, int],
+    fixed_full: tuple[int, int],
+) -> np.ndarray:
+    """Turn a working-resolution ``fixed_H_moving`` into ``canvas_H_photo`` between full-size images."""
+    work_H_full = scale_matrix_for_resize(moving_full, moving_work, dtype=torch.float64)[0].numpy()
+    full_H_work = scale_matrix_for_resize(fixed_work, fixed_full, dtype=torch.float64)[0].numpy()
+    return full_H_work @ fixed_H_moving @ work_H_full
+
+
+def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _Run:
+    """State of one ``align_folder`` call; methods are the steps, in order."""
+
+    def __init__(
+        self,
+        folder: Path,
+        out: Path,
+        settings: dict[str, Any],
+        device: torch.device,
+        batch_size: int,
+        progress: bool,
+        log: Callable[[str], None],
+    ) -> None:
+        self.folder, self.out, self.settings = folder, out, settings
+        self.device, self.batch_size, self.progress, self.log = device, batch_size, progress, log
+        self.records: dict[str, PhotoRecord] = {}
+        self.order: list[str] = []
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def run_record(
+        self,
+        reference: Photo | None,
+        crop: dict[str, int] | None = None,
+        output_size: list[int] | None = None,
+    ) -> RunRecord:
+        return RunRecord(
+            command="register",
+            input=str(self.folder.resolve()),
+            settings={k: self.settings[k] for k in _RESULT_SETTINGS},
+            reference=reference.name if reference else None,
+            canvas=list(reference.size_hw) if reference else None,
+            crop=crop,
+            output_size=output_size,
+            photos=[self.records[n] for n in self.order],
+        )
+
+    def checkpoint(
+        self, reference: Photo, crop: dict[str, int] | None = None, output_size: list[int] | None = None
+    ) -> None:
+        write_transforms(self.out / CHECKPOINT_NAME, self.run_record(reference, crop, output_size))
+
+    def skip(self, name: str, reason: str) -> None:
+        record = self.records[name]
+        record.status, record.reason, record.matrix, record.output = "skipped", reason, None, None
+        self.log(f"skipped {name}: {reason}")
+
+    def bar(self, iterable: Any, total: int, desc: str) -> Any:
+        return tqdm(iterable, total=total, desc=desc, unit="photo", disable=not self.progress, leave=False)
+
+    # -- steps -----------------------------------------------------------------------------------
+    def add_photos(self, photos: list[Photo], skipped: list[Skipped], previous: RunRecord | None) -> None:
+        reusable = previous.by_name() if previous is not None and self._same_settings(previous) else {}
+        for photo in photos:
+            old = reusable.get(photo.name)
+            stat = _stat_key(photo.path)
+            # Reuse what an earlier run decided for an unchanged file: its matrix, or that it did not
+            # converge (registration is deterministic, so trying again would give the same answer).
+            decided = old is not None and (old.usable or old.converged is False)
+            if decided and old.extra.get("stat") == stat and old.size == list(photo.size_hw):
+                record = old
+            else:
+                record = PhotoRecord(
+                    name=photo.name,
+                    source=str(photo.path.resolve()),
+                    status="pending",
+                    size=list(photo.size_hw),
+                    datetime=photo.datetime.isoformat() if photo.datetime else None,
+                    extra={"stat": stat},
+                )
+            self.records[photo.name] = record
+            self.order.append(photo.name)
+        for item in skipped:
+            self.records[item.name] = PhotoRecord(
+                name=item.name, source=str(item.path), status="skipped", reason=item.reason
+            )
+            self.order.append(item.name)
+            self.log(f"skipped {item.name}: {item.reason}")
+
+    def forget_registrations(self) -> None:
+        """The reference changed: every earlier matrix refers to another canvas."""
+        for record in self.records.values():
+            if record.status in ("aligned", "reference"):
+                record.status, record.matrix, record.output = "pending", None, None
+
+    def _same_settings(self, previous: RunRecord) -> bool:
+        return all(previous.settings.get(k) == self.settings[k] for k in _RESULT_SETTINGS)
+
+    def read_reference(self, photos: list[Photo], reference: Photo) -> tuple[Photo, np.ndarray]:
+        """The reference's working copy; an unreadable automatic reference falls back to the next photo."""
+        candidates = [reference] + [p for p in photos if p is not reference]
+        explicit = self.settings["reference"] not in ("first", "middle", "auto")
+        for photo in candidates:
+            try:
+                return photo, read_image(photo.path, max_side=self.settings["size"])
+            except PhotoError as err:
+                if explicit:
+                    raise UsageError(f"reference photo {err.path}: {err.reason}") from None
+                self.skip(photo.name, err.reason)
+        raise UsageError(f"no readable photo in {self.folder}")
+
+    def register_all(self, photos: list[Photo], reference: Photo, fixed_image: np.ndarray) -> None:
+        ref_record = self.records[reference.name]
+        ref_record.status, ref_record.reason, ref_record.matrix = "reference", "", np.eye(3).tolist()
+        ref_record.loss, ref_record.converged, ref_record.iterations = 0.0, True, 0
+        todo = [p for p in photos if self.records[p.name].status == "pending"]
+        if not todo:
+            return
+        fixed = _as_tensor([fixed_image], self.device)
+        fixed_work = tuple(fixed_image.shape[:2])
+        reads = read_images_parallel([p.path for p in todo], max_side=self.settings["size"])
+        by_path = {p.path: p for p in todo}
+        groups: dict[tuple[int, int], list[tuple[Photo, np.ndarray]]] = {}
+        for path, result in self.bar(reads, len(todo), "reading"):
+            photo = by_path[Path(path)]
+            if isinstance(result, PhotoError):
+                self.skip(photo.name, result.reason)
+            else:
+                groups.setdefault(tuple(result.shape[:2]), []).append((photo, result))
+        done = 0
+        with tqdm(
+            total=sum(len(g) for g in groups.values()),
+            desc="registering",
+            unit="photo",
+            disable=not self.progress,
+            leave=False,
+        ) as bar:
+            for work_size, members in groups.items():
+                for chunk in _batches(members, self.batch_size):
+                    self._register_chunk(chunk, work_size, fixed, fixed_work, reference)
+                    done += len(chunk)
+                    bar.update(len(chunk))
+                    self.checkpoint(reference)
+
+    def _register_chunk(
+        self,
+        chunk: list[tuple[Photo, np.ndarray]],
+        work_size: tuple[int, int],
+        fixed: torch.Tensor,
+        fixed_work: tuple[int, int],
+        reference: Photo,
+    ) -> None:
+        moving = _as_tensor([image for _, image in chunk], self.device)
+        result = register(
+            moving, fixed, self.settings["model"], loss=self.settings["loss"], device=self.device
+        )
+        matrices = result.matrix.double().cpu().numpy()
+        for i, (photo, _) in enumerate(chunk):
+            record = self.records[photo.name]
+            record.loss = float(result.loss[i])
+            record.converged = bool(result.converged[i])
+            record.iterations = int(result.iterations[i])
+            if not record.converged:
+                self.skip(
+                    photo.name,
+                    f"registration did not converge ({self.settings['loss']} loss {record.loss:.3f})",
+                )
+                continue
+            record.status, record.reason = "aligned", ""
+            record.matrix = _full_resolution_matrix(
+                matrices[i], work_size, photo.size_hw, fixed_work, reference.size_hw
+            ).tolist()
+
+    def choose_crop(self, reference: Photo) -> tuple[dict[str, int] | None, list[int]]:
+        canvas = reference.size_hw
+        usable = [self.records[n] for n in self.order if self.records[n].usable]
+        if self.settings["crop"] == "none":
+            return None, list(canvas)
+        matrices = torch.tensor([r.matrix for r in usable], dtype=torch.float64)
+        box = common_crop(matrices, [tuple(r.size) for r in usable], canvas)
+        if box is None:
+            self.log("warning: the aligned photos share no common area; writing uncropped frames")
+            return None, list(canvas)
+        return {"top": box.top, "left": box.left, "height": box.height, "width": box.width}, [
+            box.height,
+            box.width,
+        ]
+
+    def render_all(self, reference: Photo, crop: dict[str, int] | None, output_size: list[int]) -> None:
+        offset = translation(-crop["left"], -crop["top"]) if crop else np.eye(3)
+        taken: set[str] = set()
+        usable = [self.records[n] for n in self.order if self.records[n].usable]
+        for record in usable:
+            # Keep names already written by an earlier (interrupted) run of the same settings.
+            if record.output:
+                taken.add(record.output)
+        for record in self.bar(usable, len(usable), "writing frames"):
+            frame_H_photo = offset @ np.asarray(record.matrix)
+            signature = {"matrix": np.round(frame_H_photo, 9).tolist(), "size": output_size}
+            target = self.out / record.output if record.output else None
+            if target is not None and target.exists() and record.extra.get("frame") == signature:
+                continue  # written by an earlier run with exactly this warp
+            photo = Photo(Path(record.source), record.name, tuple(record.size), None)
+            if record.output is None:
+                record.output = _frame_name(photo, taken, self.settings["background"])
+            try:
+                image = read_image(photo.path)
+            except PhotoError as err:
+                self.skip(record.name, err.reason)
+                continue
+            frame = render_frame(
+                image,
+                frame_H_photo,
+                tuple(output_size),
+                background=self.settings["background"],
+                device=self.device,
+            )
+            save_image(self.out / record.output, frame)
+            record.extra["frame"] = signature
+            self.checkpoint(reference, crop, output_size)
+
+    def finish(self, reference: Photo, crop: dict[str, int] | None, output_size: list[int]) -> RunRecord:
+        run = self.run_record(reference, crop, output_size)
+        write_transforms(self.out / TRANSFORMS_NAME, run)
+        write_report(self.out / REPORT_NAME, run)
+        (self.out / CHECKPOINT_NAME).unlink(missing_ok=True)
+        return run
+
+
+def align_folder(
+    folder: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    mode: str = "pixels",
+    model: str = "similarity",
+    reference: str = "first",
+    size: int = 512,
+    loss: str = "auto",
+    crop: str = "common",
+    background: str = "black",
+    sort: str = "date",
+    recursive: bool = False,
+    device: str = "auto",
+    batch_size: int = 16,
+    overwrite: bool = False,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> AlignResult:
+    """Align every photo in ``folder`` onto a reference photo and write frames to ``out``.
+
+    Returns an :class:`AlignResult`; ``result.exit_code`` is 0 when all photos were aligned and 1
+    when some were skipped (each with a reason in ``report.csv``). Raises :class:`UsageError` for
+    a bad request (missing folder, bad option, output folder in the way). Inputs are only read.
+
+    Example::
+
+        from alignimate import align_folder
+        result = align_folder("photos/", "aligned/")
+        print(result.summary())
+    """
+    folder, out = Path(folder), Path(out)
+    settings = {
+        "mode": mode,
+        "model": model,
+        "reference": reference,
+        "size": int(size),
+        "loss": "zncc" if loss == "auto" else loss,
+        "crop": crop,
+        "background": background,
+        "sort": sort,
+        "recursive": bool(recursive),
+    }
+    _validate(folder, settings)
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+    torch_device = pick_device(device)
+    photos, skipped = discover_photos(folder, recursive=recursive, sort=sort, exclude=out)
+    if not photos and not skipped:
+        raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, ...)")
+    wanted = _pick_reference(photos, reference, folder) if photos else None
+    previous = _prepare_output(out, overwrite)
+    if previous is not None and (wanted is None or previous.reference != wanted.name):
+        previous = None  # matrices of another reference cannot be reused
+    run = _Run(folder, out, settings, torch_device, batch_size, progress, log or (lambda _msg: None))
+    run.add_photos(photos, skipped, previous)
+    if wanted is None:
+        record = run.run_record(None)
+        write_transforms(out / TRANSFORMS_NAME, record)
+        write_report(out / REPORT_NAME, record)
+        return AlignResult(out, record)
+    reference_photo, fixed_image = run.read_reference(photos, wanted)
+    if reference_photo is not wanted:
+        run.forget_registrations()
+    run.register_all(photos, reference_photo, fixed_image)
+    crop_box, output_size = run.choose_crop(reference_photo)
+    run.render_all(reference_photo, crop_box, output_size)
+    return AlignResult(out, run.finish(reference_photo, crop_box, output_size))
