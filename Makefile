@@ -14,7 +14,6 @@ PYTEST_ARGS ?=
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 
 # Reinstall only when the packaging inputs change.
 $(STAMP_RUN): pyproject.toml constraints.txt | $(PY)
@@ -26,7 +25,7 @@ $(STAMP_DEV): pyproject.toml constraints.txt | $(PY)
 	touch $(STAMP_RUN) $@
 
 demo: $(STAMP_RUN)
-	$(VENV)/bin/alignimate register sample_data/scenes --out $(DEMO_OUT)/scenes --overwrite
+	$(VENV)/bin/alignimate register sample_data/scenes --out $(DEMO_OUT)/scenes --model homography --overwrite
 	$(VENV)/bin/alignimate animate $(DEMO_OUT)/scenes -o $(DEMO_OUT)/scenes.gif --fps 4
 	@echo "demo written to $(DEMO_OUT)/"
 
