@@ -276,24 +276,95 @@ def faces(
     config: Path = CONFIG,
 ) -> None:
     resolve("faces", {"identity": identity}, _load(config))
-    _not_yet("faces")
+    _not_yet("faces")  # wired when the face timeline lands
 
 
-@models_app.command("list", help="List the models alignimate can use, with size and where they are.")
-def models_list() -> None:
-    _not_yet("models list")
+def _weights():
+    from alignimate.detect import weights
+
+    return weights
 
 
-@models_app.command("path", help="Print where a model's weights are looked for.")
+def _model_or_usage(name: str):
+    try:
+        return _weights().model_info(name)
+    except ValueError as err:
+        _fail_usage(str(err))
+
+
+@models_app.command(
+    "list",
+    help="List the models alignimate can use, their size and whether their weights are on this machine.",
+)
+def models_list(as_json: bool = JSON) -> None:
+    weights = _weights()
+    rows = []
+    for info in weights.list_models():
+        found = weights.find_model(info.name)
+        rows.append(
+            {
+                "name": info.name,
+                "description": info.description,
+                "size_mb": info.size_mb,
+                "present": found is not None,
+                "path": str(found) if found else None,
+                "url": info.url,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        size = (
+            f"{row['size_mb']:.0f} MB" if row["size_mb"] else "bundled" if row["url"] is None else "size n/a"
+        )
+        where = row["path"] if row["present"] else "missing: alignimate models download " + row["name"]
+        typer.echo(f"{row['name']:<18} {size:>9}  {row['description']}\n{'':<18} {where}")
+    typer.echo("searched: " + ", ".join(str(d) for d in weights.search_dirs()))
+
+
+@models_app.command(
+    "path", help="Print the weight file alignimate would load for a model (exit 1 if missing)."
+)
 def models_path(name: str = typer.Argument(..., help="Model name (see `alignimate models list`).")) -> None:
-    _not_yet("models path")
+    weights = _weights()
+    _model_or_usage(name)
+    try:
+        typer.echo(str(weights.model_path(name)))
+    except weights.WeightsNotFound as err:
+        typer.echo(f"alignimate: {err}", err=True)
+        raise typer.Exit(EXIT_SKIPPED) from None
 
 
-@models_app.command("download", help="Download a model's weights (needs internet).")
+@models_app.command(
+    "download",
+    help=(
+        "Download a model's weights into the torch hub cache (needs internet), check the published "
+        "checksum, and print the file's path and sha256.\n\n"
+        "Example:\n\n  alignimate models download keypointrcnn"
+    ),
+)
 def models_download(
     name: str = typer.Argument(..., help="Model name (see `alignimate models list`)."),
+    force: bool = typer.Option(False, help="Download again even if the file exists."),
+    quiet: bool = QUIET,
 ) -> None:
-    _not_yet("models download")
+    from tqdm import tqdm
+
+    weights = _weights()
+    _model_or_usage(name)
+    with tqdm(unit="B", unit_scale=True, desc=name, disable=quiet) as bar:
+
+        def progress(done: int, total: int | None) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            path = weights.download(name, force=force, progress=progress)
+        except weights.WeightsError as err:
+            typer.echo(f"alignimate: {err}", err=True)
+            raise typer.Exit(EXIT_SKIPPED) from None
+    typer.echo(f"{path}\nsha256 {weights.file_sha256(path)}")
 
 
 def main() -> None:
