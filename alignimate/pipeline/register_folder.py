@@ -44,6 +44,7 @@ MODELS = ("translation", "rigid", "similarity", "affine", "homography")
 TRANSFORMS_NAME = "transforms.json"
 REPORT_NAME = "report.csv"
 CHECKPOINT_NAME = ".alignimate-checkpoint.json"
+MAX_ZNCC_LOSS = 0.25
 # Settings that change the result; a resumed run must have the same ones.
 _RESULT_SETTINGS = ("mode", "model", "reference", "size", "loss", "crop", "background", "sort", "recursive")
 
@@ -198,6 +199,23 @@ def _full_resolution_matrix(
     work_H_full = scale_matrix_for_resize(moving_full, moving_work, dtype=torch.float64)[0].numpy()
     full_H_work = scale_matrix_for_resize(fixed_work, fixed_full, dtype=torch.float64)[0].numpy()
     return full_H_work @ fixed_H_moving @ work_H_full
+
+
+def registration_verdict(loss_name: str, converged: bool, loss: float) -> str | None:
+    """``None`` for a clean result, a reason starting with "kept" for a usable one worth a note,
+    any other reason for a photo to skip.
+
+    With ``zncc`` (1 - correlation, the default for photos) the loss itself says whether the
+    alignment is right: correct pairs score about 0.01, wrong ones (a mirror-image match, noise,
+    no overlap) 0.6 to 1. So a pair is kept when its loss is at most :data:`MAX_ZNCC_LOSS`, even if
+    it ran out of iterations just short of the tolerance (common when the model cannot fit the
+    photo exactly, e.g. a similarity on a tilted shot), and skipped above it even if it converged.
+    Other losses have no such absolute scale; there a pair must converge."""
+    if loss_name == "zncc":
+        if loss > MAX_ZNCC_LOSS:
+            return f"registration looks wrong (zncc loss {loss:.3f} > {MAX_ZNCC_LOSS})"
+        return None if converged else f"kept: not fully converged (zncc loss {loss:.3f})"
+    return None if converged else f"registration did not converge ({loss_name} loss {loss:.3g})"
 
 
 def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -356,13 +374,11 @@ class _Run:
             record.loss = float(result.loss[i])
             record.converged = bool(result.converged[i])
             record.iterations = int(result.iterations[i])
-            if not record.converged:
-                self.skip(
-                    photo.name,
-                    f"registration did not converge ({self.settings['loss']} loss {record.loss:.3f})",
-                )
+            verdict = registration_verdict(self.settings["loss"], record.converged, record.loss)
+            if verdict is not None and not verdict.startswith("kept"):
+                self.skip(photo.name, verdict)
                 continue
-            record.status, record.reason = "aligned", ""
+            record.status, record.reason = "aligned", verdict or ""
             record.matrix = _full_resolution_matrix(
                 matrices[i], work_size, photo.size_hw, fixed_work, reference.size_hw
             ).tolist()

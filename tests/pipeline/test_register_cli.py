@@ -233,3 +233,35 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path: Path, monkeypatch
     # A plain rerun of a finished run redoes nothing either.
     again = register_folder.align_folder(folder, out, model="homography")
     assert registered == [] and len(again.aligned) == 5
+
+
+@pytest.mark.parametrize(
+    ("loss_name", "converged", "loss", "expected"),
+    [
+        ("zncc", True, 0.004, None),
+        ("zncc", False, 0.03, "kept: not fully converged"),
+        ("zncc", True, 0.65, "registration looks wrong"),
+        ("zncc", False, 1.0, "registration looks wrong"),
+        ("mse", False, 0.001, "registration did not converge"),
+        ("mse", True, 0.5, None),
+    ],
+)
+def test_registration_verdict(loss_name: str, converged: bool, loss: float, expected: str | None) -> None:
+    verdict = register_folder.registration_verdict(loss_name, converged, loss)
+    if expected is None:
+        assert verdict is None
+    else:
+        assert verdict.startswith(expected)
+
+
+def test_similarity_on_tilted_shots_keeps_them_with_a_note(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("scene_00.jpg", "scene_03.jpg", "scene_06.jpg"):  # 03 and 06 have perspective
+        shutil.copy(SCENES / name, folder / name)
+    result = register_folder.align_folder(folder, tmp_path / "out", model="similarity")
+    assert result.exit_code == 0
+    notes = {p.name: p.reason for p in result.run.photos}
+    assert notes["scene_00.jpg"] == ""
+    for name in ("scene_03.jpg", "scene_06.jpg"):
+        assert notes[name] == "" or notes[name].startswith("kept"), notes[name]
