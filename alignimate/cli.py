@@ -87,10 +87,6 @@ def _main(
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 
-def _not_yet(command: str) -> None:
-    _fail_usage(f"'{command}' is not available in this version yet (see README: status).")
-
-
 @app.command(
     help=(
         "Register every photo in FOLDER onto one reference and write aligned frames, transforms.json "
@@ -264,7 +260,9 @@ def animate(
 @app.command(
     help=(
         "Make a face timeline: find the person who appears in most photos, drop profile shots, hold "
-        "the face on fixed eye positions and animate.\n\nExamples:\n\n"
+        "the face on fixed eye positions and animate. The aligned frames, transforms.json, report.csv "
+        "and contact_sheet.jpg go to <output stem>_frames/ (or --out-dir); rerunning resumes and only "
+        "processes new photos.\n\nExamples:\n\n"
         "  alignimate faces selfies/ -o timeline.mp4\n\n"
         "  alignimate faces selfies/ -o timeline.gif --every week --caption age:2020-03-01"
     )
@@ -272,11 +270,96 @@ def animate(
 def faces(
     folder: Path = typer.Argument(..., help="Folder of photos."),
     output: Path = typer.Option(..., "--output", "-o", help="timeline.mp4, .webm or .gif."),
-    identity: str = typer.Option(None, help="auto | largest | PATH of a reference photo."),
+    out_dir: Path = typer.Option(
+        None, "--out-dir", help="Folder for the aligned frames and reports (default: <output stem>_frames/)."
+    ),
+    identity: str = typer.Option(None, help="auto | largest | PATH of a reference photo of the person."),
+    max_yaw: float = typer.Option(None, help="Largest accepted yaw asymmetry, 0 (frontal) to 1 (profile)."),
+    max_roll: float = typer.Option(None, help="Largest accepted head roll, degrees."),
+    template: str = typer.Option(None, help="eyes | arcface | ffhq: where the face goes on the canvas."),
+    output_size: int = typer.Option(None, help="Side of the square frames, pixels."),
+    refine: str = typer.Option(None, help="none | heatmaps: gradient-descent refinement of the fit."),
+    sort: str = typer.Option(None, help="date (EXIF, then name) | name."),
+    every: str = typer.Option(None, help="all | day | week | month: at most one photo per period."),
+    dedupe: bool = typer.Option(None, "--dedupe/--no-dedupe", help="Drop near-duplicate consecutive photos."),
+    smooth: float = typer.Option(None, help="Temporal smoothing of the transforms, sigma in frames; 0: off."),
+    detect_size: int = typer.Option(None, help="Long side of the face detector's working copy, pixels."),
+    device: str = typer.Option(None, help="auto | cpu | cuda."),
+    fps: float = typer.Option(None, help="Frames per second (default 8)."),
+    hold_first: float = typer.Option(None, help="Seconds to hold the first frame (default 0.5)."),
+    hold_last: float = typer.Option(None, help="Seconds to hold the last frame (default 1.5)."),
+    crossfade: int = typer.Option(None, help="Blended frames between photos."),
+    caption: str = typer.Option(None, help="date | name | index | age:YYYY-MM-DD | none (default date)."),
+    caption_format: str = typer.Option(None, help="strftime format for date captions, e.g. '%d %b %Y'."),
+    boomerang: bool = typer.Option(None, "--boomerang/--no-boomerang", help="Play forwards then backwards."),
+    quality: float = typer.Option(None, help="0 (smallest) to 100 (best); default 75."),
+    scale: float = typer.Option(None, help="Resize every animation frame by this factor."),
+    max_width: int = typer.Option(None, help="Downscale the animation so it is at most this wide."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the detection cache."),
     config: Path = CONFIG,
+    overwrite: bool = typer.Option(False, help="Replace an existing frames folder instead of resuming."),
+    quiet: bool = QUIET,
+    as_json: bool = JSON,
 ) -> None:
-    resolve("faces", {"identity": identity}, _load(config))
-    _not_yet("faces")  # wired when the face timeline lands
+    from alignimate.pipeline import UsageError
+    from alignimate.pipeline.faces import make_face_timeline
+
+    presets = _load(config)
+    flags = dict(
+        identity=identity,
+        max_yaw=max_yaw,
+        max_roll=max_roll,
+        template=template,
+        output_size=output_size,
+        refine=refine,
+        every=every,
+        dedupe=dedupe,
+        smooth=smooth,
+        detect_size=detect_size,
+        sort=sort,
+        device=device,
+    )
+    settings = resolve("faces", flags, presets)
+    # Animation options: flag, then the [animate] preset, then make_face_timeline's own defaults
+    # (8 fps, holds, date captions), which differ from `animate`'s.
+    animation = dict(
+        fps=fps,
+        hold_first=hold_first,
+        hold_last=hold_last,
+        crossfade=crossfade,
+        caption=caption,
+        caption_format=caption_format,
+        boomerang=boomerang,
+        quality=quality,
+        scale=scale,
+    )
+    from_file = presets.get("animate", {})
+    animation = {k: v if v is not None else from_file.get(k) for k, v in animation.items()}
+    animation = {k: v for k, v in animation.items() if v is not None}
+    try:
+        result = make_face_timeline(
+            folder,
+            output,
+            out_dir=out_dir,
+            max_width=max_width,
+            use_cache=not no_cache,
+            overwrite=overwrite,
+            progress=not (quiet or as_json),
+            log=_logger(quiet or as_json),
+            **settings,
+            **animation,
+        )
+    except UsageError as err:
+        _fail_usage(str(err))
+    summary = result.summary()
+    _report(
+        summary,
+        as_json,
+        quiet,
+        f"kept {summary['aligned']} photos, left out {len(summary['skipped'])}; wrote "
+        f"{summary['output'] or 'no animation'} (frames, report and contact sheet in {summary['out']})",
+    )
+    raise typer.Exit(result.exit_code)
 
 
 def _weights():

@@ -1,0 +1,1171 @@
+"""``make_face_timeline``: a folder of photos of one person to a steady face timeline (``alignimate faces``).
+
+Steps, each of which drops a photo with a reason instead of stopping the run:
+
+1. discover and order the photos (EXIF date, then name; or name only);
+2. detect every face with its 5 landmarks (MTCNN on a ``detect_size`` working copy), and embed each
+   face for the identity test; both are cached per photo by content hash
+   (:class:`~alignimate.detect.cache.DetectionCache`), so a rerun only looks at new or changed photos;
+3. choose the person's face in each photo (:func:`~alignimate.detect.identity.select_identity`):
+   ``auto`` (the person in most photos), ``largest``, or the largest face of a reference photo;
+4. drop faces that are not frontal (:func:`~alignimate.detect.frontal.check_frontal`; the measured
+   values go into the record's ``extra["frontal"]``);
+5. ``every``: keep one photo per day, ISO week or month, the most frontal one (smallest yaw
+   asymmetry). Photos without a capture date have no period and are all kept;
+6. closed-form similarity (weighted Umeyama, :func:`~alignimate.core.fit.estimate_similarity`) from
+   the 5 landmarks to the template points on the ``output_size`` square canvas;
+7. ``dedupe``: drop a photo whose aligned face looks like the last kept one (see
+   :data:`DEDUPE_THRESHOLD`);
+8. ``refine="heatmaps"``: Gaussian heatmaps of each photo's landmarks registered by
+   :func:`~alignimate.registration.register` (similarity, MSE, batched), starting from the
+   closed-form matrix, onto the heatmaps of the series' reference face: the per-point median of the
+   closed-form aligned landmarks, i.e. the template as this person's face fills it (onto the bare
+   template the overlap objective is pulled away from the least-squares fit by the subject's own
+   proportions). A refinement that does not converge, or fits worse, is not used;
+9. ``smooth``: temporal Gaussian smoothing of the similarities (:func:`smooth_similarities`);
+10. warp each original onto the canvas (black background), write the frames atomically, then
+    ``transforms.json``, ``report.csv``, ``contact_sheet.jpg`` and the animation.
+
+Templates (points in MTCNN order: left eye, right eye, nose, left and right mouth corner, "left" being
+the viewer's left; canvas ``S x S``; fractions of ``S`` are measured from the canvas *edge*, so a
+point at fraction ``f`` is the pixel coordinate ``f * S - 0.5``, docs/conventions.md):
+
+- ``"arcface"``: the ArcFace/InsightFace 112 x 112 template
+  (:data:`~alignimate.detect.identity.ARCFACE_TEMPLATE_112`) scaled to ``S`` edge to edge. A tight
+  crop: the eyes are 0.31 S apart and the face fills the canvas.
+- ``"eyes"`` (default): the timelapse convention of fixed eye targets, left eye at (0.35 S, 0.40 S)
+  and right eye at (0.65 S, 0.40 S); nose and mouth corners are placed with the ArcFace proportions
+  (the ArcFace template moved by the similarity that takes its eyes onto the targets), so the fit
+  uses all 5 points. Eyes 0.30 S apart, mouth at about 0.75 S: head and some hair in the frame.
+- ``"ffhq"``: FFHQ-like framing. The FFHQ quad construction (NVlabs ffhq-dataset) applied to the
+  ArcFace template as an average face: ``x = eye_to_eye - R90(eye_to_mouth)``, scaled to
+  ``max(2.0 |eye_to_eye|, 1.8 |eye_to_mouth|)``, ``y = R90(x)``, centre ``eye_avg + 0.1
+  eye_to_mouth``; the quad ``c -+ x -+ y`` becomes the canvas. For the average face the eye-to-mouth
+  term wins, so the eyes are 0.24 S apart at height 0.47 S and the mouth at 0.75 S: the whole head
+  with context.
+
+The template does not match any real face exactly: after the fit each landmark sits a few percent of
+``S`` from its template point by the subject's own proportions. The RMS of that residual, as a
+fraction of ``S``, is each record's ``loss`` (column ``loss`` of report.csv). On the sample timeline
+(tests/pipeline/test_faces.py) the astronaut's proportions put her landmarks 2.1 % to 5.2 % of ``S``
+from the "eyes" template points; MTCNN run again on the output frames finds them within a median
+1.0 % (worst 2.7 %) of ``S`` of where a perfect alignment puts them.
+
+Files in the frames folder: one JPEG per kept photo (named after the photo), ``transforms.json``
+(format of :mod:`alignimate.pipeline.records`; each ``matrix`` is ``frame_H_photo``, since the canvas is
+the frame: no crop), ``report.csv`` (every photo, kept and dropped, with the reason),
+``contact_sheet.jpg``. While running, a checkpoint lets an interrupted run resume: frames already
+written with the same matrix are not written again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from alignimate.core import (
+    estimate_similarity,
+    gaussian_blur2d,
+    invert,
+    keypoint_heatmaps,
+    rgb_to_grayscale,
+    scale_matrix_for_resize,
+    transform_points,
+    warp_affine,
+)
+from alignimate.detect.base import Detector, Instance
+from alignimate.detect.cache import DetectionCache
+from alignimate.detect.frontal import FrontalThresholds, check_frontal
+from alignimate.detect.identity import (
+    ARCFACE_TEMPLATE_112,
+    FaceEmbedder,
+    IdentitySelection,
+    embed_faces,
+    select_identity,
+)
+from alignimate.io import AnimationInfo, PhotoError, read_image, read_images_parallel, save_image
+from alignimate.pipeline.animate import animate
+from alignimate.pipeline.contact_sheet import contact_sheet
+from alignimate.pipeline.photos import Photo, Skipped, discover_photos
+from alignimate.pipeline.records import (
+    PhotoRecord,
+    RunRecord,
+    read_transforms,
+    write_report,
+    write_transforms,
+)
+from alignimate.pipeline.register_folder import (
+    CHECKPOINT_NAME,
+    REPORT_NAME,
+    TRANSFORMS_NAME,
+    UsageError,
+    pick_device,
+)
+from alignimate.pipeline.render import render_frame
+from alignimate.registration import register
+
+__all__ = [
+    "CONTACT_SHEET_NAME",
+    "DEDUPE_THRESHOLD",
+    "EVERY",
+    "REFINES",
+    "TEMPLATES",
+    "FacesResult",
+    "face_template",
+    "ffhq_quad",
+    "make_face_timeline",
+    "period_key",
+    "similarity_parameters",
+    "smooth_similarities",
+]
+
+TEMPLATES = ("eyes", "arcface", "ffhq")
+EVERY = ("all", "day", "week", "month")
+REFINES = ("none", "heatmaps")
+CONTACT_SHEET_NAME = "contact_sheet.jpg"
+ANIMATION_SUFFIXES = (".mp4", ".webm", ".gif")
+
+# Near-duplicates: mean absolute difference, in [0, 1] grey levels, of two 32 x 32 grey thumbnails of
+# the aligned face (a square of 2.5 eye distances around the template's landmarks), each blurred with a
+# Gaussian of sigma 1 px so that landmark jitter between two shots matters less than their content.
+# Measured (tests/pipeline/test_faces.py): a burst-like copy of a sample photo (turned 0.7 degrees,
+# moved 3 px, 1 % larger, sensor noise, JPEG re-encoded) differs by about 0.010; consecutive photos of
+# the sample timeline, the same portrait in other light a week apart, by 0.027 to 0.25. Brightness is
+# deliberately not normalised: the same face in other light is not a duplicate.
+DEDUPE_THRESHOLD = 0.016
+_DEDUPE_BLUR = 1.0
+_DEDUPE_THUMB = 32
+_DEDUPE_BOX_EYES = 2.5
+# Photos per face-detector call.
+_DETECT_BATCH = 8
+
+# Heatmap refinement: working canvas side, Gaussian sigma as a fraction of it.
+_REFINE_SIZE = 128
+_REFINE_SIGMA_FRAC = 0.03
+# A refinement is used only if it leaves the landmarks at most this much (fraction of S, RMS) farther
+# from the reference face than the closed-form fit.
+_REFINE_SLACK = 0.005
+# Gauss-Newton iterations per pyramid level, and the convergence tolerance in pixels of each level
+# (0.05 px of the 128 px canvas is 0.3 px of a 768 px frame).
+_REFINE_ITERATIONS = 60
+_REFINE_TOLERANCE = 0.05
+
+# Drop categories ("drop" in a record's extra): "unreadable", "no_face", "identity" and "not_frontal"
+# are problems (exit status 1); these two are the user's selection.
+_SELECTIONS = ("every", "dedupe")
+# Settings recorded in transforms.json.
+_RECORDED = (
+    "identity",
+    "max_yaw",
+    "max_roll",
+    "template",
+    "output_size",
+    "refine",
+    "sort",
+    "every",
+    "dedupe",
+    "smooth",
+    "detect_size",
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# templates
+# ------------------------------------------------------------------------------------------------
+
+
+def _arcface_points() -> np.ndarray:
+    return np.array(ARCFACE_TEMPLATE_112, dtype=np.float64)
+
+
+def _similarity_np(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity ``dst_H_src`` (3, 3) between two (N, 2) point sets."""
+    return estimate_similarity(torch.from_numpy(src)[None], torch.from_numpy(dst)[None])[0].numpy()
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:2, :2].T + matrix[:2, 2]
+
+
+def _r90(v: np.ndarray) -> np.ndarray:
+    return np.array([-v[1], v[0]])
+
+
+def ffhq_quad(points: np.ndarray) -> np.ndarray:
+    """The FFHQ crop quad ``(4, 2)`` (top-left, bottom-left, bottom-right, top-right, y down) of a face
+    given by its 5 landmarks ``(5, 2)`` in MTCNN order (see the module docstring)."""
+    eye_left, eye_right, _, mouth_left, mouth_right = points
+    eye_avg = 0.5 * (eye_left + eye_right)
+    eye_to_eye = eye_right - eye_left
+    eye_to_mouth = 0.5 * (mouth_left + mouth_right) - eye_avg
+    x = eye_to_eye - _r90(eye_to_mouth)
+    x = x / np.linalg.norm(x) * max(2.0 * np.linalg.norm(eye_to_eye), 1.8 * np.linalg.norm(eye_to_mouth))
+    y = _r90(x)
+    c = eye_avg + 0.1 * eye_to_mouth
+    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+
+
+def face_template(kind: str, size: int) -> np.ndarray:
+    """Template points ``(5, 2)`` float64 (pixel ``(x, y)``, MTCNN order) on a ``size`` x ``size`` canvas.
+
+    ``kind``: ``"eyes"``, ``"arcface"`` or ``"ffhq"`` (module docstring). Conventions: docs/conventions.md.
+    """
+    if kind not in TEMPLATES:
+        raise ValueError(f"template must be one of {', '.join(TEMPLATES)}, got {kind!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 16:
+        raise ValueError(f"size must be an int of at least 16 pixels, got {size!r}")
+    arcface = _arcface_points()
+    if kind == "arcface":
+        resize = scale_matrix_for_resize((112, 112), (size, size), dtype=torch.float64)[0].numpy()
+        return _apply(resize, arcface)
+    if kind == "eyes":
+        eyes = np.array([[0.35 * size - 0.5, 0.40 * size - 0.5], [0.65 * size - 0.5, 0.40 * size - 0.5]])
+        return _apply(_similarity_np(arcface[:2], eyes), arcface)
+    quad = ffhq_quad(arcface)
+    edges = np.array([[-0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5], [size - 0.5, -0.5]])
+    return _apply(_similarity_np(quad, edges), arcface)
+
+
+# ------------------------------------------------------------------------------------------------
+# temporal smoothing
+# ------------------------------------------------------------------------------------------------
+
+
+def _centres(sizes: Sequence[Sequence[int]]) -> np.ndarray:
+    return np.array([[(w - 1) / 2.0, (h - 1) / 2.0] for h, w in sizes], dtype=np.float64)
+
+
+def similarity_parameters(matrices: np.ndarray, sizes: Sequence[Sequence[int]]) -> np.ndarray:
+    """``(N, 4)`` parameters ``(log_scale, angle, tx, ty)`` of similarities ``canvas_H_photo`` ``(N, 3, 3)``.
+
+    ``angle`` in radians, counter-clockwise on screen (linear part ``s [[cos, sin], [-sin, cos]]``,
+    docs/conventions.md), unwrapped along the sequence; ``(tx, ty)`` is where the centre of photo ``i``
+    (of ``sizes[i] = (h, w)``) lands on the canvas, so the translation does not depend on the angle."""
+    m = np.asarray(matrices, dtype=np.float64)
+    a, b = m[:, 0, 0], m[:, 0, 1]
+    angle = np.unwrap(np.arctan2(b, a))
+    log_scale = np.log(np.hypot(a, b))
+    centres = _centres(sizes)
+    t = np.einsum("nij,nj->ni", m[:, :2, :2], centres) + m[:, :2, 2]
+    return np.column_stack([log_scale, angle, t])
+
+
+def _matrices_from_parameters(params: np.ndarray, sizes: Sequence[Sequence[int]]) -> np.ndarray:
+    scale = np.exp(params[:, 0])
+    cos, sin = scale * np.cos(params[:, 1]), scale * np.sin(params[:, 1])
+    linear = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], axis=1)
+    out = np.tile(np.eye(3), (len(params), 1, 1))
+    out[:, :2, :2] = linear
+    out[:, :2, 2] = params[:, 2:] - np.einsum("nij,nj->ni", linear, _centres(sizes))
+    return out
+
+
+def smooth_similarities(matrices: np.ndarray, sizes: Sequence[Sequence[int]], sigma: float) -> np.ndarray:
+    """Gaussian smoothing over the frame index of similarities ``canvas_H_photo`` ``(N, 3, 3)``.
+
+    Each of ``(log_scale, angle, tx, ty)`` (:func:`similarity_parameters`) is replaced by its Gaussian-
+    weighted mean over the frames within ``3 sigma`` (``sigma`` in frames; the weights are renormalised
+    at the ends of the sequence, so the first and last frames are not pulled towards zero). ``sigma = 0``
+    returns the matrices unchanged.
+
+    Meant for series with a common framing (a webcam or tripod photo-a-day, frames of a video), where
+    the matrices differ by head movement and landmark jitter; across freely framed photos it averages
+    unrelated framings and moves faces off their template position.
+    """
+    m = np.asarray(matrices, dtype=np.float64)
+    if m.ndim != 3 or m.shape[1:] != (3, 3):
+        raise ValueError(f"matrices must have shape (N, 3, 3), got {m.shape}")
+    if len(sizes) != len(m):
+        raise ValueError(f"sizes has {len(sizes)} entries for {len(m)} matrices")
+    if not sigma >= 0:
+        raise ValueError(f"sigma must be >= 0 frames, got {sigma}")
+    if sigma == 0 or len(m) < 2:
+        return m.copy()
+    params = similarity_parameters(m, sizes)
+    index = np.arange(len(m), dtype=np.float64)
+    distance = index[:, None] - index[None, :]
+    weights = np.exp(-0.5 * (distance / sigma) ** 2) * (np.abs(distance) <= math.ceil(3 * sigma))
+    weights /= weights.sum(axis=1, keepdims=True)
+    return _matrices_from_parameters(weights @ params, sizes)
+
+
+# ------------------------------------------------------------------------------------------------
+# periods and small helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def period_key(when: datetime | None, every: str) -> str | None:
+    """The period a capture time belongs to: ``"2024-01-07"`` (day), ``"2024-W01"`` (ISO week),
+    ``"2024-01"`` (month); None for ``every="all"`` or an undated photo."""
+    if every not in EVERY:
+        raise ValueError(f"every must be one of {', '.join(EVERY)}, got {every!r}")
+    if when is None or every == "all":
+        return None
+    if every == "day":
+        return when.date().isoformat()
+    if every == "week":
+        year, week, _ = when.isocalendar()
+        return f"{year}-W{week:02d}"
+    return f"{when.year:04d}-{when.month:02d}"
+
+
+def _stat_key(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _frame_name(name: str, taken: set[str]) -> str:
+    stem = Path(name).with_suffix("").as_posix().replace("/", "__")
+    reserved = {TRANSFORMS_NAME, REPORT_NAME, CHECKPOINT_NAME, CONTACT_SHEET_NAME}
+    candidate, counter = f"{stem}.jpg", 1
+    while candidate in taken or candidate in reserved:
+        candidate = f"{stem}-{counter}.jpg"
+        counter += 1
+    taken.add(candidate)
+    return candidate
+
+
+def _scale_of(matrix: np.ndarray) -> float:
+    return float(math.sqrt(abs(np.linalg.det(np.asarray(matrix)[:2, :2]))))
+
+
+def _read_for_scale(
+    path: Path, size_hw: Sequence[int], scale: float, margin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode ``path`` just large enough for a warp that scales it by ``scale`` (``margin`` times that
+    resolution, never more than the original); returns the image and ``work_H_photo`` (3, 3)."""
+    long_side = max(size_hw)
+    wanted = min(long_side, max(16, math.ceil(long_side * scale * margin)))
+    image = read_image(path, max_side=wanted if wanted < long_side else None)
+    work_H_photo = scale_matrix_for_resize(tuple(size_hw), tuple(image.shape[:2]), dtype=torch.float64)
+    return image, work_H_photo[0].numpy()
+
+
+def _region_for_frame(
+    image: np.ndarray, frame_H_image: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The part of ``image`` that the ``size`` square frame shows (plus a 2 px margin for the bilinear
+    taps), and ``frame_H_region``: a face fills a small part of a large photo, and only that part
+    needs converting to float for the warp."""
+    h, w = image.shape[:2]
+    corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
+    inside = _apply(np.linalg.inv(frame_H_image), corners)
+    x0 = int(np.clip(np.floor(inside[:, 0].min()) - 2, 0, w - 1))
+    y0 = int(np.clip(np.floor(inside[:, 1].min()) - 2, 0, h - 1))
+    x1 = int(np.clip(np.ceil(inside[:, 0].max()) + 3, x0 + 1, w))
+    y1 = int(np.clip(np.ceil(inside[:, 1].max()) + 3, y0 + 1, h))
+    shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+    return image[y0:y1, x0:x1], frame_H_image @ shift
+
+
+def _prefetch(items: Sequence[Any], load: Callable[[Any], Any], window: int = 2) -> Iterator[tuple[Any, Any]]:
+    """``(item, load(item) or the exception it raised)`` in order, loading ``window`` items ahead on
+    threads (Pillow decodes without the GIL)."""
+
+    def safe(item: Any) -> Any:
+        try:
+            return load(item)
+        except Exception as err:  # returned to the caller, which decides per item
+            return err
+
+    with ThreadPoolExecutor(max_workers=window, thread_name_prefix="alignimate-faces") as pool:
+        pending: list[Future[Any]] = [pool.submit(safe, item) for item in items[:window]]
+        for i, item in enumerate(items):
+            if i + window < len(items):
+                pending.append(pool.submit(safe, items[i + window]))
+            yield item, pending[i].result()
+
+
+def _noop(_message: str) -> None:
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# result
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FacesResult:
+    """What :func:`make_face_timeline` did.
+
+    out: the frames folder; run: the run record (also in transforms.json); output: the animation, or
+    None when no photo was kept; animation: its :class:`~alignimate.io.AnimationInfo`; contact_sheet:
+    the contact sheet image; detections: ``{"photos", "detected", "cached"}``, how many photos were
+    looked at, run through the face detector in this run, and answered by the cache.
+    """
+
+    out: Path
+    run: RunRecord
+    output: Path | None
+    animation: AnimationInfo | None
+    contact_sheet: Path | None
+    detections: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def aligned(self) -> list[PhotoRecord]:
+        return [p for p in self.run.photos if p.usable and p.output]
+
+    @property
+    def skipped(self) -> list[PhotoRecord]:
+        return [p for p in self.run.photos if p.status == "skipped"]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every photo is in the timeline or was left out by choice (``every``, ``dedupe``);
+        1 when some were dropped for a problem (unreadable, no face, person absent, not frontal) or no
+        animation could be made."""
+        problems = [p for p in self.skipped if p.extra.get("drop") not in _SELECTIONS]
+        return 1 if problems or self.output is None else 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "output": None if self.output is None else str(self.output),
+            "contact_sheet": None if self.contact_sheet is None else str(self.contact_sheet),
+            "aligned": len(self.aligned),
+            "skipped": [
+                {"name": p.name, "reason": p.reason, "kind": p.extra.get("drop", "")} for p in self.skipped
+            ],
+            "output_size": self.run.output_size,
+            "template": self.run.settings.get("template"),
+            "detections": dict(self.detections),
+        }
+
+
+# ------------------------------------------------------------------------------------------------
+# the run
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    """A photo the cache could not fully answer: ``detect`` when its faces are missing too."""
+
+    item: _Item
+    det_key: str
+    emb_key: str | None = None
+    detect: bool = True
+
+
+@dataclass
+class _Item:
+    """One readable photo while the run goes on; ``record`` is what ends up in transforms.json."""
+
+    photo: Photo
+    record: PhotoRecord
+    faces: list[Instance] = field(default_factory=list)
+    face: Instance | None = None
+    yaw: float = 0.0
+
+
+class _FacesRun:
+    """State of one :func:`make_face_timeline` call; the methods are the steps, in order."""
+
+    def __init__(
+        self,
+        folder: Path,
+        out: Path,
+        settings: dict[str, Any],
+        device: torch.device,
+        cache: DetectionCache,
+        progress: bool,
+        log: Callable[[str], None],
+    ) -> None:
+        self.folder, self.out, self.settings, self.device = folder, out, settings, device
+        self.cache, self.progress, self.log = cache, progress, log
+        self.items: list[_Item] = []
+        self.dropped: list[PhotoRecord] = []
+        self.order: list[str] = []
+        self.template = face_template(settings["template"], settings["output_size"])
+        self.detected = 0
+        self.cached = 0
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+    def bar(self, iterable: Iterable[Any], total: int, desc: str) -> Any:
+        return tqdm(iterable, total=total, desc=desc, unit="photo", disable=not self.progress, leave=False)
+
+    def kept(self) -> list[_Item]:
+        return [item for item in self.items if item.record.status != "skipped"]
+
+    def drop(self, item: _Item, kind: str, reason: str) -> None:
+        record = item.record
+        record.status, record.reason, record.matrix, record.output = "skipped", reason, None, None
+        record.extra["drop"] = kind
+        self.log(f"skipped {record.name}: {reason}")
+
+    def run_record(self) -> RunRecord:
+        by_name = {item.record.name: item.record for item in self.items}
+        by_name.update({r.name: r for r in self.dropped})
+        size = self.settings["output_size"]
+        settings = {k: self.settings[k] for k in _RECORDED}
+        settings["template_points"] = np.round(self.template, 4).tolist()
+        settings["background"] = "black"
+        return RunRecord(
+            command="faces",
+            input=str(self.folder.resolve()),
+            settings=settings,
+            reference=None,
+            canvas=[size, size],
+            crop=None,
+            output_size=[size, size],
+            photos=[by_name[n] for n in self.order],
+        )
+
+    def checkpoint(self) -> None:
+        write_transforms(self.out / CHECKPOINT_NAME, self.run_record())
+
+    # -- 1. photos -----------------------------------------------------------------------------------
+    def add_photos(self, photos: list[Photo], unreadable: list[Skipped], previous: RunRecord | None) -> None:
+        old = previous.by_name() if previous is not None else {}
+        for photo in photos:
+            stat = _stat_key(photo.path)
+            record = PhotoRecord(
+                name=photo.name,
+                source=str(photo.path.resolve()),
+                status="pending",
+                size=list(photo.size_hw),
+                datetime=photo.datetime.isoformat() if photo.datetime else None,
+                extra={"stat": stat},
+            )
+            before = old.get(photo.name)
+            if before is not None and before.extra.get("stat") == stat and before.extra.get("sha256"):
+                # Unchanged file: its hash is known, and its frame may already be written.
+                record.extra["sha256"] = before.extra["sha256"]
+                if before.output and before.extra.get("frame"):
+                    record.output, record.extra["frame"] = before.output, before.extra["frame"]
+            self.items.append(_Item(photo, record))
+            self.order.append(photo.name)
+        for skipped in unreadable:
+            record = PhotoRecord(
+                name=skipped.name,
+                source=str(skipped.path),
+                status="skipped",
+                reason=skipped.reason,
+                extra={"drop": "unreadable"},
+            )
+            self.dropped.append(record)
+            self.order.append(skipped.name)
+            self.log(f"skipped {skipped.name}: {skipped.reason}")
+
+    # -- 2. detection and embeddings (cached) --------------------------------------------------------
+    def detect(self, detector: Detector, embedder: FaceEmbedder | None) -> None:
+        """Faces (and their embeddings, unless ``embedder`` is None) of every photo, from the cache where
+        it has them; the photos missing from it are read and run through the detector in batches."""
+        det_settings = detector.settings()
+        emb_model = None if embedder is None else f"{embedder.name}@{detector.name}"
+        emb_settings = (
+            None
+            if embedder is None
+            else {"detector": det_settings, "crop": embedder.crop_size, "face_scale": embedder.face_scale}
+        )
+        todo: list[_Job] = []
+        for item in self.items:
+            digest = item.record.extra.get("sha256") or self.cache.photo_hash(item.photo.path)
+            item.record.extra["sha256"] = digest
+            job = _Job(item, self.cache.key(digest, detector.name, det_settings))
+            if emb_model is not None:
+                job.emb_key = self.cache.key(digest, emb_model, emb_settings)
+            faces = self.cache.load_instances(detector.name, job.det_key)
+            if faces is None:
+                todo.append(job)
+                continue
+            self.cached += 1
+            item.faces = faces
+            job.detect = False
+            if emb_model is None or not faces:
+                continue
+            embeddings = self.cache.load_array(emb_model, job.emb_key or "")
+            if embeddings is None or len(embeddings) != len(faces):
+                todo.append(job)  # detections known, embeddings missing
+                continue
+            for face, e in zip(faces, embeddings, strict=True):
+                face.embedding = np.asarray(e, dtype=np.float32)
+        if todo:
+            self._detect_missing(todo, detector, embedder, emb_model)
+
+    def _detect_missing(
+        self, todo: list[_Job], detector: Detector, embedder: FaceEmbedder | None, emb_model: str | None
+    ) -> None:
+        batch: list[tuple[_Job, np.ndarray]] = []
+        reads = read_images_parallel([job.item.photo.path for job in todo])
+        for job, (_, image) in self.bar(zip(todo, reads, strict=True), len(todo), "detecting faces"):
+            if isinstance(image, PhotoError):
+                self.drop(job.item, "unreadable", image.reason)
+                continue
+            batch.append((job, image))
+            if len(batch) == _DETECT_BATCH:
+                self._detect_batch(batch, detector, embedder, emb_model)
+                batch = []
+        if batch:
+            self._detect_batch(batch, detector, embedder, emb_model)
+
+    def _detect_batch(
+        self,
+        batch: list[tuple[_Job, np.ndarray]],
+        detector: Detector,
+        embedder: FaceEmbedder | None,
+        emb_model: str | None,
+    ) -> None:
+        needs = [(job, image) for job, image in batch if job.detect]
+        found = self._run_detector(detector, [image for _, image in needs])
+        for (job, _), faces in zip(needs, found, strict=True):
+            if faces is None:
+                self.drop(job.item, "unreadable", "face detection failed on this photo")
+                continue
+            self.cache.save_instances(detector.name, job.det_key, faces)
+            job.item.faces = faces
+            self.detected += 1
+        if embedder is None or emb_model is None:
+            return
+        for job, image in batch:
+            if job.item.faces and job.item.record.status != "skipped":
+                embeddings = embed_faces(image, job.item.faces, embedder)
+                self.cache.save_array(emb_model, job.emb_key or "", embeddings)
+
+    @staticmethod
+    def _run_detector(detector: Detector, images: list[np.ndarray]) -> list[list[Instance] | None]:
+        if not images:
+            return []
+        try:
+            return list(detector.detect(images))
+        except Exception:
+            # One odd photo must not stop the others: retry one at a time, None for a failure.
+            out: list[list[Instance] | None] = []
+            for image in images:
+                try:
+                    out.append(detector.detect([image])[0])
+                except Exception:
+                    out.append(None)
+            return out
+
+    # -- 3. identity ---------------------------------------------------------------------------------
+    def choose_identity(self, identity: str | np.ndarray, max_distance: float | None) -> None:
+        candidates = self.kept()
+        if not candidates:
+            return
+        selection: IdentitySelection = select_identity(
+            [item.faces for item in candidates], identity, max_distance=max_distance
+        )
+        for i, item in enumerate(candidates):
+            item.record.extra["faces_found"] = len(item.faces)
+            distance = selection.distances[i]
+            if distance is not None:
+                item.record.extra["identity_distance"] = round(float(distance), 5)
+            chosen = selection.chosen[i]
+            if chosen is None:
+                reason = selection.reasons[i] or "no face"
+                self.drop(item, "no_face" if reason == "no face" else "identity", reason)
+                continue
+            item.face = item.faces[chosen]
+            face = item.face
+            assert face.keypoints is not None
+            item.record.extra["face"] = {
+                "box": np.round(np.asarray(face.box, dtype=np.float64), 3).tolist(),
+                "score": round(float(face.score), 5),
+                "landmarks": np.round(np.asarray(face.keypoints, dtype=np.float64), 3).tolist(),
+            }
+
+    # -- 4. frontal filter ---------------------------------------------------------------------------
+    def filter_frontal(self, thresholds: FrontalThresholds) -> None:
+        for item in self.kept():
+            assert item.face is not None and item.face.keypoints is not None
+            result = check_frontal(item.face.keypoints, thresholds)
+            item.yaw = result.measures.yaw
+            item.record.extra["frontal"] = {k: round(float(v), 4) for k, v in asdict(result.measures).items()}
+            if not result.keep:
+                self.drop(item, "not_frontal", f"not frontal: {result.reason}")
+
+    # -- 5. one photo per period ---------------------------------------------------------------------
+    def thin(self, every: str) -> None:
+        if every == "all":
+            return
+        best: dict[str, _Item] = {}
+        for item in self.kept():
+            period = period_key(item.photo.datetime, every)
+            if period is None:
+                continue
+            item.record.extra["period"] = period
+            current = best.get(period)
+            if current is None or item.yaw < current.yaw:
+                best[period] = item
+        for item in self.kept():
+            period = item.record.extra.get("period")
+            winner = best.get(period) if period is not None else None
+            if winner is not None and winner is not item:
+                self.drop(
+                    item,
+                    "every",
+                    f"every {every}: {period} keeps {winner.record.name} "
+                    f"(yaw {winner.yaw:.2f} vs {item.yaw:.2f})",
+                )
+
+    # -- 6. closed-form fit --------------------------------------------------------------------------
+    def fit(self) -> None:
+        items = self.kept()
+        if not items:
+            return
+        landmarks = torch.tensor(np.stack([self._landmarks(item) for item in items]))
+        template = torch.from_numpy(self.template)[None]
+        matrices = estimate_similarity(landmarks, template).numpy()
+        for item, matrix in zip(items, matrices, strict=True):
+            self._set_matrix(item, matrix)
+            item.record.extra["matrix_closed_form"] = matrix.tolist()
+            item.record.converged = True
+            item.record.iterations = 0
+
+    @staticmethod
+    def _landmarks(item: _Item) -> np.ndarray:
+        assert item.face is not None and item.face.keypoints is not None
+        return np.asarray(item.face.keypoints, dtype=np.float64)
+
+    def _landmark_rms(self, item: _Item, matrix: np.ndarray, target: np.ndarray | None = None) -> float:
+        """RMS distance, as a fraction of the output size, of the mapped landmarks to ``target``
+        (default: the template points)."""
+        mapped = _apply(np.asarray(matrix), self._landmarks(item))
+        goal = self.template if target is None else target
+        return float(np.sqrt(np.mean(np.sum((mapped - goal) ** 2, axis=1)))) / self.settings["output_size"]
+
+    def _set_matrix(self, item: _Item, matrix: np.ndarray) -> None:
+        item.record.matrix = np.asarray(matrix, dtype=np.float64).tolist()
+        item.record.loss = round(self._landmark_rms(item, matrix), 6)
+        item.record.status = "aligned"
+
+    # -- 7. near-duplicates --------------------------------------------------------------------------
+    def dedupe(self, threshold: float) -> None:
+        items = self.kept()
+        if len(items) < 2:
+            return
+        eye_distance = float(np.linalg.norm(self.template[1] - self.template[0]))
+        side = _DEDUPE_BOX_EYES * eye_distance
+        centre = self.template.mean(axis=0)
+        # thumb_H_canvas: the square of `side` canvas pixels around the template's centroid -> 32 px.
+        k = _DEDUPE_THUMB / side
+        thumb_H_canvas = np.array(
+            [
+                [k, 0, (_DEDUPE_THUMB - 1) / 2 - k * centre[0]],
+                [0, k, (_DEDUPE_THUMB - 1) / 2 - k * centre[1]],
+                [0, 0, 1],
+            ]
+        )
+
+        def load(item: _Item) -> np.ndarray:
+            matrix = np.asarray(item.record.matrix)
+            image, work_H_photo = _read_for_scale(
+                item.photo.path, item.photo.size_hw, k * _scale_of(matrix), margin=2.0
+            )
+            thumb_H_work = thumb_H_canvas @ matrix @ np.linalg.inv(work_H_photo)
+            tensor = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255
+            grey = rgb_to_grayscale(tensor)
+            thumb = warp_affine(grey, torch.from_numpy(thumb_H_work).float()[None], (_DEDUPE_THUMB,) * 2)
+            assert isinstance(thumb, torch.Tensor)
+            return gaussian_blur2d(thumb, None, _DEDUPE_BLUR, border_type="replicate")[0, 0].numpy()
+
+        last: tuple[_Item, np.ndarray] | None = None
+        for item, thumb in self.bar(_prefetch(items, load), len(items), "near-duplicates"):
+            if isinstance(thumb, Exception):
+                self.drop(item, "unreadable", thumb.reason if isinstance(thumb, PhotoError) else str(thumb))
+                continue
+            if last is not None:
+                difference = float(np.mean(np.abs(thumb - last[1])))
+                item.record.extra["dedupe_difference"] = round(difference, 5)
+                if difference < threshold:
+                    self.drop(
+                        item,
+                        "dedupe",
+                        f"near-duplicate of {last[0].record.name} "
+                        f"(difference {difference:.3f} < {threshold:.3f})",
+                    )
+                    continue
+            last = (item, thumb)
+
+    # -- 8. heatmap refinement -----------------------------------------------------------------------
+    def refine(self) -> None:
+        """Register each photo's landmark heatmaps onto the heatmaps of the series' reference face (the
+        per-point median of the closed-form aligned landmarks: the template as this person's face fills
+        it), starting from the closed-form matrix. The Gaussian-overlap (MSE) objective is robust: a
+        landmark that moved against the others (an open mouth) pulls less than in the least-squares fit.
+        A refinement is used when it converged and leaves the landmarks no farther (RMS) from the
+        reference face than the closed-form fit did, up to ``_REFINE_SLACK``."""
+        items = self.kept()
+        if not items:
+            return
+        size = self.settings["output_size"]
+        r = _REFINE_SIZE
+        sigma = _REFINE_SIGMA_FRAC * r
+        landmarks = torch.tensor(np.stack([self._landmarks(item) for item in items]))
+        matrices = torch.tensor(np.stack([np.asarray(item.record.matrix) for item in items]))
+        reference = np.median(transform_points(matrices, landmarks).numpy(), axis=0)
+        fixed_H_canvas = scale_matrix_for_resize((size, size), (r, r), dtype=torch.float64)
+        fixed_points = transform_points(fixed_H_canvas, torch.from_numpy(reference)[None])
+        fixed = keypoint_heatmaps(fixed_points.float(), (r, r), sigma)
+        moving_H_photo = self._refine_frames(landmarks, matrices, size, r)
+        moving = keypoint_heatmaps(transform_points(moving_H_photo, landmarks).float(), (r, r), sigma)
+        init = fixed_H_canvas @ matrices @ invert(moving_H_photo)
+        result = register(
+            moving,
+            fixed,
+            "similarity",
+            init=init.float(),
+            loss="mse",
+            max_iterations=_REFINE_ITERATIONS,
+            tolerance=_REFINE_TOLERANCE,
+            device=self.device,
+        )
+        refined = invert(fixed_H_canvas) @ result.matrix.double().cpu() @ moving_H_photo
+        for i, item in enumerate(items):
+            before = self._landmark_rms(item, matrices[i].numpy(), reference)
+            after = self._landmark_rms(item, refined[i].numpy(), reference)
+            converged = bool(result.converged[i])
+            used = converged and bool(np.isfinite(after)) and after <= before + _REFINE_SLACK
+            item.record.extra["refine"] = {
+                "converged": converged,
+                "loss": round(float(result.loss[i]), 8),
+                "iterations": int(result.iterations[i]),
+                "reference_rms_before": round(before, 6),
+                "reference_rms_after": round(after, 6),
+                "used": used,
+            }
+            item.record.converged = converged
+            item.record.iterations = int(result.iterations[i])
+            if used:
+                self._set_matrix(item, refined[i].numpy())
+            else:
+                self.log(f"{item.record.name}: heatmap refinement not used (kept the closed-form fit)")
+
+    @staticmethod
+    def _refine_frames(landmarks: torch.Tensor, matrices: torch.Tensor, size: int, r: int) -> torch.Tensor:
+        """``moving_H_photo`` (N, 3, 3): a square of the photo around the landmarks, as large as the canvas
+        is at the face's scale, resized to ``r`` px, so the face has its canvas size in both heatmaps."""
+        scale = torch.sqrt(torch.det(matrices[:, :2, :2]).abs())
+        k = r / (size / scale)
+        centre = landmarks.mean(dim=1)
+        out = torch.zeros_like(matrices)
+        out[:, 0, 0], out[:, 1, 1], out[:, 2, 2] = k, k, 1.0
+        out[:, 0, 2] = (r - 1) / 2 - k * centre[:, 0]
+        out[:, 1, 2] = (r - 1) / 2 - k * centre[:, 1]
+        return out
+
+    # -- 9. temporal smoothing -----------------------------------------------------------------------
+    def smooth(self, sigma: float) -> None:
+        items = self.kept()
+        if sigma <= 0 or len(items) < 2:
+            return
+        matrices = np.stack([np.asarray(item.record.matrix) for item in items])
+        smoothed = smooth_similarities(matrices, [item.photo.size_hw for item in items], sigma)
+        for item, before, after in zip(items, matrices, smoothed, strict=True):
+            item.record.extra["matrix_unsmoothed"] = before.tolist()
+            self._set_matrix(item, after)
+
+    # -- 10. frames ------------------------------------------------------------------------------------
+    def render(self) -> None:
+        items = self.kept()
+        size = self.settings["output_size"]
+        taken = {item.record.output for item in items if item.record.output}
+        todo = []
+        for item in items:
+            signature = {"matrix": np.round(np.asarray(item.record.matrix), 9).tolist(), "size": [size, size]}
+            target = self.out / item.record.output if item.record.output else None
+            if target is not None and target.exists() and item.record.extra.get("frame") == signature:
+                continue  # written by an earlier run with exactly this warp
+            if item.record.output is None:
+                item.record.output = _frame_name(item.record.name, taken)
+            item.record.extra.pop("frame", None)
+            todo.append((item, signature))
+
+        def load(job: tuple[_Item, dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+            item = job[0]
+            # Decoding at about the output's resolution is an antialiased downscale (and cheap for JPEG).
+            return _read_for_scale(item.photo.path, item.photo.size_hw, _scale_of(item.record.matrix), 1.5)
+
+        for (item, signature), loaded in self.bar(_prefetch(todo, load), len(todo), "writing frames"):
+            if isinstance(loaded, Exception):
+                reason = loaded.reason if isinstance(loaded, PhotoError) else str(loaded)
+                self.drop(item, "unreadable", reason)
+                continue
+            image, work_H_photo = loaded
+            frame_H_work = np.asarray(item.record.matrix) @ np.linalg.inv(work_H_photo)
+            region, frame_H_region = _region_for_frame(image, frame_H_work, size)
+            frame = render_frame(region, frame_H_region, (size, size), background="black", device=self.device)
+            save_image(self.out / item.record.output, frame)
+            item.record.extra["frame"] = signature
+            self.checkpoint()
+
+    def finish(self, previous: RunRecord | None) -> RunRecord:
+        run = self.run_record()
+        write_transforms(self.out / TRANSFORMS_NAME, run)
+        write_report(self.out / REPORT_NAME, run)
+        (self.out / CHECKPOINT_NAME).unlink(missing_ok=True)
+        if previous is not None:
+            # Frames of photos that are no longer in the timeline (dropped, thinned, renamed).
+            current = {p.output for p in run.photos if p.output}
+            for name in {p.output for p in previous.photos if p.output} - current:
+                (self.out / name).unlink(missing_ok=True)
+        return run
+
+
+# ------------------------------------------------------------------------------------------------
+# validation and the output folder
+# ------------------------------------------------------------------------------------------------
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise UsageError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _validate(folder: Path, output: Path, s: dict[str, Any]) -> None:
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: not a folder")
+    if output.suffix.lower() not in ANIMATION_SUFFIXES:
+        raise UsageError(f"output must end in {', '.join(ANIMATION_SUFFIXES)}, got {output.name!r}")
+    if output.parent.exists() and not output.parent.is_dir():
+        raise UsageError(f"{output.parent}: not a folder, so the output cannot be written there")
+    _check_choice("template", s["template"], TEMPLATES)
+    _check_choice("refine", s["refine"], REFINES)
+    _check_choice("every", s["every"], EVERY)
+    _check_choice("sort", s["sort"], ("date", "name"))
+    if not 0.0 <= s["max_yaw"] <= 1.0:
+        raise UsageError(f"max_yaw must be in [0, 1], got {s['max_yaw']}")
+    if not 0.0 <= s["max_roll"] <= 180.0:
+        raise UsageError(f"max_roll must be in [0, 180] degrees, got {s['max_roll']}")
+    if s["output_size"] < 64:
+        raise UsageError(f"output_size must be at least 64 pixels, got {s['output_size']}")
+    if s["detect_size"] < 64:
+        raise UsageError(f"detect_size must be at least 64 pixels, got {s['detect_size']}")
+    if not s["smooth"] >= 0:
+        raise UsageError(f"smooth must be >= 0 frames, got {s['smooth']}")
+    caption = s["caption"]
+    if caption not in ("none", "date", "name", "index") and not caption.startswith("age:"):
+        raise UsageError(f"caption must be date, name, index, age:YYYY-MM-DD or none, got {caption!r}")
+    if caption.startswith("age:"):
+        try:
+            datetime.fromisoformat(caption[4:])
+        except ValueError:
+            raise UsageError(f"caption age: needs a date as YYYY-MM-DD, got {caption[4:]!r}") from None
+
+
+def _is_ours(path: Path, previous: RunRecord | None) -> bool:
+    names = {TRANSFORMS_NAME, REPORT_NAME, CHECKPOINT_NAME, CONTACT_SHEET_NAME}
+    if previous is not None:
+        names |= {p.output for p in previous.photos if p.output}
+    return path.name in names
+
+
+def _load_previous(out: Path) -> RunRecord | None:
+    for name in (CHECKPOINT_NAME, TRANSFORMS_NAME):
+        if (out / name).exists():
+            try:
+                run = read_transforms(out / name)
+            except ValueError:
+                return None
+            return run if run.command == "faces" else None
+    return None
+
+
+def _prepare_out(out: Path, overwrite: bool) -> RunRecord | None:
+    """Create the frames folder or decide how to reuse it; returns the run to resume from, if any."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder")
+    if not out.exists():
+        out.mkdir(parents=True)
+        return None
+    previous = _load_previous(out)
+    if overwrite:
+        for path in out.iterdir():
+            if path.is_file() and _is_ours(path, previous):
+                path.unlink()
+        return None
+    foreign = [p for p in out.iterdir() if not _is_ours(p, previous) and not p.name.startswith(".")]
+    if previous is None and foreign:
+        raise UsageError(
+            f"{out}: frames folder is not empty and holds no alignimate faces run; "
+            "choose another one (--out-dir) or pass --overwrite"
+        )
+    return previous
+
+
+def _reference_embedding(
+    path: Path, detector: Detector, embedder: FaceEmbedder, cache: DetectionCache
+) -> np.ndarray:
+    """Embedding of the largest face of the ``--identity`` photo (cached like the others)."""
+    try:
+        image = read_image(path)
+    except PhotoError as err:
+        raise UsageError(f"identity photo {err.path}: {err.reason}") from None
+    key = cache.key(cache.photo_hash(path), f"{embedder.name}@reference", {"detector": detector.settings()})
+    cached = cache.load_array(f"{embedder.name}@reference", key)
+    if cached is not None:
+        return np.asarray(cached, dtype=np.float32)
+    faces = detector.detect([image])[0]
+    if not faces:
+        raise UsageError(f"identity photo {path}: no face found in it")
+    largest = max(faces, key=lambda f: f.area)
+    embedding = embed_faces(image, [largest], embedder)[0]
+    cache.save_array(f"{embedder.name}@reference", key, embedding)
+    return embedding
+
+
+def _exclude_output(photos: list[Photo], output: Path) -> list[Photo]:
+    if not output.exists():
+        return photos
+    return [p for p in photos if not os.path.samefile(p.path, output)]
+
+
+# ------------------------------------------------------------------------------------------------
+# public entry point
+# ------------------------------------------------------------------------------------------------
+
+
+def make_face_timeline(
+    folder: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    identity: str = "auto",
+    max_yaw: float = 0.35,
+    max_roll: float = 30.0,
+    template: str = "eyes",
+    output_size: int = 768,
+    refine: str = "none",
+    sort: str = "date",
+    every: str = "all",
+    dedupe: bool = False,
+    smooth: float = 0.0,
+    detect_size: int = 960,
+    device: str = "auto",
+    caption: str = "date",
+    caption_format: str | None = None,
+    fps: float = 8.0,
+    hold_first: float = 0.5,
+    hold_last: float = 1.5,
+    crossfade: int = 0,
+    boomerang: bool = False,
+    quality: float = 75,
+    scale: float = 1.0,
+    max_width: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+    overwrite: bool = False,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+    detector: Detector | None = None,
+    embedder: FaceEmbedder | None = None,
+) -> FacesResult:
+    """Turn the photos in ``folder`` into a face timeline animation at ``output`` (.mp4, .webm, .gif).
+
+    The aligned frames, ``transforms.json``, ``report.csv`` and ``contact_sheet.jpg`` go to ``out_dir``
+    (default: ``<output stem>_frames/`` next to ``output``); rerunning with the same folders reuses the
+    detection cache and the frames already written, so only new or changed photos cost time. The
+    animation is always rewritten. Steps and templates: see the module docstring.
+
+    identity: ``"auto"`` | ``"largest"`` | path of a photo of the person (its largest face).
+    max_yaw, max_roll: frontal filter thresholds (:class:`~alignimate.detect.frontal.FrontalThresholds`).
+    template: ``"eyes"`` | ``"arcface"`` | ``"ffhq"``; output_size: side of the square frames, pixels.
+    refine: ``"none"`` | ``"heatmaps"``. sort: ``"date"`` | ``"name"``.
+    every: ``"all"`` | ``"day"`` | ``"week"`` | ``"month"``. dedupe: drop near-duplicates
+    (:data:`DEDUPE_THRESHOLD`). smooth: temporal smoothing sigma in frames (:func:`smooth_similarities`).
+    detect_size: long side of the face detector's working copy. device: ``"auto"`` | ``"cpu"`` | ``"cuda"``.
+    caption, caption_format, fps, hold_first, hold_last, crossfade, boomerang, quality, scale, max_width: as
+    :func:`alignimate.pipeline.animate`.
+    cache_dir: detection cache folder (default ``$ALIGNIMATE_CACHE`` or ``~/.cache/alignimate``);
+    use_cache: False looks nothing up and stores nothing.
+    detector, embedder: replace the MTCNN face detector and the face embedder (FaceNet when its weights
+    are installed, else LBP histograms), e.g. with a file-based detector.
+
+    Returns a :class:`FacesResult` (``exit_code`` 0 or 1). Raises :class:`UsageError` for a bad request.
+    """
+    folder, output = Path(folder), Path(output)
+    log = log or _noop
+    settings: dict[str, Any] = {
+        "identity": str(identity),
+        "max_yaw": float(max_yaw),
+        "max_roll": float(max_roll),
+        "template": template,
+        "output_size": int(output_size),
+        "refine": refine,
+        "sort": sort,
+        "every": every,
+        "dedupe": bool(dedupe),
+        "smooth": float(smooth),
+        "detect_size": int(detect_size),
+        "caption": caption,
+    }
+    _validate(folder, output, settings)
+    output.parent.mkdir(parents=True, exist_ok=True)  # like `register --out`, create what is missing
+    identity_path = None
+    if identity not in ("auto", "largest"):
+        identity_path = Path(identity)
+        if not identity_path.is_file():
+            raise UsageError(
+                f"identity must be auto, largest or the path of a photo; {identity!r} is not a file"
+            )
+        settings["identity"] = str(identity_path.resolve())
+    torch_device = pick_device(device)
+    out = Path(out_dir) if out_dir is not None else output.parent / f"{output.stem}_frames"
+    photos, unreadable = discover_photos(folder, sort=sort, exclude=out)
+    photos = _exclude_output(photos, output)
+    if not photos and not unreadable:
+        raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, ...)")
+    previous = _prepare_out(out, overwrite)
+    cache = DetectionCache(cache_dir, enabled=use_cache)
+    if detector is None:
+        from alignimate.detect.faces import FaceDetector
+
+        detector = FaceDetector(working_size=detect_size, device=torch_device)
+    if embedder is None and identity != "largest":
+        from alignimate.detect.identity import make_face_embedder
+
+        embedder = make_face_embedder(device=torch_device)  # logs a warning when it falls back to LBP
+    run = _FacesRun(folder, out, settings, torch_device, cache, progress, log)
+    run.add_photos(photos, unreadable, previous)
+    run.detect(detector, None if identity == "largest" else embedder)
+    if identity_path is not None:
+        assert embedder is not None
+        chosen: str | np.ndarray = _reference_embedding(identity_path, detector, embedder, cache)
+    else:
+        chosen = identity
+    max_distance = None if embedder is None else embedder.default_max_distance
+    run.choose_identity(chosen, max_distance)
+    run.filter_frontal(FrontalThresholds(max_yaw=max_yaw, max_roll_deg=max_roll))
+    run.thin(every)
+    run.fit()
+    if dedupe:
+        run.dedupe(DEDUPE_THRESHOLD)
+    if refine == "heatmaps":
+        run.refine()
+    run.smooth(smooth)
+    run.render()
+    record = run.finish(previous)
+    sheet = contact_sheet(record.photos, out, out / CONTACT_SHEET_NAME)
+    detections = {"photos": len(run.items), "detected": run.detected, "cached": run.cached}
+    kept = [p for p in record.photos if p.usable and p.output]
+    if not kept:
+        log("no photo has a usable face: no animation written")
+        return FacesResult(out, record, None, None, sheet, detections)
+    info = animate(
+        out,
+        output,
+        fps=fps,
+        hold_first=hold_first,
+        hold_last=hold_last,
+        crossfade=crossfade,
+        caption=caption,
+        caption_format=caption_format,
+        boomerang=boomerang,
+        quality=quality,
+        scale=scale,
+        max_width=max_width,
+        log=log,
+    )
+    return FacesResult(out, record, info.path, info, sheet, detections)
