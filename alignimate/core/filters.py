@@ -28,21 +28,15 @@ Conventions (see docs/conventions.md):
   (even 1 pixel) work with any kernel.
 
 Speed. A single-channel ``conv2d`` on ``(B*C, 1, H, W)`` takes PyTorch's slow im2col path on CPU (several
-ms per 256x256 image), slicing-and-adding taps costs one memory pass per tap, and padding a whole image is
-a copy that costs about as much as a convolution pass. For float32 on CPU (oneDNN) we therefore run
-
-* the **vertical** pass as a depthwise convolution in which the image *columns* are the channels: a
-  contiguous ``(N, H, W)`` stack is, without any copy, a channels-last ``(1, W, N*H, 1)`` image, for which
-  oneDNN has fast depthwise kernels;
-* the **horizontal** pass as a depthwise ``conv2d(groups=N)`` on ``(1, N, H, W)``;
-* both with the convolution's built-in zero padding (free), after which only the outputs within a kernel
-  radius of the border (and, in the vertical pass, the rows that straddle two stacked images) are
-  recomputed from a small strip gathered with the true border rule.
-
-Per-image kernels use grouped depthwise convolutions (one kernel per plane) with the same border fix-up.
-float64 and CUDA use plain single-channel convolutions on a padded copy (cuDNN is fast there; oneDNN has no
-float64). Strided filtering (:func:`alignimate.core.pyramid.pyrdown`) pads once per pass. 3x3 derivatives
-(Sobel, differences, Laplacian) are a few slice additions, which beat any convolution at that size.
+ms per 256x256 image), and slicing-and-adding taps costs one memory pass per tap. For float32 on CPU
+(oneDNN) a separable filter is: one border padding of the ``(B*C, H, W)`` stack; the **horizontal** pass as
+a depthwise ``conv2d(groups=B*C)`` (it runs over the padded rows too, as a row filter commutes with row
+padding); the **vertical** pass as a depthwise convolution in which the image *columns* are the channels: a
+contiguous ``(N, Hp, W)`` stack is, without a copy, a channels-last ``(1, W, N*Hp, 1)`` image, which oneDNN
+filters fast (outputs straddling two stacked images are dropped). Strides (``pyrdown``) use the same two
+convolutions. Per-image kernels use grouped depthwise convolutions. float64 and CUDA use plain
+single-channel convolutions (cuDNN is fast there; oneDNN has no float64). 3x3 derivatives (Sobel,
+differences, Laplacian) are a few slice additions, which beat any convolution at that size.
 """
 
 from __future__ import annotations
@@ -264,139 +258,57 @@ def _centred_pads(size: int) -> tuple[int, int]:
     return size // 2, size - 1 - size // 2
 
 
-def _vertical_shared(
-    x: torch.Tensor, k: torch.Tensor, border: str, pads: tuple[int, int] | None = None, stride: int = 1
-) -> torch.Tensor:
-    """Strided pass (float32 CPU): correlate every column of ``x (N, H, W)`` with ``k (K,)``, padding
-    ``pads=(top, bottom)`` rows (default: centred) and keeping every ``stride``-th row. Returns
-    ``(N, H', W)``, possibly strided. Columns are the channels of a channels-last view (module docstring)."""
-    n, h, w = x.shape
+def _use_channels_trick(x: torch.Tensor) -> bool:
+    """oneDNN's depthwise kernels (CPU, float32) make the channels-last column trick the fastest path."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+    )
+
+
+def _columns_as_channels(x: torch.Tensor, k: torch.Tensor, stride: int, h_out: int) -> torch.Tensor:
+    """Valid correlation of every column of contiguous ``x (N, Hp, W)`` with ``k (K,)``, keeping every
+    ``stride``-th row: ``(N, h_out, W)``, contiguous. ``Hp`` must be a multiple of ``stride``."""
+    n, hp, w = x.shape
     size = k.shape[0]
-    before, after = pads if pads is not None else _centred_pads(size)
-    h_out = (h + before + after - size) // stride + 1
-    # Each image must start on a multiple of the stride in the stacked rows; an extra padded row at the
-    # end of each image is never read by a kept output.
-    after += (-(h + before + after)) % stride
-    padded = _pad_axis(x, -2, before, after, border)  # (N, Hp, W), contiguous
-    hp = padded.shape[1]
-    rows = n * hp
-    # The same memory, seen as a channels-last (1, C=W, H=N*Hp, W=1) image: the columns are the channels.
-    # The size-1 dim gets stride W explicitly so PyTorch recognises the channels-last layout.
-    as_channels = padded.view(1, rows, 1, w).permute(0, 3, 1, 2)
+    # The same memory seen as a channels-last (1, C=W, H=N*Hp, W=1) image: the columns are the channels.
+    # The size-1 dim gets stride W so PyTorch recognises the layout and no copy is made.
+    as_channels = x.view(1, n * hp, 1, w).permute(0, 3, 1, 2)
     weight = k.view(1, 1, size, 1).expand(w, 1, size, 1)
     out = F.conv2d(as_channels, weight, stride=(stride, 1), groups=w)  # (1, W, R, 1), channels-last
     out = out.permute(0, 2, 3, 1).reshape(-1, w)
-    # Output rows n*Hp/stride + i (i < H') belong to image n; the rest straddle two images and are dropped.
-    return out.as_strided((n, h_out, w), (hp // stride * w, w, 1))
+    # Output rows n*Hp/stride + i (i < h_out) belong to image n; the rows between straddle two images.
+    return out.as_strided((n, h_out, w), (hp // stride * w, w, 1)).contiguous()
 
 
-def _horizontal_shared(
-    x: torch.Tensor, k: torch.Tensor, border: str, pads: tuple[int, int] | None = None, stride: int = 1
+def _separable_shared(
+    x: torch.Tensor,
+    kx: torch.Tensor,
+    ky: torch.Tensor,
+    border: str,
+    pads: tuple[int, int, int, int] | None = None,
+    stride: int = 1,
 ) -> torch.Tensor:
-    """Correlate every row of ``x (N, H, W)`` with ``k (K,)`` (pads ``(left, right)``, column stride);
-    returns a contiguous ``(N, H, W')``."""
+    """Correlate ``x (N, H, W)`` with ``kx (Kx,)`` along rows and ``ky (Ky,)`` along columns after padding by
+    ``pads=(left, right, top, bottom)`` (default: centred), keeping every ``stride``-th row and column.
+    Returns a contiguous ``(N, H', W')``."""
+    if pads is None:
+        pads = (*_centred_pads(kx.shape[0]), *_centred_pads(ky.shape[0]))
+    if not _use_channels_trick(x):
+        return _separable_planes(x, kx, ky, border, pads, stride)
     n, h, _ = x.shape
-    size = k.shape[0]
-    before, after = pads if pads is not None else _centred_pads(size)
-    padded = _pad_axis(x, -1, before, after, border)
-    weight = k.view(1, 1, 1, size).expand(n, 1, 1, size)
-    out = F.conv2d(padded.view(1, n, h, -1), weight, stride=(1, stride), groups=n)
-    return out.view(n, h, -1)
-
-
-# ---- pad-free stride-1 passes -------------------------------------------------------------------------
-# Padding a whole image is a full copy that costs about as much as a convolution pass. Instead each pass
-# convolves with the convolution's own (free) zero padding, then recomputes only the few outputs next to
-# the border from a small gathered strip with the true border rule.
-
-
-@functools.lru_cache(maxsize=256)
-def _strip_index_cpu(n: int, before: int, after: int, border: str) -> torch.Tensor:
-    """Source indices of ``[-before, before + after)`` followed by ``[n - after - before, n + after)``."""
-    full = _border_index_cpu(n, before, after, border)  # positions -before .. n + after - 1
-    head = full[: 2 * before + after]
-    tail = full[n - after :]  # full[i] is position i - before
-    return torch.cat([head, tail])
-
-
-@functools.lru_cache(maxsize=256)
-def _strip_index(n: int, before: int, after: int, border: str, device: torch.device) -> torch.Tensor:
-    return _strip_index_cpu(n, before, after, border).to(device)
-
-
-def _fits_without_padding(n: int, size: int) -> bool:
-    # The head and tail strips must not overlap, or the fix-up would be as large as the image.
-    return n > 2 * size
-
-
-def _fix_borders(
-    out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, dim: int, before: int, after: int, border: str
-) -> None:
-    """Overwrite, in place, the ``before`` first and ``after`` last outputs of ``out (N, H, W)`` along ``dim``
-    with the filter of ``x`` under ``border``; ``weight (N, 1, kH, kW)`` is the grouped conv weight."""
-    n = x.shape[dim]
-    if border == "constant":
-        head = _pad_axis(x.narrow(dim, 0, before + after), dim, before, 0, border)
-        tail = _pad_axis(x.narrow(dim, n - after - before, after + before), dim, 0, after, border)
-        strip = torch.cat([head, tail], dim=dim)
-    else:
-        strip = x.index_select(dim, _strip_index(n, before, after, border, x.device))
-    fixed = F.conv2d(strip.unsqueeze(0), weight, groups=x.shape[0])[0]
-    if before:
-        out.narrow(dim, 0, before).copy_(fixed.narrow(dim, 0, before))
-    if after:
-        out.narrow(dim, n - after, after).copy_(fixed.narrow(dim, fixed.shape[dim] - after, after))
-
-
-def _row_weight(k: torch.Tensor, n: int) -> torch.Tensor:
-    size = k.shape[-1]
-    return k.view(1, 1, 1, size).expand(n, 1, 1, size) if k.dim() == 1 else k.view(n, 1, 1, size)
-
-
-def _column_weight(k: torch.Tensor, n: int) -> torch.Tensor:
-    size = k.shape[-1]
-    return k.view(1, 1, size, 1).expand(n, 1, size, 1) if k.dim() == 1 else k.view(n, 1, size, 1)
-
-
-def _rows_pass(x: torch.Tensor, k: torch.Tensor, border: str) -> torch.Tensor:
-    """Correlate every row of contiguous ``x (N, H, W)`` with ``k`` (``(K,)`` or ``(N, K)``), centred."""
-    n, _, w = x.shape
-    size = k.shape[-1]
-    before, after = _centred_pads(size)
-    weight = _row_weight(k, n)
-    if not _fits_without_padding(w, size):
-        return F.conv2d(_pad_axis(x, -1, before, after, border).unsqueeze(0), weight, groups=n)[0]
-    out = F.conv2d(x.unsqueeze(0), weight, padding=(0, before), groups=n)[0]
-    if after != before:  # even kernel: symmetric zero padding gave one extra column
-        out = out[..., :w].contiguous()
-    if border != "constant":
-        _fix_borders(out, x, weight, -1, before, after, border)
-    return out
-
-
-def _columns_pass(x: torch.Tensor, k: torch.Tensor, border: str) -> torch.Tensor:
-    """Correlate every column of contiguous ``x (N, H, W)`` with ``k`` (``(K,)`` or ``(N, K)``), centred."""
-    n, h, w = x.shape
-    size = k.shape[-1]
-    before, after = _centred_pads(size)
-    weight = _column_weight(k, n)
-    if not _fits_without_padding(h, size):
-        return F.conv2d(_pad_axis(x, -2, before, after, border).unsqueeze(0), weight, groups=n)[0]
-    if k.dim() == 1 and _use_channels_trick(x):
-        # Columns as channels: (N, H, W) is, without a copy, a channels-last (1, W, N*H, 1) image. Rows that
-        # straddle two stacked images are exactly the border rows the fix-up recomputes.
-        as_channels = x.view(1, n * h, 1, w).permute(0, 3, 1, 2)
-        column_weight = k.view(1, 1, size, 1).expand(w, 1, size, 1)
-        out = F.conv2d(as_channels, column_weight, padding=(before, 0), groups=w)
-        out = out.permute(0, 2, 3, 1).reshape(-1, w)[: n * h].view(n, h, w)
-        _fix_borders(out, x, weight, -2, before, after, border)  # also for "constant": rows straddle images
-        return out
-    out = F.conv2d(x.unsqueeze(0), weight, padding=(before, 0), groups=n)[0]
-    if after != before:
-        out = out[:, :h].contiguous()
-    if border != "constant":
-        _fix_borders(out, x, weight, -2, before, after, border)
-    return out
+    left, right, top, bottom = pads
+    h_out = (h + top + bottom - ky.shape[0]) // stride + 1
+    # Each image must start on a multiple of the stride in the stacked rows; the extra row is never read.
+    bottom += (-(h + top + bottom)) % stride
+    padded = _pad2d(x, (left, right, top, bottom), border)
+    # Horizontal pass first, over the padded rows too: a row filter commutes with the row padding, so its
+    # output is already the vertically padded input of the column pass.
+    weight = kx.view(1, 1, 1, -1).expand(n, 1, 1, kx.shape[0])
+    rows = F.conv2d(padded.unsqueeze(0), weight, stride=(1, stride), groups=n)[0]
+    return _columns_as_channels(rows, ky, stride, h_out)
 
 
 def _separable_planes(
@@ -408,52 +320,20 @@ def _separable_planes(
     stride: int,
 ) -> torch.Tensor:
     """Plain single-channel convolutions on ``(N, 1, H, W)``: the path for CUDA (cuDNN) and float64 CPU
-    (which oneDNN does not cover, and where the channels trick is slow)."""
+    (which oneDNN does not cover)."""
     padded = _pad2d(x, pads, border).unsqueeze(1)
     out = F.conv2d(padded, ky.view(1, 1, -1, 1), stride=(stride, 1))
     out = F.conv2d(out, kx.view(1, 1, 1, -1), stride=(1, stride))
     return out.squeeze(1)
 
 
-def _use_channels_trick(x: torch.Tensor) -> bool:
-    """oneDNN's depthwise kernels (CPU, float32) make the channels-last column trick the fastest path."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
-
-
-def _separable_shared(
-    x: torch.Tensor,
-    kx: torch.Tensor,
-    ky: torch.Tensor,
-    border: str,
-    pads: tuple[int, int, int, int] | None = None,
-    stride: int = 1,
-) -> torch.Tensor:
-    """``x (N, H, W)``, ``kx (Kx,)``, ``ky (Ky,)``, ``pads=(left, right, top, bottom)`` (default: centred)
-    -> ``(N, H', W')``, contiguous. With a stride the vertical pass runs first, so the horizontal pass
-    visits only the kept rows."""
-    if pads is None and stride == 1:
-        return _separable_centred(x.contiguous(), kx, ky, border)
-    if pads is None:
-        pads = (*_centred_pads(kx.shape[0]), *_centred_pads(ky.shape[0]))
-    if not _use_channels_trick(x):
-        return _separable_planes(x, kx, ky, border, pads, stride)
-    left, right, top, bottom = pads
-    out = _vertical_shared(x, ky, border, (top, bottom), stride)
-    return _horizontal_shared(out, kx, border, (left, right), stride)
-
-
-def _separable_centred(x: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, border: str) -> torch.Tensor:
-    """Centred separable filter of contiguous ``x (N, H, W)``; kernels ``(K,)`` shared or ``(N, K)``."""
-    if kx.dim() == 1 and ky.dim() == 1 and not _use_channels_trick(x):
-        pads = (*_centred_pads(kx.shape[0]), *_centred_pads(ky.shape[0]))
-        return _separable_planes(x, kx, ky, border, pads, 1)
-    out = _columns_pass(x, ky, border) if ky.shape[-1] > 1 else x * _as_column_factor(ky)
-    return _rows_pass(out, kx, border) if kx.shape[-1] > 1 else out * _as_column_factor(kx)
-
-
-def _as_column_factor(k: torch.Tensor) -> torch.Tensor:
-    """A 1-tap kernel ``(1,)`` or ``(N, 1)`` as a factor broadcasting over ``(N, H, W)``."""
-    return k.view(-1, 1, 1) if k.dim() == 2 else k
+def _separable_grouped(x: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, border: str) -> torch.Tensor:
+    """Per-plane kernels: ``x (N, H, W)``, ``kx (N, Kx)``, ``ky (N, Ky)`` -> ``(N, H, W)``, centred."""
+    n = x.shape[0]
+    sx, sy = kx.shape[1], ky.shape[1]
+    padded = _pad2d(x, (*_centred_pads(sx), *_centred_pads(sy)), border).unsqueeze(0)
+    out = F.conv2d(padded, kx.view(n, 1, 1, sx), groups=n)
+    return F.conv2d(out, ky.view(n, 1, sy, 1), groups=n)[0]
 
 
 def _grouped_kernels(k: torch.Tensor, batch: int, channels: int) -> torch.Tensor:
@@ -499,9 +379,7 @@ def filter2d_separable(
     if shared:
         out = _separable_shared(planes, kx.reshape(-1), ky.reshape(-1), border)
     else:
-        out = _separable_centred(
-            planes.contiguous(), _grouped_kernels(kx, b, c), _grouped_kernels(ky, b, c), border
-        )
+        out = _separable_grouped(planes, _grouped_kernels(kx, b, c), _grouped_kernels(ky, b, c), border)
     return out.view(b, c, h, w)
 
 

@@ -61,6 +61,8 @@ def pyrdown(images: torch.Tensor, border_type: str = "reflect", mode: str = "cen
     border = _canonical_border(border_type)
     _check_mode(mode)
     b, c, h, w = images.shape
+    if images.numel() == 0:
+        return images.new_zeros(b, c, (h + 1) // 2, (w + 1) // 2)
     taps = _CENTERED_TAPS if mode == "centered" else _OPENCV_TAPS
     k = _const(taps, images)
     pads = (2, 3, 2, 3) if mode == "centered" else (2, 2, 2, 2)
@@ -125,6 +127,8 @@ def pyrup(
         raise ValueError(
             f"size must be (H, W) with H in (2h-1, 2h) and W in (2w-1, 2w) for h, w={h, w}, got {size}"
         )
+    if images.numel() == 0:
+        return images.new_zeros(b, c, size[0], size[1])
     planes = images.reshape(b * c, h, w)
     out = _upsample_axis(planes, -2, size[0], border, mode)
     out = _upsample_axis(out, -1, size[1], border, mode)

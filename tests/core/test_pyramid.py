@@ -174,6 +174,12 @@ def test_constant_image_stays_constant(border: str, mode: str) -> None:
     torch.testing.assert_close(pyrup(x, border, mode), torch.full((1, 1, 18, 14), 0.3))
 
 
+def test_empty_batch() -> None:
+    x = torch.zeros(0, 3, 9, 8)
+    assert pyrdown(x).shape == (0, 3, 5, 4)
+    assert pyrup(x).shape == (0, 3, 18, 16)
+
+
 def test_gradcheck() -> None:
     x = _images(1, 2, 7, 6, dtype=torch.float64).requires_grad_(True)
     for mode in ("centered", "opencv"):
