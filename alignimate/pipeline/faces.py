@@ -100,7 +100,6 @@ from alignimate.pipeline.photos import Photo, Skipped, discover_photos
 from alignimate.pipeline.records import (
     PhotoRecord,
     RunRecord,
-    read_transforms,
     write_report,
     write_transforms,
 )
@@ -110,6 +109,7 @@ from alignimate.pipeline.register_folder import (
     TRANSFORMS_NAME,
     UsageError,
     pick_device,
+    prepare_output,
 )
 from alignimate.pipeline.render import render_frame
 from alignimate.registration import register
@@ -955,46 +955,6 @@ def _validate(folder: Path, output: Path, s: dict[str, Any]) -> None:
             raise UsageError(f"caption age: needs a date as YYYY-MM-DD, got {caption[4:]!r}") from None
 
 
-def _is_ours(path: Path, previous: RunRecord | None) -> bool:
-    names = {TRANSFORMS_NAME, REPORT_NAME, CHECKPOINT_NAME, CONTACT_SHEET_NAME}
-    if previous is not None:
-        names |= {p.output for p in previous.photos if p.output}
-    return path.name in names
-
-
-def _load_previous(out: Path) -> RunRecord | None:
-    for name in (CHECKPOINT_NAME, TRANSFORMS_NAME):
-        if (out / name).exists():
-            try:
-                run = read_transforms(out / name)
-            except ValueError:
-                return None
-            return run if run.command == "faces" else None
-    return None
-
-
-def _prepare_out(out: Path, overwrite: bool) -> RunRecord | None:
-    """Create the frames folder or decide how to reuse it; returns the run to resume from, if any."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a folder")
-    if not out.exists():
-        out.mkdir(parents=True)
-        return None
-    previous = _load_previous(out)
-    if overwrite:
-        for path in out.iterdir():
-            if path.is_file() and _is_ours(path, previous):
-                path.unlink()
-        return None
-    foreign = [p for p in out.iterdir() if not _is_ours(p, previous) and not p.name.startswith(".")]
-    if previous is None and foreign:
-        raise UsageError(
-            f"{out}: frames folder is not empty and holds no alignimate faces run; "
-            "choose another one (--out-dir) or pass --overwrite"
-        )
-    return previous
-
-
 def _reference_embedding(
     path: Path, detector: Detector, embedder: FaceEmbedder, cache: DetectionCache
 ) -> np.ndarray:
@@ -1117,7 +1077,14 @@ def make_face_timeline(
     photos = _exclude_output(photos, output)
     if not photos and not unreadable:
         raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, ...)")
-    previous = _prepare_out(out, overwrite)
+    previous = prepare_output(
+        out,
+        overwrite,
+        command="faces",
+        extra_names=frozenset({CONTACT_SHEET_NAME}),
+        label="frames folder",
+        hint="choose another one (--out-dir) or pass --overwrite",
+    )
     cache = DetectionCache(cache_dir, enabled=use_cache)
     if detector is None:
         from alignimate.detect.faces import FaceDetector

@@ -37,7 +37,7 @@ from alignimate.pipeline.records import (
 from alignimate.pipeline.render import BACKGROUNDS, render_frame, translation
 from alignimate.registration import register
 
-__all__ = ["AlignResult", "UsageError", "align_folder", "pick_device"]
+__all__ = ["AlignResult", "UsageError", "align_folder", "pick_device", "prepare_output"]
 
 MODES = ("pixels",)
 MODELS = ("translation", "rigid", "similarity", "affine", "homography")
@@ -112,43 +112,56 @@ def _validate(folder: Path, settings: dict[str, Any]) -> None:
         raise UsageError(f"size must be at least 32 pixels, got {settings['size']}")
 
 
-def _is_ours(path: Path, previous: RunRecord | None) -> bool:
-    names = {TRANSFORMS_NAME, REPORT_NAME, CHECKPOINT_NAME}
+def _is_ours(path: Path, previous: RunRecord | None, extra_names: frozenset[str]) -> bool:
+    names = {TRANSFORMS_NAME, REPORT_NAME, CHECKPOINT_NAME} | extra_names
     if previous is not None:
         names |= {p.output for p in previous.photos if p.output}
     return path.name in names
 
 
-def _load_previous(out: Path) -> RunRecord | None:
+def _load_previous(out: Path, command: str) -> RunRecord | None:
     for name in (CHECKPOINT_NAME, TRANSFORMS_NAME):
         path = out / name
         if path.exists():
             try:
-                return read_transforms(path)
+                run = read_transforms(path)
             except ValueError:
                 return None
+            return run if run.command == command else None
     return None
 
 
-def _prepare_output(out: Path, overwrite: bool) -> RunRecord | None:
-    """Create ``out`` or decide how to reuse it; returns the previous run to resume from, if any."""
+def prepare_output(
+    out: Path,
+    overwrite: bool,
+    *,
+    command: str,
+    extra_names: frozenset[str] = frozenset(),
+    label: str = "output folder",
+    hint: str = "choose another folder or pass --overwrite",
+) -> RunRecord | None:
+    """Create the output folder ``out`` or decide how to reuse it (shared by ``register`` and ``faces``).
+
+    Returns the earlier run of the same ``command`` found there (checkpoint first), to resume from.
+    ``overwrite`` deletes only files an earlier run wrote (its frames, reports, ``extra_names``);
+    without it, a folder that holds other files and no earlier run is refused, so nothing of the
+    user's is ever replaced."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
     if not out.exists():
         out.mkdir(parents=True)
         return None
-    previous = _load_previous(out)
+    previous = _load_previous(out, command)
     if overwrite:
         for path in out.iterdir():
-            if path.is_file() and _is_ours(path, previous):
+            if path.is_file() and _is_ours(path, previous, extra_names):
                 path.unlink()
         return None
-    foreign = [p for p in out.iterdir() if not _is_ours(p, previous) and not p.name.startswith(".")]
+    foreign = [
+        p for p in out.iterdir() if not _is_ours(p, previous, extra_names) and not p.name.startswith(".")
+    ]
     if previous is None and foreign:
-        raise UsageError(
-            f"{out}: output folder is not empty and holds no alignimate run; "
-            "choose another folder or pass --overwrite"
-        )
+        raise UsageError(f"{out}: {label} is not empty and holds no alignimate {command} run; {hint}")
     return previous
 
 
@@ -490,7 +503,7 @@ def align_folder(
     if not photos and not skipped:
         raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, ...)")
     wanted = _pick_reference(photos, reference, folder) if photos else None
-    previous = _prepare_output(out, overwrite)
+    previous = prepare_output(out, overwrite, command="register")
     if previous is not None and (wanted is None or previous.reference != wanted.name):
         previous = None  # matrices of another reference cannot be reused
     run = _Run(folder, out, settings, torch_device, batch_size, progress, log or (lambda _msg: None))
