@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +63,24 @@ def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return abs(a[0] * b[1] - a[1] * b[0]) <= max(*a, *b)
 
 
+def _canvas_factor(run: RunRecord, versions: dict[str, Path], use_versions: bool, transforms: Any) -> float:
+    """How much larger the new canvas is: the reference photo's new size over its registered size.
+    A run without a reference photo (``faces``: the canvas is the template square) keeps its canvas."""
+    if run.reference is None:
+        return 1.0
+    reference = run.by_name().get(run.reference)
+    if reference is None:
+        raise UsageError(f"{transforms}: its reference photo {run.reference} is not among its photos")
+    ref_path = _source_for(reference, versions, use_versions)
+    if ref_path is None:
+        raise UsageError(f"reference photo {reference.name} has no version among the given images")
+    try:
+        ref_size = probe_image(ref_path).size_hw
+    except PhotoError as err:
+        raise UsageError(f"reference photo {err.path}: {err.reason}") from None
+    return ref_size[0] / run.canvas[0]
+
+
 def apply_transforms(
     transforms: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -90,18 +109,9 @@ def apply_transforms(
     versions = _versions(Path(images) if images is not None else None)
     background = background or run.settings.get("background", "black")
 
-    records = run.by_name()
-    reference = records.get(run.reference or "")
-    if reference is None or run.canvas is None or run.output_size is None:
-        raise UsageError(f"{transforms}: has no reference or canvas; was the run complete?")
-    ref_path = _source_for(reference, versions, images is not None)
-    if ref_path is None:
-        raise UsageError(f"reference photo {reference.name} has no version in {images}")
-    try:
-        ref_size = probe_image(ref_path).size_hw
-    except PhotoError as err:
-        raise UsageError(f"reference photo {err.path}: {err.reason}") from None
-    factor = ref_size[0] / run.canvas[0]
+    if run.canvas is None or run.output_size is None:
+        raise UsageError(f"{transforms}: has no canvas; was the run complete?")
+    factor = _canvas_factor(run, versions, images is not None, transforms)
     canvas_new = (round(run.canvas[0] * factor), round(run.canvas[1] * factor))
     new_H_canvas = _resize_matrix(tuple(run.canvas), canvas_new)
     crop = run.crop

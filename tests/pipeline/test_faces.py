@@ -620,3 +620,22 @@ def test_bad_requests_raise_usage_errors(fake_folder: tuple[Path, FakeDetector],
     with pytest.raises(UsageError, match="not empty"):
         make_face_timeline(folder, tmp_path / "t.gif", out_dir=other, detector=det)
     assert (other / "holiday.jpg").read_bytes() == b"mine"
+
+
+def test_apply_reproduces_face_frames(sample_run: dict[str, Any], tmp_path: Path) -> None:
+    """A faces run has no reference photo (its canvas is the template square); apply keeps that canvas."""
+    import imageio.v3 as iio
+
+    from alignimate.pipeline import apply_transforms
+
+    result: FacesResult = sample_run["result"]
+    again = apply_transforms(result.out / "transforms.json", tmp_path / "again", device="cpu")
+    assert again.exit_code == 1  # the no-face photo stays skipped
+    assert len(again.aligned) == len(result.aligned)
+    for record in result.aligned:
+        first = iio.imread(result.out / record.output).astype(int)
+        second = iio.imread(tmp_path / "again" / record.output).astype(int)
+        # faces decodes each photo near the output resolution (an antialiased downscale) before it
+        # warps; apply warps the full-resolution original: the same geometry, slightly other pixels.
+        difference = np.abs(first - second)
+        assert difference.mean() < 0.5 and difference.max() <= 8, (record.name, difference.mean())
