@@ -107,6 +107,7 @@ from alignimate.pipeline.register_folder import (
     CHECKPOINT_NAME,
     REPORT_NAME,
     TRANSFORMS_NAME,
+    AlignResult,
     UsageError,
     pick_device,
     prepare_output,
@@ -396,8 +397,8 @@ def _noop(_message: str) -> None:
 
 
 @dataclass
-class FacesResult:
-    """What :func:`make_face_timeline` did.
+class FacesResult(AlignResult):
+    """What :func:`make_face_timeline` did (``aligned`` and ``skipped`` as in :class:`AlignResult`).
 
     out: the frames folder; run: the run record (also in transforms.json); output: the animation, or
     None when no photo was kept; animation: its :class:`~alignimate.io.AnimationInfo`; contact_sheet:
@@ -405,20 +406,10 @@ class FacesResult:
     looked at, run through the face detector in this run, and answered by the cache.
     """
 
-    out: Path
-    run: RunRecord
     output: Path | None
     animation: AnimationInfo | None
     contact_sheet: Path | None
     detections: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def aligned(self) -> list[PhotoRecord]:
-        return [p for p in self.run.photos if p.usable and p.output]
-
-    @property
-    def skipped(self) -> list[PhotoRecord]:
-        return [p for p in self.run.photos if p.status == "skipped"]
 
     @property
     def exit_code(self) -> int:
