@@ -9,7 +9,7 @@ Weights are resolved by :mod:`alignimate.detect.weights` and never downloaded im
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +66,34 @@ _COCO_PERSON_LABEL = 1  # index of "person" in the COCO category list both model
 _CONTINUOUS_TO_CENTRE = 0.5
 
 
+def _build_rcnn(
+    name: str,
+    factory: Callable[..., torch.nn.Module],
+    weights: str | os.PathLike[str] | None,
+    working_size: int,
+    min_score: float,
+    max_detections: int,
+    proposals: int,
+    **architecture: int,
+) -> torch.nn.Module:
+    """Build a torchvision R-CNN with the settings both builders share and load ``name``'s weights."""
+    state = load_state_dict(name, weights)
+    # weights_backbone=None: constructing must never trigger a download of ImageNet weights.
+    model = factory(
+        weights=None,
+        weights_backbone=None,
+        min_size=working_size,
+        max_size=working_size,
+        box_score_thresh=min_score,
+        box_detections_per_img=max_detections,
+        rpn_pre_nms_top_n_test=proposals,
+        rpn_post_nms_top_n_test=proposals,
+        **architecture,
+    )
+    model.load_state_dict(state)
+    return model.eval()
+
+
 def build_mask_rcnn(
     weights: str | os.PathLike[str] | None = None,
     *,
@@ -82,21 +110,16 @@ def build_mask_rcnn(
     before and after NMS (torchvision's default 1000; the box head's cost grows linearly with it)."""
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-    state = load_state_dict("maskrcnn", weights)
-    # weights_backbone=None: constructing must never trigger a download of ImageNet weights.
-    model = maskrcnn_resnet50_fpn(
-        weights=None,
-        weights_backbone=None,
+    return _build_rcnn(
+        "maskrcnn",
+        maskrcnn_resnet50_fpn,
+        weights,
+        working_size,
+        min_score,
+        max_detections,
+        proposals,
         num_classes=91,
-        min_size=working_size,
-        max_size=working_size,
-        box_score_thresh=min_score,
-        box_detections_per_img=max_detections,
-        rpn_pre_nms_top_n_test=proposals,
-        rpn_post_nms_top_n_test=proposals,
     )
-    model.load_state_dict(state)
-    return model.eval()
 
 
 def build_keypoint_rcnn(
@@ -110,21 +133,17 @@ def build_keypoint_rcnn(
     """Keypoint R-CNN ResNet-50 FPN (COCO person, 17 keypoints) in eval mode; see :func:`build_mask_rcnn`."""
     from torchvision.models.detection import keypointrcnn_resnet50_fpn
 
-    state = load_state_dict("keypointrcnn", weights)
-    model = keypointrcnn_resnet50_fpn(
-        weights=None,
-        weights_backbone=None,
+    return _build_rcnn(
+        "keypointrcnn",
+        keypointrcnn_resnet50_fpn,
+        weights,
+        working_size,
+        min_score,
+        max_detections,
+        proposals,
         num_classes=2,
         num_keypoints=len(COCO_KEYPOINT_NAMES),
-        min_size=working_size,
-        max_size=working_size,
-        box_score_thresh=min_score,
-        box_detections_per_img=max_detections,
-        rpn_pre_nms_top_n_test=proposals,
-        rpn_post_nms_top_n_test=proposals,
     )
-    model.load_state_dict(state)
-    return model.eval()
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from alignimate.core import scale_matrix_for_resize
 from alignimate.io import PhotoError, find_images, probe_image, read_image, save_image
 from alignimate.pipeline.records import (
     PhotoRecord,
@@ -32,13 +30,9 @@ from alignimate.pipeline.register_folder import (
     UsageError,
     pick_device,
 )
-from alignimate.pipeline.render import render_frame, translation
+from alignimate.pipeline.render import render_frame, resize_matrix, translation
 
 __all__ = ["apply_transforms"]
-
-
-def _resize_matrix(src: tuple[int, int], dst: tuple[int, int]) -> np.ndarray:
-    return scale_matrix_for_resize(src, dst, dtype=torch.float64)[0].numpy()
 
 
 def _versions(images: Path | None) -> dict[str, Path]:
@@ -113,7 +107,7 @@ def apply_transforms(
         raise UsageError(f"{transforms}: has no canvas; was the run complete?")
     factor = _canvas_factor(run, versions, images is not None, transforms)
     canvas_new = (round(run.canvas[0] * factor), round(run.canvas[1] * factor))
-    new_H_canvas = _resize_matrix(tuple(run.canvas), canvas_new)
+    new_H_canvas = resize_matrix(tuple(run.canvas), canvas_new)
     crop = run.crop
     if crop is not None:
         top, left = round(crop["top"] * factor), round(crop["left"] * factor)
@@ -146,7 +140,7 @@ def apply_transforms(
             new.reason = f"aspect ratio differs from the registered photo ({size} vs {tuple(record.size)})"
             log(f"skipped {record.name}: {new.reason}")
             continue
-        canvas_H_photo = new_H_canvas @ np.asarray(record.matrix) @ _resize_matrix(size, tuple(record.size))
+        canvas_H_photo = new_H_canvas @ np.asarray(record.matrix) @ resize_matrix(size, tuple(record.size))
         frame = render_frame(
             image, offset @ canvas_H_photo, tuple(out_size), background=background, device=torch_device
         )

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from alignimate.core import scale_matrix_for_resize
 from alignimate.io import PhotoError, read_image, read_images_parallel, save_image
 from alignimate.pipeline.framing import common_crop
 from alignimate.pipeline.photos import Photo, Skipped, discover_photos
@@ -34,7 +33,7 @@ from alignimate.pipeline.records import (
     write_report,
     write_transforms,
 )
-from alignimate.pipeline.render import BACKGROUNDS, render_frame, translation
+from alignimate.pipeline.render import BACKGROUNDS, render_frame, resize_matrix, translation
 from alignimate.registration import register
 
 __all__ = ["AlignResult", "UsageError", "align_folder", "pick_device", "prepare_output"]
@@ -209,9 +208,7 @@ def _full_resolution_matrix(
     fixed_full: tuple[int, int],
 ) -> np.ndarray:
     """Turn a working-resolution ``fixed_H_moving`` into ``canvas_H_photo`` between full-size images."""
-    work_H_full = scale_matrix_for_resize(moving_full, moving_work, dtype=torch.float64)[0].numpy()
-    full_H_work = scale_matrix_for_resize(fixed_work, fixed_full, dtype=torch.float64)[0].numpy()
-    return full_H_work @ fixed_H_moving @ work_H_full
+    return resize_matrix(fixed_work, fixed_full) @ fixed_H_moving @ resize_matrix(moving_full, moving_work)
 
 
 def registration_verdict(loss_name: str, converged: bool, loss: float) -> str | None:

@@ -12,7 +12,7 @@ import torch
 
 from alignimate.core import compose, gaussian_blur2d, resize, scale_matrix_for_resize, warp_perspective
 
-__all__ = ["BACKGROUNDS", "render_frame", "translation"]
+__all__ = ["BACKGROUNDS", "render_frame", "resize_matrix", "translation"]
 
 BACKGROUNDS = ("black", "white", "blur", "transparent")
 # The blurred background is made at 1/_BLUR_FACTOR of the output size: a blur this strong loses
@@ -25,6 +25,11 @@ def translation(dx: float, dy: float) -> np.ndarray:
     m = np.eye(3)
     m[0, 2], m[1, 2] = dx, dy
     return m
+
+
+def resize_matrix(src: tuple[int, int], dst: tuple[int, int]) -> np.ndarray:
+    """3x3 float64 pixel matrix from an image of size ``src=(h, w)`` to the same image resized to ``dst``."""
+    return scale_matrix_for_resize(src, dst, dtype=torch.float64)[0].numpy()
 
 
 def _to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
