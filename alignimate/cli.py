@@ -94,13 +94,26 @@ def _main(
         "Examples:\n\n"
         "  alignimate register photos/ --out aligned/\n\n"
         "  alignimate register scans/ --out aligned/ --model homography --crop none\n\n"
+        "  alignimate register bump/ --out aligned/ --mode body --config configs/body.toml\n\n"
+        "  alignimate register shots/ --out aligned/ --mode keypoints:points.json\n\n"
         "  alignimate register photos/ --out aligned/ --config configs/pixels.toml --json"
     )
 )
 def register(
     folder: Path = typer.Argument(..., help="Folder of photos."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for aligned frames and reports."),
-    mode: str = typer.Option(None, help="pixels (whole image) | body | faces | keypoints | masks."),
+    mode: str = typer.Option(
+        None,
+        help="pixels (whole image) | body (main person) | faces (main face) | keypoints:FILE (JSON/CSV "
+        "points) | masks:DIR (one mask PNG per photo).",
+    ),
+    source: str = typer.Option(
+        None, help="Keypoint file or mask folder (the same as --mode keypoints:FILE)."
+    ),
+    keypoints: str = typer.Option(
+        None, help="Comma-separated keypoint names to align on, e.g. left_ear,left_shoulder,left_hip."
+    ),
+    detect_size: int = typer.Option(None, help="Long side of the detector's working copy (body, faces)."),
     model: str = typer.Option(None, help="translation | rigid | similarity | affine | homography."),
     reference: str = typer.Option(None, help="first | middle | auto | PATH of the reference photo."),
     size: int = typer.Option(None, help="Long side of the working resolution, pixels."),
@@ -111,6 +124,7 @@ def register(
     recursive: bool = typer.Option(None, "--recursive/--no-recursive", help="Also read sub-folders."),
     device: str = typer.Option(None, help="auto | cpu | cuda."),
     batch_size: int = typer.Option(None, help="Photos registered together."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the detection cache."),
     config: Path = CONFIG,
     overwrite: bool = typer.Option(False, help="Replace an existing output instead of resuming."),
     quiet: bool = QUIET,
@@ -130,13 +144,18 @@ def register(
         recursive=recursive,
         device=device,
         batch_size=batch_size,
+        source=source,
+        keypoints=None if keypoints is None else [k.strip() for k in keypoints.split(",") if k.strip()],
+        detect_size=detect_size,
     )
     settings = resolve("register", flags, _load(config))
-    settings.pop("keypoints")  # body mode only, not wired yet
+    settings["source"] = settings["source"] or None  # "" in a preset: no source
+    settings["detect_size"] = settings["detect_size"] or None  # 0: the mode's default
     try:
         result = align_folder(
             folder,
             out,
+            use_cache=not no_cache,
             overwrite=overwrite,
             progress=not (quiet or as_json),
             log=_logger(quiet or as_json),

@@ -52,7 +52,18 @@ _REGISTER = {
     "loss": Option(
         str, "auto", "auto | zncc | mse | l1 | charbonnier | ssim (auto: zncc for photos, mse for heatmaps)"
     ),
-    "keypoints": Option(list, ["left_ear", "left_shoulder", "left_hip"], "COCO keypoint names for body mode"),
+    "source": Option(str, "", "keypoint file (JSON/CSV) for --mode keypoints, mask folder for --mode masks"),
+    "keypoints": Option(
+        list,
+        [],
+        "keypoint names to align on; empty: the mode's default (body: left_ear, left_shoulder, "
+        "left_hip; faces: the 5 landmarks; keypoints: the names of the reference photo's entry)",
+    ),
+    "detect_size": Option(
+        int,
+        0,
+        "long side of the detector's working copy, pixels; 0: the mode's default (body 800, faces 960)",
+    ),
     "crop": Option(str, "common", "common (crop to the area every frame covers) | none"),
     "background": Option(str, "black", "black | white | blur | transparent: fill outside the warped photo"),
     "sort": Option(str, "date", "date (EXIF DateTimeOriginal, then name) | name"),

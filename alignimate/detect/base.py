@@ -21,6 +21,7 @@ __all__ = [
     "ImageBatch",
     "Instance",
     "as_uint8_hwc",
+    "detect_each",
     "map_instance_to_original",
     "resize_uint8",
     "select_keypoints",
@@ -195,3 +196,20 @@ def select_keypoints(inst: Instance, names: Sequence[str]) -> tuple[np.ndarray, 
             points[j] = inst.keypoints[i]
             scores[j] = kp_scores[i]
     return points, scores
+
+
+def detect_each(detector: Detector, images: Sequence[np.ndarray]) -> list[list[Instance] | None]:
+    """``detector.detect(images)``, but a photo that makes the detector fail gives None instead of
+    losing the batch: on an error the photos are retried one at a time."""
+    if not images:
+        return []
+    try:
+        return list(detector.detect(list(images)))
+    except Exception:
+        out: list[list[Instance] | None] = []
+        for image in images:
+            try:
+                out.append(detector.detect([image])[0])
+            except Exception:
+                out.append(None)
+        return out

@@ -19,7 +19,8 @@ Keypoint CSV, long (one row per point; ``score`` optional) or wide (one row per 
     image,name,x,y,score              image,left_ear_x,left_ear_y,left_hip_x,left_hip_y
     IMG_1.jpg,left_ear,812.5,400,0.9  IMG_1.jpg,812.5,400,900,1300
 
-Coordinates are pixels of the photo as stored (docs/conventions.md). Scores default to 1.
+Coordinates are pixels of the photo as displayed, i.e. after its EXIF orientation (docs/conventions.md).
+Scores default to 1.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -240,20 +240,26 @@ class LBPEmbedder:
 
 
 def make_face_embedder(
-    weights: str | os.PathLike[str] | None = None, device: torch.device | str | None = None
+    weights: str | os.PathLike[str] | None = None,
+    device: torch.device | str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> FaceEmbedder:
     """:class:`FacenetEmbedder` when its weights resolve; otherwise (and only when no explicit
-    ``weights`` file was given) :class:`LBPEmbedder`, with a warning in the log saying so."""
+    ``weights`` file was given) :class:`LBPEmbedder`, saying so through ``log`` (default: a warning
+    in the Python log), so a caller that was asked to be quiet can stay quiet."""
     try:
         return FacenetEmbedder(weights, device)
     except WeightsNotFound as err:
         if weights is not None:
             raise
-        logger.warning(
-            "face identity: %s. Using LBP-histogram descriptors instead (no download needed, less "
-            "reliable with bystanders).",
-            err,
+        message = (
+            f"face identity: {err}. Using LBP-histogram descriptors instead (no download needed, less "
+            "reliable with bystanders)."
         )
+        if log is None:
+            logger.warning("%s", message)
+        else:
+            log(message)
         return LBPEmbedder()
 
 

@@ -83,7 +83,7 @@ from alignimate.core import (
     transform_points,
     warp_affine,
 )
-from alignimate.detect.base import Detector, Instance
+from alignimate.detect.base import Detector, Instance, detect_each
 from alignimate.detect.cache import DetectionCache
 from alignimate.detect.frontal import FrontalThresholds, check_frontal
 from alignimate.detect.identity import (
@@ -609,7 +609,7 @@ class _FacesRun:
         emb_model: str | None,
     ) -> None:
         needs = [(job, image) for job, image in batch if job.detect]
-        found = self._run_detector(detector, [image for _, image in needs])
+        found = detect_each(detector, [image for _, image in needs])
         for (job, _), faces in zip(needs, found, strict=True):
             if faces is None:
                 self.drop(job.item, "unreadable", "face detection failed on this photo")
@@ -623,22 +623,6 @@ class _FacesRun:
             if job.item.faces and job.item.record.status != "skipped":
                 embeddings = embed_faces(image, job.item.faces, embedder)
                 self.cache.save_array(emb_model, job.emb_key or "", embeddings)
-
-    @staticmethod
-    def _run_detector(detector: Detector, images: list[np.ndarray]) -> list[list[Instance] | None]:
-        if not images:
-            return []
-        try:
-            return list(detector.detect(images))
-        except Exception:
-            # One odd photo must not stop the others: retry one at a time, None for a failure.
-            out: list[list[Instance] | None] = []
-            for image in images:
-                try:
-                    out.append(detector.detect([image])[0])
-                except Exception:
-                    out.append(None)
-            return out
 
     # -- 3. identity ---------------------------------------------------------------------------------
     def choose_identity(self, identity: str | np.ndarray, max_distance: float | None) -> None:
@@ -1084,7 +1068,7 @@ def make_face_timeline(
     if embedder is None and identity != "largest":
         from alignimate.detect.identity import make_face_embedder
 
-        embedder = make_face_embedder(device=torch_device)  # logs a warning when it falls back to LBP
+        embedder = make_face_embedder(device=torch_device, log=log)  # says so if it falls back to LBP
     run = _FacesRun(folder, out, settings, torch_device, cache, progress, log)
     run.add_photos(photos, unreadable, previous)
     run.detect(detector, None if identity == "largest" else embedder)

@@ -34,18 +34,38 @@ from alignimate.pipeline.records import (
     write_transforms,
 )
 from alignimate.pipeline.render import BACKGROUNDS, render_frame, resize_matrix, translation
+from alignimate.pipeline.semantic import (
+    SEMANTIC_MODES,
+    SemanticSource,
+    keypoint_init,
+    parse_mode,
+    working_size,
+)
 from alignimate.registration import register
 
 __all__ = ["AlignResult", "UsageError", "align_folder", "pick_device", "prepare_output"]
 
-MODES = ("pixels",)
+MODES = ("pixels", *SEMANTIC_MODES)
 MODELS = ("translation", "rigid", "similarity", "affine", "homography")
 TRANSFORMS_NAME = "transforms.json"
 REPORT_NAME = "report.csv"
 CHECKPOINT_NAME = ".alignimate-checkpoint.json"
 MAX_ZNCC_LOSS = 0.25
 # Settings that change the result; a resumed run must have the same ones.
-_RESULT_SETTINGS = ("mode", "model", "reference", "size", "loss", "crop", "background", "sort", "recursive")
+_RESULT_SETTINGS = (
+    "mode",
+    "model",
+    "reference",
+    "size",
+    "loss",
+    "crop",
+    "background",
+    "sort",
+    "recursive",
+    "source",
+    "keypoints",
+    "detect_size",
+)
 
 
 class UsageError(ValueError):
@@ -101,14 +121,16 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
 def _validate(folder: Path, settings: dict[str, Any]) -> None:
     if not folder.is_dir():
         raise UsageError(f"{folder}: not a folder")
-    if settings["mode"] in ("body", "faces", "keypoints", "masks"):
-        raise UsageError(f"--mode {settings['mode']} is not available in this version yet; use --mode pixels")
     _check_choice("mode", settings["mode"], MODES)
     _check_choice("model", settings["model"], MODELS)
     _check_choice("crop", settings["crop"], ("common", "none"))
     _check_choice("background", settings["background"], BACKGROUNDS)
     if settings["size"] < 32:
         raise UsageError(f"size must be at least 32 pixels, got {settings['size']}")
+    if settings["detect_size"] is not None and settings["detect_size"] < 32:
+        raise UsageError(f"detect_size must be at least 32 pixels, got {settings['detect_size']}")
+    if settings["keypoints"] and settings["mode"] in ("pixels", "masks"):
+        raise UsageError(f"--keypoints is not used by --mode {settings['mode']}")
 
 
 def _is_ours(path: Path, previous: RunRecord | None, extra_names: frozenset[str]) -> bool:
@@ -226,6 +248,28 @@ def registration_verdict(loss_name: str, converged: bool, loss: float) -> str | 
             return f"registration looks wrong (zncc loss {loss:.3f} > {MAX_ZNCC_LOSS})"
         return None if converged else f"kept: not fully converged (zncc loss {loss:.3f})"
     return None if converged else f"registration did not converge ({loss_name} loss {loss:.3g})"
+
+
+def _scale_of(fixed_H_moving: np.ndarray) -> float:
+    """Linear scale of a (near-)similarity: the square root of its 2x2 part's |determinant|."""
+    return float(np.sqrt(abs(np.linalg.det(fixed_H_moving[:2, :2]))))
+
+
+def _keypoint_rms(
+    fixed_H_moving: np.ndarray,
+    moving: tuple[np.ndarray, np.ndarray],
+    fixed: tuple[np.ndarray, np.ndarray],
+    fixed_size: tuple[int, int],
+) -> float:
+    """Weighted RMS distance between the mapped moving keypoints and the reference's, as a fraction of
+    the reference's longer side (a diagnostic stored per photo in transforms.json)."""
+    weights = moving[1] * fixed[1]
+    if weights.sum() <= 0:
+        return float("nan")
+    pts = np.c_[moving[0], np.ones(len(moving[0]))] @ fixed_H_moving.T
+    mapped = pts[:, :2] / pts[:, 2:3]
+    squared = ((mapped - fixed[0]) ** 2).sum(axis=1)
+    return round(float(np.sqrt((weights * squared).sum() / weights.sum()) / max(fixed_size)), 6)
 
 
 def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -393,6 +437,128 @@ class _Run:
                 matrices[i], work_size, photo.size_hw, fixed_work, reference.size_hw
             ).tolist()
 
+    # -- semantic modes (body, faces, keypoints, masks) ---------------------------------------------
+    def semantic_reference(self, photos: list[Photo], wanted: Photo, source: SemanticSource) -> Any:
+        """The reference photo and what the source found in it. An automatic reference in which nothing
+        is found gives way to the nearest photo (in order) where something is; an explicit one is a
+        usage error. ``(None, None)`` when no photo has anything."""
+        explicit = self.settings["reference"] not in ("first", "middle", "auto")
+        start = photos.index(wanted)
+        order = sorted(range(len(photos)), key=lambda i: (abs(i - start), i))
+        for i in order:
+            photo = photos[i]
+            if self.records[photo.name].status == "skipped":
+                continue
+            choice = source.find([photo])[0]
+            if choice.instance is not None:
+                return photo, choice
+            if explicit:
+                raise UsageError(f"reference photo {photo.path}: {choice.reason}")
+            self.skip(photo.name, choice.reason)
+        return None, None
+
+    def register_semantic(
+        self, photos: list[Photo], reference: Photo, ref_choice: Any, source: SemanticSource
+    ) -> None:
+        """Register every pending photo's semantic image onto the reference's, starting from the
+        closed-form keypoint fit; detection runs one batch at a time, so memory stays bounded."""
+        ref_record = self.records[reference.name]
+        ref_record.status, ref_record.reason, ref_record.matrix = "reference", "", np.eye(3).tolist()
+        ref_record.loss, ref_record.converged, ref_record.iterations = 0.0, True, 0
+        ref_record.extra["semantic"] = ref_choice.detail or {}
+        todo = [p for p in photos if self.records[p.name].status == "pending"]
+        if not todo:
+            return
+        source.resolve_names(ref_choice.instance)
+        ref_work = working_size(reference.size_hw, self.settings["size"])
+        ref_points = (
+            source.points(ref_choice.instance, reference.size_hw, ref_work) if source.uses_keypoints else None
+        )
+        ref_sigma = None if ref_points is None else source.sigma(*ref_points, ref_work)
+        fixed = source.image(ref_choice.instance, reference.size_hw, ref_work, ref_sigma)[None]
+        what = {"body": "persons", "faces": "faces"}.get(source.mode, source.mode)
+        with tqdm(
+            total=len(todo), desc=f"registering {what}", unit="photo", disable=not self.progress, leave=False
+        ) as bar:
+            for chunk in _batches(todo, self.batch_size):
+                groups: dict[tuple[int, int], list[tuple[Photo, Any]]] = {}
+                for photo, choice in zip(chunk, source.find(chunk), strict=True):
+                    if choice.instance is None:
+                        self.skip(photo.name, choice.reason)
+                    else:
+                        groups.setdefault(working_size(photo.size_hw, self.settings["size"]), []).append(
+                            (photo, choice)
+                        )
+                for work, members in groups.items():
+                    self._register_semantic_group(
+                        members, work, fixed, ref_work, ref_points, ref_sigma, reference, source
+                    )
+                bar.update(len(chunk))
+                self.checkpoint(reference)
+
+    def _register_semantic_group(
+        self,
+        members: list[tuple[Photo, Any]],
+        work: tuple[int, int],
+        fixed: torch.Tensor,
+        ref_work: tuple[int, int],
+        ref_points: tuple[np.ndarray, np.ndarray] | None,
+        ref_sigma: float | None,
+        reference: Photo,
+        source: SemanticSource,
+    ) -> None:
+        model = self.settings["model"]
+        inits: list[np.ndarray | None] = []
+        usable: list[tuple[Photo, Any]] = []
+        for photo, choice in members:
+            init = None
+            if ref_points is not None:
+                points, weights = source.points(choice.instance, photo.size_hw, work)
+                init = keypoint_init(points, weights, ref_points[0], ref_points[1], model)
+                if init is None:
+                    names = ", ".join(source.names or ())
+                    self.skip(photo.name, f"none of the keypoints ({names}) was found with enough confidence")
+                    continue
+            usable.append((photo, choice))
+            inits.append(init)
+        if not usable:
+            return
+        # The moving heatmaps get the reference's sigma divided by their scale, so once warped their
+        # blobs are the reference's size and do not bias the scale the registration finds.
+        sigmas = [None if m is None or ref_sigma is None else ref_sigma / _scale_of(m) for m in inits]
+        moving = torch.stack(
+            [source.image(c.instance, p.size_hw, work, s) for (p, c), s in zip(usable, sigmas, strict=True)]
+        )
+        init_t = None if ref_points is None else torch.as_tensor(np.stack(inits), dtype=torch.float32)
+        result = register(moving, fixed, model, loss=self.settings["loss"], init=init_t, device=self.device)
+        matrices = result.matrix.double().cpu().numpy()
+        for i, (photo, choice) in enumerate(usable):
+            record = self.records[photo.name]
+            record.loss = float(result.loss[i])
+            record.converged = bool(result.converged[i])
+            record.iterations = int(result.iterations[i])
+            matrix = matrices[i]
+            record.reason = ""
+            if not (record.converged and np.isfinite(matrix).all()):
+                if inits[i] is None:
+                    self.skip(
+                        photo.name,
+                        f"registration did not converge ({self.settings['loss']} loss {record.loss:.3g})",
+                    )
+                    continue
+                matrix = inits[i]
+                record.reason = "kept: keypoint fit (the heatmap registration did not converge)"
+            detail = dict(choice.detail or {})
+            if ref_points is not None:
+                detail["keypoint_rms"] = _keypoint_rms(
+                    matrix, source.points(choice.instance, photo.size_hw, work), ref_points, ref_work
+                )
+            record.extra["semantic"] = detail
+            record.status = "aligned"
+            record.matrix = _full_resolution_matrix(
+                matrix, work, photo.size_hw, ref_work, reference.size_hw
+            ).tolist()
+
     def choose_crop(self, reference: Photo) -> tuple[dict[str, int] | None, list[int]]:
         canvas = reference.size_hw
         usable = [self.records[n] for n in self.order if self.records[n].usable]
@@ -449,6 +615,34 @@ class _Run:
         return run
 
 
+def _semantic_source(
+    settings: dict[str, Any],
+    source_path: Path | None,
+    keypoints: Sequence[str],
+    detector: Any,
+    device: torch.device,
+    cache_dir: str | os.PathLike[str] | None,
+    use_cache: bool,
+) -> SemanticSource:
+    """The mode's source of semantic content; a missing file, folder or model is a usage error."""
+    from alignimate.detect.cache import DetectionCache
+    from alignimate.detect.weights import WeightsError
+
+    cache = DetectionCache(cache_dir, enabled=use_cache) if settings["mode"] in ("body", "faces") else None
+    try:
+        return SemanticSource(
+            settings["mode"],
+            source=source_path,
+            keypoint_names=keypoints,
+            detect_size=settings["detect_size"],
+            detector=detector,
+            device=device,
+            cache=cache,
+        )
+    except (FileNotFoundError, ValueError, WeightsError) as err:
+        raise UsageError(str(err)) from None
+
+
 def align_folder(
     folder: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -464,11 +658,26 @@ def align_folder(
     recursive: bool = False,
     device: str = "auto",
     batch_size: int = 16,
+    source: str | os.PathLike[str] | None = None,
+    keypoints: Sequence[str] = (),
+    detect_size: int | None = None,
+    detector: Any = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
     overwrite: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> AlignResult:
     """Align every photo in ``folder`` onto a reference photo and write frames to ``out``.
+
+    mode: ``"pixels"`` registers the photos themselves; ``"body"``, ``"faces"``, ``"keypoints"`` and
+    ``"masks"`` register semantic images instead (see :mod:`alignimate.pipeline.semantic`): the last two
+    read ``source``, a keypoint file or a mask folder (``mode="keypoints:points.json"`` works too).
+    keypoints: keypoint names to align on (body default: left ear, shoulder and hip).
+    detect_size: long side of the detector's input (body: 800, faces: 960). detector: replaces the
+    body or face model (any :class:`~alignimate.detect.base.Detector`). cache_dir, use_cache: the
+    detection cache (default ``$ALIGNIMATE_CACHE`` or ``~/.cache/alignimate``).
+    loss: ``"auto"`` is ``zncc`` for pixels and ``mse`` for the semantic modes.
 
     Returns an :class:`AlignResult`; ``result.exit_code`` is 0 when all photos were aligned and 1
     when some were skipped (each with a reason in ``report.csv``). Raises :class:`UsageError` for
@@ -481,16 +690,25 @@ def align_folder(
         print(result.summary())
     """
     folder, out = Path(folder), Path(out)
+    try:
+        mode, source_path = parse_mode(mode, source)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if loss == "auto":
+        loss = "zncc" if mode == "pixels" else "mse"
     settings = {
         "mode": mode,
         "model": model,
         "reference": reference,
         "size": int(size),
-        "loss": "zncc" if loss == "auto" else loss,
+        "loss": loss,
         "crop": crop,
         "background": background,
         "sort": sort,
         "recursive": bool(recursive),
+        "source": None if source_path is None else str(source_path.resolve()),
+        "keypoints": list(keypoints) or None,
+        "detect_size": detect_size,
     }
     _validate(folder, settings)
     if batch_size < 1:
@@ -510,10 +728,27 @@ def align_folder(
         write_transforms(out / TRANSFORMS_NAME, record)
         write_report(out / REPORT_NAME, record)
         return AlignResult(out, record)
-    reference_photo, fixed_image = run.read_reference(photos, wanted)
-    if reference_photo is not wanted:
-        run.forget_registrations()
-    run.register_all(photos, reference_photo, fixed_image)
+    if mode == "pixels":
+        reference_photo, fixed_image = run.read_reference(photos, wanted)
+        if reference_photo is not wanted:
+            run.forget_registrations()
+        run.register_all(photos, reference_photo, fixed_image)
+    else:
+        semantic = _semantic_source(
+            settings, source_path, keypoints, detector, torch_device, cache_dir, use_cache
+        )
+        found, ref_choice = run.semantic_reference(photos, wanted, semantic)
+        if found is None:
+            run.log(f"nothing to register on in any photo of {folder} (--mode {mode})")
+            record = run.run_record(None)
+            write_transforms(out / TRANSFORMS_NAME, record)
+            write_report(out / REPORT_NAME, record)
+            (out / CHECKPOINT_NAME).unlink(missing_ok=True)
+            return AlignResult(out, record)
+        reference_photo = found
+        if reference_photo is not wanted:
+            run.forget_registrations()
+        run.register_semantic(photos, reference_photo, ref_choice, semantic)
     crop_box, output_size = run.choose_crop(reference_photo)
     run.render_all(reference_photo, crop_box, output_size)
     return AlignResult(out, run.finish(reference_photo, crop_box, output_size))

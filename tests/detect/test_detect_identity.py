@@ -289,6 +289,12 @@ def test_facenet_from_torch_home_else_lbp_fallback_with_a_log_line(
         fallback = make_face_embedder()
     assert isinstance(fallback, LBPEmbedder)
     assert "facenet-vggface2" in caplog.text and "LBP" in caplog.text
+    # A caller's own log (the CLI's, silent under --quiet/--json) replaces the Python log.
+    caplog.clear()
+    said: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="alignimate.detect.identity"):
+        assert isinstance(make_face_embedder(log=said.append), LBPEmbedder)
+    assert caplog.text == "" and len(said) == 1 and "LBP" in said[0]
     with pytest.raises(WeightsNotFound):
         make_face_embedder(empty_torch_home / "missing.pt")  # an explicit file must exist
     cached = empty_torch_home / "checkpoints" / model_info("facenet-vggface2").file_name

@@ -29,24 +29,8 @@ WORK = 128
 
 
 @pytest.fixture(scope="module")
-def saved_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from torchvision.models import detection
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("weights")
-    out = {}
-    for name, builder, kwargs in (
-        ("maskrcnn", detection.maskrcnn_resnet50_fpn, {"num_classes": 91}),
-        ("keypointrcnn", detection.keypointrcnn_resnet50_fpn, {"num_classes": 2, "num_keypoints": 17}),
-    ):
-        model = builder(weights=None, weights_backbone=None, **kwargs)
-        with torch.no_grad():
-            model.roi_heads.box_predictor.cls_score.bias[1] += 8.0  # make "person" win
-        path = folder / f"{name}.pth"
-        torch.save(model.state_dict(), path)
-        out[name] = path
-        del model
-    return out
+def saved_weights(random_rcnn_weights: dict[str, Path]) -> dict[str, Path]:
+    return random_rcnn_weights
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,336 @@
+"""The semantic modes of ``register``: what each photo is registered on when it is not its pixels.
+
+``--mode body``
+    the main person of each photo (Mask R-CNN + Keypoint R-CNN, :mod:`alignimate.detect.persons`):
+    Gaussian heatmaps around the chosen COCO keypoints (default: left ear, shoulder and hip, the
+    side-on pose of a pregnancy series), weighted by each keypoint's confidence and multiplied by
+    the person's soft mask, so the silhouette near the keypoints counts and the background does not.
+``--mode faces``
+    the main face of each photo (MTCNN, :mod:`alignimate.detect.faces`): heatmaps of its 5
+    landmarks. (``alignimate faces`` is the full face-timeline command; this mode keeps the
+    reference photo's canvas instead of a face template.)
+``--mode keypoints FILE``
+    keypoints from a JSON/CSV file (:class:`alignimate.detect.files.KeypointFile`), any names.
+``--mode masks DIR``
+    one mask PNG per photo (:class:`alignimate.detect.files.MaskFolder`): the mask itself is the
+    image that is registered.
+
+Every semantic image is one channel: the keypoint heatmaps are summed (after the closed-form
+keypoint fit the blobs already sit on their partners, so which blob is which no longer matters).
+Coordinates in keypoint files and masks refer to the photo as it is displayed, i.e. after its EXIF
+orientation, like every coordinate in alignimate (docs/conventions.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
+
+from alignimate.core.heatmaps import keypoint_heatmaps
+from alignimate.detect.base import Detector, Instance, detect_each, map_instance_to_original
+from alignimate.detect.cache import DetectionCache
+from alignimate.detect.semantic import confidence_weights
+from alignimate.io import PhotoError, read_images_parallel
+from alignimate.pipeline.photos import Photo
+from alignimate.registration import register_points
+
+__all__ = [
+    "DEFAULT_BODY_DETECT_SIZE",
+    "SEMANTIC_MODES",
+    "SIGMA_FRAC",
+    "SemanticSource",
+    "keypoint_init",
+    "parse_mode",
+    "working_size",
+]
+
+SEMANTIC_MODES = ("body", "faces", "keypoints", "masks")
+# Gaussian sigma: a fraction of the working image's long side (alignimation's 0.04), but at most a
+# quarter of the keypoints' spread, or a face's five blobs, 20 px each at 512 px, would melt into
+# one round blob that says nothing about rotation or scale; and never below 1.5 px.
+SIGMA_FRAC = 0.04
+_SIGMA_OF_SPREAD = 0.25
+_MIN_SIGMA = 1.5
+# Long side of the copy the person detectors see; the photo is decoded at this size directly
+# (JPEG draft mode), so a 12 MP photo costs a fraction of a full decode.
+DEFAULT_BODY_DETECT_SIZE = 800
+# Masks whose aspect ratio differs from the photo's by more than this are for another picture
+# (typically one saved without the photo's EXIF rotation).
+_ASPECT_TOLERANCE = 0.03
+# Fewest points with weight each motion model needs for a closed-form fit.
+_MIN_POINTS = {"translation": 1, "rigid": 2, "similarity": 2, "affine": 3, "homography": 4}
+_WHAT = {"body": "person", "faces": "face"}
+
+
+def parse_mode(mode: str, source: str | os.PathLike[str] | None) -> tuple[str, Path | None]:
+    """Split ``"keypoints:FILE"`` / ``"masks:DIR"`` into the mode and its source; a separate ``source``
+    works too. Raises ``ValueError`` when a file mode has no source or two different ones."""
+    name, _, inline = str(mode).partition(":")
+    if inline and source is not None and Path(inline) != Path(source):
+        raise ValueError(f"mode {mode!r} names a source and source={str(source)!r} names another")
+    where = Path(inline) if inline else (Path(source) if source is not None else None)
+    if name in ("keypoints", "masks") and where is None:
+        what = "a keypoint file (JSON or CSV)" if name == "keypoints" else "a folder of mask PNGs"
+        raise ValueError(f"--mode {name} needs {what}: --mode {name}:PATH or --source PATH")
+    if name not in ("keypoints", "masks") and where is not None:
+        raise ValueError(f"--source is only used by --mode keypoints and --mode masks, not {name}")
+    return name, where
+
+
+def working_size(size_hw: Sequence[int], long_side: int) -> tuple[int, int]:
+    """``(h, w)`` of a photo of ``size_hw`` scaled so its longer side is ``long_side`` pixels."""
+    h, w = int(size_hw[0]), int(size_hw[1])
+    scale = long_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+@dataclass
+class _Choice:
+    """What was found in one photo: the chosen instance in the photo's pixel coordinates, or why
+    there is none."""
+
+    instance: Instance | None
+    reason: str = ""
+    detail: dict[str, Any] | None = None
+
+
+class SemanticSource:
+    """Finds the semantic content of photos and turns it into images and points for registration.
+
+    mode: one of :data:`SEMANTIC_MODES`. source: the keypoint file or mask folder of the file modes.
+    keypoint_names: the keypoints to align on (empty: the mode's default; for a keypoint file, the
+    names of the reference photo's entry). detect_size: long side of the detector's input (body).
+    detector: replaces the mode's model (anything with the :class:`~alignimate.detect.base.Detector`
+    interface); cache: detection cache for the model modes (None: no caching).
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        *,
+        source: Path | None = None,
+        keypoint_names: Sequence[str] = (),
+        detect_size: int | None = None,
+        detector: Detector | None = None,
+        device: torch.device | str = "cpu",
+        cache: DetectionCache | None = None,
+    ) -> None:
+        if mode not in SEMANTIC_MODES:
+            raise ValueError(f"mode must be one of {', '.join(SEMANTIC_MODES)}, got {mode!r}")
+        self.mode, self.source, self.cache = mode, source, cache
+        self.device = torch.device(device)
+        self.detect_size = detect_size
+        self.names: tuple[str, ...] | None = tuple(keypoint_names) or self._default_names()
+        self._files: Any = None
+        self.detector = detector
+        if mode == "keypoints":
+            from alignimate.detect.files import KeypointFile
+
+            self._files = KeypointFile(source)  # type: ignore[arg-type]
+        elif mode == "masks":
+            from alignimate.detect.files import MaskFolder
+
+            self._files = MaskFolder(source)  # type: ignore[arg-type]
+        elif detector is None:
+            self.detector = self._build_detector()
+
+    def _default_names(self) -> tuple[str, ...] | None:
+        if self.mode == "body":
+            from alignimate.detect.persons import DEFAULT_BODY_KEYPOINTS
+
+            return DEFAULT_BODY_KEYPOINTS
+        if self.mode == "faces":
+            from alignimate.detect.faces import FACE_LANDMARKS
+
+            return tuple(FACE_LANDMARKS)
+        return None  # keypoints: the reference's names; masks: no keypoints
+
+    def _build_detector(self) -> Detector:
+        if self.mode == "body":
+            from alignimate.detect.persons import PersonDetector
+
+            return PersonDetector(
+                working_size=self.detect_size or DEFAULT_BODY_DETECT_SIZE, device=self.device
+            )
+        from alignimate.detect.faces import FaceDetector
+
+        kwargs = {"working_size": self.detect_size} if self.detect_size else {}
+        return FaceDetector(device=self.device, **kwargs)
+
+    @property
+    def uses_keypoints(self) -> bool:
+        return self.mode != "masks"
+
+    def settings(self) -> dict[str, Any]:
+        """What changes the result (recorded in transforms.json; a resumed run must match it)."""
+        return {
+            "source": None if self.source is None else str(self.source.resolve()),
+            "keypoints": None if self.names is None else list(self.names),
+            "detect_size": self.detect_size,
+        }
+
+    # -- finding -------------------------------------------------------------------------------------
+    def find(self, photos: Sequence[Photo]) -> list[_Choice]:
+        """The chosen instance of each photo (in its pixel coordinates), or the reason there is none."""
+        if self._files is not None:
+            return [self._from_files(p) for p in photos]
+        return self._from_detector(photos)
+
+    def _from_files(self, photo: Photo) -> _Choice:
+        found = self._files.lookup(photo.name, image_size=photo.size_hw)
+        if not found:
+            if self.mode == "keypoints":
+                return _Choice(None, f"no entry for this photo in {self.source}")
+            return _Choice(None, f"no mask for this photo in {self.source} (or the mask is empty)")
+        inst = found[0]
+        if inst.mask is not None:
+            mh, mw = inst.mask.shape
+            ph, pw = photo.size_hw
+            if abs((mw / mh) / (pw / ph) - 1.0) > _ASPECT_TOLERANCE:
+                return _Choice(
+                    None,
+                    f"its mask is {mw}x{mh} but the photo is {pw}x{ph} (upright): "
+                    "the mask must have the photo's aspect ratio",
+                )
+        return _Choice(inst)
+
+    def _from_detector(self, photos: Sequence[Photo]) -> list[_Choice]:
+        assert self.detector is not None
+        settings = {**self.detector.settings(), "input_max_side": self._input_side()}
+        keys: list[str | None] = [None] * len(photos)
+        found: list[list[Instance] | None] = [None] * len(photos)
+        choices: list[_Choice | None] = [None] * len(photos)
+        if self.cache is not None:
+            for i, photo in enumerate(photos):
+                keys[i] = self.cache.key(self.cache.photo_hash(photo.path), self.detector.name, settings)
+                found[i] = self.cache.load_instances(self.detector.name, keys[i])
+        todo = [i for i in range(len(photos)) if found[i] is None]
+        images: list[np.ndarray] = []
+        readable: list[int] = []
+        for i, (_, image) in zip(
+            todo,
+            read_images_parallel([photos[i].path for i in todo], max_side=self._input_side()),
+            strict=True,
+        ):
+            if isinstance(image, PhotoError):
+                choices[i] = _Choice(None, image.reason)
+            else:
+                images.append(image)
+                readable.append(i)
+        for i, instances in zip(readable, detect_each(self.detector, images), strict=True):
+            if instances is None:
+                choices[i] = _Choice(None, f"{self.detector.name} detection failed on this photo")
+                continue
+            found[i] = instances
+            if self.cache is not None and keys[i] is not None:
+                self.cache.save_instances(self.detector.name, keys[i], instances)
+        return [
+            c if c is not None else self._choose(p, found[i] or [])
+            for i, (p, c) in enumerate(zip(photos, choices, strict=True))
+        ]
+
+    def _input_side(self) -> int | None:
+        # Faces are re-detected on a full-resolution crop to sharpen the landmarks: full decode.
+        return (self.detect_size or DEFAULT_BODY_DETECT_SIZE) if self.mode == "body" else None
+
+    def _choose(self, photo: Photo, instances: list[Instance]) -> _Choice:
+        from alignimate.detect.persons import choose_main_instance
+
+        what = _WHAT[self.mode]
+        if not instances:
+            return _Choice(None, f"no {what} detected")
+        in_photo = [
+            map_instance_to_original(inst, inst.image_size or photo.size_hw, photo.size_hw)
+            for inst in instances
+        ]
+        best = choose_main_instance(in_photo, photo.size_hw)
+        if best is None:  # pragma: no cover - choose_main_instance keeps every score >= 0
+            return _Choice(None, f"no {what} detected")
+        detail = {"detected": len(in_photo), "score": round(float(in_photo[best].score), 4)}
+        return _Choice(in_photo[best], detail=detail)
+
+    # -- turning instances into registration inputs -------------------------------------------------
+    def resolve_names(self, reference: Instance) -> None:
+        """Keypoint files name their own points: align on the reference entry's names unless told."""
+        if self.mode == "keypoints" and self.names is None:
+            self.names = tuple(reference.keypoint_names or ())
+
+    def points(
+        self, inst: Instance, photo_size: Sequence[int], work: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(K, 2)`` keypoints in working pixels and their ``(K,)`` weights in ``[0, 1]``."""
+        from alignimate.detect.base import select_keypoints
+
+        assert self.names is not None
+        pts, scores = select_keypoints(inst, self.names)
+        sx, sy = work[1] / photo_size[1], work[0] / photo_size[0]
+        out = np.empty_like(pts, dtype=np.float64)
+        out[:, 0] = (pts[:, 0] + 0.5) * sx - 0.5  # pixel centres, docs/conventions.md
+        out[:, 1] = (pts[:, 1] + 0.5) * sy - 0.5
+        weights = confidence_weights(torch.as_tensor(scores, dtype=torch.float64)).numpy()
+        if self.mode == "keypoints":
+            weights = np.where(scores > 0, 1.0, 0.0)  # user files: a given point is a trusted point
+        return out, weights
+
+    def sigma(self, points: np.ndarray, weights: np.ndarray, work: tuple[int, int]) -> float:
+        """Heatmap sigma in working pixels for keypoints ``(K, 2)`` (see :data:`SIGMA_FRAC`)."""
+        total = float(weights.sum())
+        if total <= 0:
+            return SIGMA_FRAC * max(work)
+        centre = (weights[:, None] * points).sum(axis=0) / total
+        spread = float(np.sqrt((weights * ((points - centre) ** 2).sum(axis=1)).sum() / total))
+        return max(_MIN_SIGMA, min(SIGMA_FRAC * max(work), _SIGMA_OF_SPREAD * spread))
+
+    def image(
+        self, inst: Instance, photo_size: Sequence[int], work: tuple[int, int], sigma: float | None = None
+    ) -> torch.Tensor:
+        """The one-channel semantic image ``(1, h, w)`` float32 of ``inst`` at the working size;
+        ``sigma``: heatmap sigma in working pixels (default :meth:`sigma` of the instance's points)."""
+        mask = None if inst.mask is None else _resized(inst.mask, work)
+        if not self.uses_keypoints:
+            assert mask is not None
+            return mask
+        points, weights = self.points(inst, photo_size, work)
+        maps = keypoint_heatmaps(
+            torch.as_tensor(points, dtype=torch.float32)[None],
+            size=work,
+            sigma=self.sigma(points, weights, work) if sigma is None else sigma,
+            weights=torch.as_tensor(weights, dtype=torch.float32)[None],
+        )[0].sum(dim=0, keepdim=True)
+        return maps if mask is None else maps * mask
+
+
+def _resized(mask: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    m = torch.as_tensor(np.asarray(mask, dtype=np.float32))[None, None]
+    if tuple(m.shape[-2:]) != tuple(size):
+        shrinking = m.shape[-2] > size[0] or m.shape[-1] > size[1]
+        m = F.interpolate(m, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+    return m[0].clamp(0.0, 1.0)
+
+
+def keypoint_init(
+    moving: np.ndarray, moving_w: np.ndarray, fixed: np.ndarray, fixed_w: np.ndarray, model: str
+) -> np.ndarray | None:
+    """Closed-form ``fixed_H_moving`` (3, 3) from corresponding ``(K, 2)`` points with weights, using
+    ``model`` or, with too few points for it, the richest model they support; None with no point."""
+    weights = moving_w * fixed_w
+    count = int((weights > 0).sum())
+    usable = [m for m in ("homography", "affine", "similarity", "translation") if count >= _MIN_POINTS[m]]
+    if not usable:
+        return None
+    fit_model = model if count >= _MIN_POINTS[model] else usable[0]
+    result = register_points(
+        torch.as_tensor(moving, dtype=torch.float64)[None],
+        torch.as_tensor(fixed, dtype=torch.float64)[None],
+        fit_model,
+        torch.as_tensor(weights, dtype=torch.float64)[None],
+    )
+    matrix = result.matrix[0].numpy()
+    return matrix if bool(result.converged[0]) and np.isfinite(matrix).all() else None
