@@ -40,6 +40,12 @@ EXIT_OK, EXIT_SKIPPED, EXIT_USAGE = 0, 1, 2
 QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
 JSON = typer.Option(False, "--json", help="Print a JSON summary on stdout (for scripts).")
 CONFIG = typer.Option(None, "--config", help="TOML preset (see configs/ and docs/configuration.md).")
+THREADS = typer.Option(
+    None,
+    "--threads",
+    help="CPU threads for PyTorch (default: its own choice, or $OMP_NUM_THREADS). On a busy or small "
+    "machine 1 is often fastest; use it when running several alignimate commands at once.",
+)
 
 
 def _fail_usage(message: str) -> None:
@@ -55,6 +61,16 @@ def _load(config: Path | None) -> dict:
     except ConfigError as err:
         _fail_usage(str(err))
     return {}
+
+
+def _use_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        _fail_usage(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _logger(quiet: bool):
@@ -125,6 +141,7 @@ def register(
     device: str = typer.Option(None, help="auto | cpu | cuda."),
     batch_size: int = typer.Option(None, help="Photos registered together."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the detection cache."),
+    threads: int = THREADS,
     config: Path = CONFIG,
     overwrite: bool = typer.Option(False, help="Replace an existing output instead of resuming."),
     quiet: bool = QUIET,
@@ -132,6 +149,7 @@ def register(
 ) -> None:
     from alignimate.pipeline import UsageError, align_folder
 
+    _use_threads(threads)
     flags = dict(
         mode=mode,
         model=model,
@@ -187,12 +205,14 @@ def apply(
     images: Path = typer.Option(None, help="Folder with other versions of the same photos (same names)."),
     background: str = typer.Option(None, help="black | white | blur | transparent (default: as registered)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    threads: int = THREADS,
     overwrite: bool = typer.Option(False, help="Write into a non-empty output folder."),
     quiet: bool = QUIET,
     as_json: bool = JSON,
 ) -> None:
     from alignimate.pipeline import UsageError, apply_transforms
 
+    _use_threads(threads)
     try:
         result = apply_transforms(
             transforms,
@@ -315,6 +335,7 @@ def faces(
     scale: float = typer.Option(None, help="Resize every animation frame by this factor."),
     max_width: int = typer.Option(None, help="Downscale the animation so it is at most this wide."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the detection cache."),
+    threads: int = THREADS,
     config: Path = CONFIG,
     overwrite: bool = typer.Option(False, help="Replace an existing frames folder instead of resuming."),
     quiet: bool = QUIET,
@@ -323,6 +344,7 @@ def faces(
     from alignimate.pipeline import UsageError
     from alignimate.pipeline.faces import make_face_timeline
 
+    _use_threads(threads)
     presets = _load(config)
     flags = dict(
         identity=identity,

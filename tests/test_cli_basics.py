@@ -45,3 +45,23 @@ def test_python_dash_m_entry_point() -> None:
     proc = subprocess.run([sys.executable, "-m", "alignimate", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"alignimate {__version__}"
+
+
+def test_threads_option_sets_torch_threads_and_rejects_zero(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    asked: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", asked.append)
+    for command in (
+        ["register", str(tmp_path / "none"), "--out", str(tmp_path / "o")],
+        ["faces", str(tmp_path / "none"), "-o", str(tmp_path / "t.gif")],
+    ):
+        result = runner.invoke(app, [*command, "--threads", "1"])
+        assert result.exit_code == 2 and "not a folder" in result.output  # got past the option
+        result = runner.invoke(app, [*command, "--threads", "0"])
+        assert result.exit_code == 2 and "--threads must be at least 1" in result.output
+    result = runner.invoke(
+        app, ["apply", str(tmp_path / "t.json"), "--out", str(tmp_path / "a"), "--threads", "3"]
+    )
+    assert result.exit_code == 2
+    assert asked == [1, 1, 3]
