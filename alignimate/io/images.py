@@ -32,21 +32,33 @@ from PIL.ExifTags import Base
 from alignimate.io.ordering import exif_datetime, natural_key
 
 __all__ = [
+    "HEIF_MISSING_REASON",
+    "HEIF_SUFFIXES",
     "SUPPORTED_SUFFIXES",
     "PhotoError",
     "PhotoInfo",
     "find_images",
+    "heif_available",
     "probe_image",
     "read_image",
     "read_images_parallel",
 ]
 
+# HEIC/HEIF (what iPhones shoot) is read through the optional pillow-heif package. Such files are
+# always listed, so that without the package they are reported with the fix instead of ignored.
+HEIF_SUFFIXES: frozenset[str] = frozenset({".heic", ".heif", ".hif"})
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
     | {".ppm", ".pgm", ".pbm", ".pnm", ".jp2", ".j2k"}
     | ({".avif"} if features.check("avif") else set())
+    | HEIF_SUFFIXES
 )
 """Lower-case suffixes `find_images` picks up (compared case-insensitively)."""
+HEIF_MISSING_REASON = (
+    "HEIC/HEIF photo: reading it needs the optional pillow-heif package (pip install pillow-heif)"
+)
+_HEIF_STATE: dict[str, bool] = {}
+_HEIF_LOCK = threading.Lock()
 
 # Orientations 5-8 swap width and height.
 _TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -194,9 +206,26 @@ def _check_file(path: Path) -> None:
         raise PhotoError(path, "empty file (0 bytes)")
 
 
+def heif_available() -> bool:
+    """Whether HEIC/HEIF photos can be read (pillow-heif importable; its Pillow plugin is registered
+    on the first call)."""
+    with _HEIF_LOCK:
+        if "ok" not in _HEIF_STATE:
+            try:
+                import pillow_heif
+            except ImportError:
+                _HEIF_STATE["ok"] = False
+            else:
+                pillow_heif.register_heif_opener()
+                _HEIF_STATE["ok"] = True
+        return _HEIF_STATE["ok"]
+
+
 def _open(path: Path, limit: int | None) -> Image.Image:
     """Open (header only) and apply the pixel limit. The caller closes the image."""
     _check_file(path)
+    if path.suffix.lower() in HEIF_SUFFIXES and not heif_available():
+        raise PhotoError(path, HEIF_MISSING_REASON)
     image = Image.open(path)  # opens the file read-only ("rb")
     width, height = image.size
     if limit is not None and width * height > limit:

@@ -1051,7 +1051,7 @@ def make_face_timeline(
     photos, unreadable = discover_photos(folder, sort=sort, exclude=out)
     photos = _exclude_output(photos, output)
     if not photos and not unreadable:
-        raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, ...)")
+        raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, HEIC, ...)")
     previous = prepare_output(
         out,
         overwrite,

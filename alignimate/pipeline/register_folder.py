@@ -716,7 +716,7 @@ def align_folder(
     torch_device = pick_device(device)
     photos, skipped = discover_photos(folder, recursive=recursive, sort=sort, exclude=out)
     if not photos and not skipped:
-        raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, ...)")
+        raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, HEIC, ...)")
     wanted = _pick_reference(photos, reference, folder) if photos else None
     previous = prepare_output(out, overwrite, command="register")
     if previous is not None and (wanted is None or previous.reference != wanted.name):

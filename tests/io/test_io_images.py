@@ -442,3 +442,29 @@ def test_multi_picture_jpeg_reads_first_picture(tmp_path: Path) -> None:
     out = read_image(tmp_path / "m.jpg", max_side=30)
     assert out.shape == (20, 30, 3)
     np.testing.assert_allclose(out[5, 5], (255, 0, 0), atol=16)
+
+
+def test_heic_photos_are_listed_and_read_through_pillow_heif(tmp_path: Path) -> None:
+    import pillow_heif  # a dev dependency, so this path is always tested
+
+    pillow_heif.register_heif_opener()
+    rng = np.random.default_rng(0)
+    pixels = Image.fromarray(rng.integers(0, 256, (8, 12, 3), dtype=np.uint8)).resize((96, 64))
+    pixels.save(tmp_path / "IMG_0001.HEIC", quality=95)
+    assert find_images(tmp_path) == [tmp_path / "IMG_0001.HEIC"]
+    assert probe_image(tmp_path / "IMG_0001.HEIC").size_hw == (64, 96)
+    image = read_image(tmp_path / "IMG_0001.HEIC")
+    assert image.shape == (64, 96, 3)
+    # Lossy, but the same picture: mean error a few grey levels.
+    assert np.abs(image.astype(float) - np.asarray(pixels, float)).mean() < 8
+
+
+def test_heic_without_pillow_heif_is_skipped_with_the_fix(tmp_path: Path, monkeypatch) -> None:
+    import alignimate.io.images as images
+
+    (tmp_path / "IMG_0002.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    monkeypatch.setitem(images._HEIF_STATE, "ok", False)  # as if pillow-heif were not installed
+    assert find_images(tmp_path) == [tmp_path / "IMG_0002.heic"]
+    with pytest.raises(PhotoError) as err:
+        probe_image(tmp_path / "IMG_0002.heic")
+    assert err.value.reason == images.HEIF_MISSING_REASON and "pip install pillow-heif" in str(err.value)
