@@ -327,8 +327,24 @@ def _composite_on_black(rgba: np.ndarray) -> np.ndarray:
     return ((rgb * alpha + 127) // 255).astype(np.uint8)
 
 
+def _check_png_checksums(path: Path) -> None:
+    """Pillow does not check the CRCs of PNG image data while decoding, so a damaged PNG can decode
+    into garbage without an error; ``verify()`` reads every chunk and checks its CRC (cheap next to
+    inflating the data)."""
+    with Image.open(path) as image:
+        try:
+            image.verify()
+        except Exception as exc:
+            reason = _reason_for(exc, None)
+            if reason != "truncated file":
+                reason = f"corrupt PNG data ({exc})"
+            raise PhotoError(path, reason) from exc
+
+
 def _decode(path: Path, limit: int | None, max_side: int | None, alpha: bool) -> np.ndarray:
     with _open(path, limit) as image:
+        if image.format == "PNG":
+            _check_png_checksums(path)
         orientation = _orientation(image)
         _request_draft(image, max_side)
         image.load()

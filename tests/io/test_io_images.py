@@ -468,3 +468,16 @@ def test_heic_without_pillow_heif_is_skipped_with_the_fix(tmp_path: Path, monkey
     with pytest.raises(PhotoError) as err:
         probe_image(tmp_path / "IMG_0002.heic")
     assert err.value.reason == images.HEIF_MISSING_REASON and "pip install pillow-heif" in str(err.value)
+
+
+def test_png_with_damaged_pixel_data_is_refused(tmp_path: Path) -> None:
+    # Random pixels do not compress, so a flipped byte still inflates: only the chunk CRC shows it.
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (100, 150, 3), dtype=np.uint8)).save(tmp_path / "good.png")
+    data = bytearray((tmp_path / "good.png").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "bad.png").write_bytes(bytes(data))
+    assert read_image(tmp_path / "good.png").shape == (100, 150, 3)
+    with pytest.raises(PhotoError) as err:
+        read_image(tmp_path / "bad.png")
+    assert err.value.reason.startswith("corrupt PNG data") and "checksum" in err.value.reason
