@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from alignimate.io import PhotoError, find_images, probe_image, read_image, save_image
+from alignimate.io import PhotoError, find_images, probe_image
+from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.records import (
     PhotoRecord,
     RunRecord,
@@ -30,7 +31,7 @@ from alignimate.pipeline.register_folder import (
     UsageError,
     pick_device,
 )
-from alignimate.pipeline.render import render_frame, resize_matrix, translation
+from alignimate.pipeline.render import resize_matrix, translation
 
 __all__ = ["apply_transforms"]
 
@@ -51,6 +52,11 @@ def _source_for(record: PhotoRecord, versions: dict[str, Path], use_versions: bo
     if not use_versions:
         return Path(record.source)
     return versions.get(Path(record.name).with_suffix("").as_posix())
+
+
+def _skip(record: PhotoRecord, reason: str, log: Callable[[str], None]) -> None:
+    record.status, record.reason, record.matrix = "skipped", reason, None
+    log(f"skipped {record.name}: {reason}")
 
 
 def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -118,6 +124,7 @@ def apply_transforms(
         out_size, offset, new_crop = list(canvas_new), np.eye(3), None
 
     new_records: list[PhotoRecord] = []
+    jobs: list[FrameJob] = []
     for record in run.photos:
         new = PhotoRecord(**{**record.__dict__, "extra": dict(record.extra), "output": None})
         new_records.append(new)
@@ -125,28 +132,28 @@ def apply_transforms(
             continue
         path = _source_for(record, versions, images is not None)
         if path is None:
-            new.status, new.reason, new.matrix = "skipped", f"no version of {record.name} in {images}", None
-            log(f"skipped {record.name}: {new.reason}")
+            _skip(new, f"no version of {record.name} in {images}", log)
             continue
         try:
-            image = read_image(path)
+            size = probe_image(path).size_hw  # the header is enough to build the matrix
         except PhotoError as err:
-            new.status, new.reason, new.matrix = "skipped", err.reason, None
-            log(f"skipped {record.name}: {err.reason}")
+            _skip(new, err.reason, log)
             continue
-        size = tuple(image.shape[:2])
         if not _same_aspect(size, tuple(record.size)):
-            new.status, new.matrix = "skipped", None
-            new.reason = f"aspect ratio differs from the registered photo ({size} vs {tuple(record.size)})"
-            log(f"skipped {record.name}: {new.reason}")
+            reason = f"aspect ratio differs from the registered photo ({size} vs {tuple(record.size)})"
+            _skip(new, reason, log)
             continue
         canvas_H_photo = new_H_canvas @ np.asarray(record.matrix) @ resize_matrix(size, tuple(record.size))
-        frame = render_frame(
-            image, offset @ canvas_H_photo, tuple(out_size), background=background, device=torch_device
-        )
-        new.output = record.output or f"{Path(record.name).stem}.jpg"
         new.matrix, new.size, new.source = canvas_H_photo.tolist(), list(size), str(path.resolve())
-        save_image(out / new.output, frame)
+        target = out / (record.output or f"{Path(record.name).stem}.jpg")
+        jobs.append(FrameJob(path, offset @ canvas_H_photo, target, key=new))
+    # Read, warp and save overlapped on a few threads (alignimate.pipeline.frame_writer).
+    for outcome in write_frames(jobs, (out_size[0], out_size[1]), background=background, device=torch_device):
+        new = outcome.job.key
+        if outcome.error is not None:
+            _skip(new, outcome.error.reason, log)
+        else:
+            new.output = outcome.job.target.name
 
     result = RunRecord(
         command="apply",

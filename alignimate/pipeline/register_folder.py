@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from alignimate.io import PhotoError, read_image, read_images_parallel, save_image
+from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.framing import common_crop
 from alignimate.pipeline.photos import Photo, Skipped, discover_photos
 from alignimate.pipeline.records import (
@@ -33,7 +34,7 @@ from alignimate.pipeline.records import (
     write_report,
     write_transforms,
 )
-from alignimate.pipeline.render import BACKGROUNDS, render_frame, resize_matrix, translation
+from alignimate.pipeline.render import BACKGROUNDS, resize_matrix, translation
 from alignimate.pipeline.semantic import (
     SEMANTIC_MODES,
     SemanticSource,
@@ -582,7 +583,9 @@ class _Run:
             # Keep names already written by an earlier (interrupted) run of the same settings.
             if record.output:
                 taken.add(record.output)
-        for record in self.bar(usable, len(usable), "writing frames"):
+        jobs: list[FrameJob] = []
+        signatures: dict[str, dict[str, Any]] = {}
+        for record in usable:
             frame_H_photo = offset @ np.asarray(record.matrix)
             signature = {"matrix": np.round(frame_H_photo, 9).tolist(), "size": output_size}
             target = self.out / record.output if record.output else None
@@ -591,20 +594,24 @@ class _Run:
             photo = Photo(Path(record.source), record.name, tuple(record.size), None)
             if record.output is None:
                 record.output = _frame_name(photo, taken, self.settings["background"])
-            try:
-                image = read_image(photo.path)
-            except PhotoError as err:
-                self.skip(record.name, err.reason)
+            jobs.append(FrameJob(photo.path, frame_H_photo, self.out / record.output, key=record.name))
+            signatures[record.name] = signature
+        # Photos are read and warped on a few threads; each frame is saved here, in order, and
+        # checkpointed right after, so an interrupted run resumes after the last frame saved.
+        outcomes = write_frames(
+            jobs,
+            (output_size[0], output_size[1]),
+            background=self.settings["background"],
+            device=self.device,
+            read=read_image,
+            save=save_image,
+        )
+        for outcome in self.bar(outcomes, len(jobs), "writing frames"):
+            name = outcome.job.key
+            if outcome.error is not None:
+                self.skip(name, outcome.error.reason)
                 continue
-            frame = render_frame(
-                image,
-                frame_H_photo,
-                tuple(output_size),
-                background=self.settings["background"],
-                device=self.device,
-            )
-            save_image(self.out / record.output, frame)
-            record.extra["frame"] = signature
+            self.records[name].extra["frame"] = signatures[name]
             self.checkpoint(reference, crop, output_size)
 
     def finish(self, reference: Photo, crop: dict[str, int] | None, output_size: list[int]) -> RunRecord:

@@ -1,0 +1,126 @@
+"""Writing many warped frames: read -> warp -> save, overlapped on a small thread pool.
+
+Worker threads read a photo and warp it (:func:`alignimate.pipeline.render.render_frame`); the
+calling thread saves the finished frames one at a time, in job order. Decoding, warping and JPEG
+encoding all run outside the GIL (Pillow, numpy, torch), so on a machine with ``n`` cores about ``n``
+frames are in progress at once, while memory stays bounded: at most ``workers + 1`` jobs are in flight
+(a decoded photo and a finished frame each), never the whole series.
+
+Because only the calling thread saves, and in order, a consumer that records each yielded outcome
+(a checkpoint) knows exactly which frames exist: an interruption (Ctrl-C, an error while saving)
+leaves every earlier frame written and recorded and no later frame written. Saves are atomic when
+``save`` is (the default :func:`alignimate.io.save_image` is).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from alignimate.io import PhotoError, read_image, save_image
+from alignimate.pipeline.render import BACKGROUNDS, render_frame
+
+__all__ = ["FrameJob", "FrameOutcome", "default_workers", "write_frames"]
+
+# More workers than this gains nothing measurable and each holds two full-resolution images.
+_MAX_DEFAULT_WORKERS = 4
+
+
+@dataclass(frozen=True)
+class FrameJob:
+    """One frame to write: read ``source``, warp it by ``frame_H_photo`` (3x3 pixel matrix from the
+    photo to the frame, docs/conventions.md) and save it at ``target``. ``key`` is the caller's own
+    label (e.g. the photo's name), handed back in the outcome."""
+
+    source: Path
+    frame_H_photo: np.ndarray  # noqa: N815 (matrix naming convention, docs/conventions.md)
+    target: Path
+    key: Any = None
+
+
+@dataclass(frozen=True)
+class FrameOutcome:
+    """What happened to a job: ``error`` is ``None`` when the frame was written, else the reason the
+    photo could not be read (the other frames are not affected)."""
+
+    job: FrameJob
+    error: PhotoError | None = None
+
+    @property
+    def written(self) -> bool:
+        return self.error is None
+
+
+def default_workers() -> int:
+    """Worker threads used when none are asked for: one per CPU core, at most 4."""
+    return max(1, min(_MAX_DEFAULT_WORKERS, os.cpu_count() or 1))
+
+
+def write_frames(
+    jobs: Iterable[FrameJob],
+    out_size: tuple[int, int],
+    *,
+    background: str = "black",
+    device: torch.device | str = "cpu",
+    workers: int | None = None,
+    read: Callable[[Path], np.ndarray] = read_image,
+    save: Callable[[Path, np.ndarray], object] = save_image,
+) -> Iterator[FrameOutcome]:
+    """Read, warp (``out_size=(h, w)``, ``background``, ``device`` as in
+    :func:`~alignimate.pipeline.render.render_frame`) and save every job; yields one
+    :class:`FrameOutcome` per job, in job order, right after its frame was saved.
+
+    ``read(path)`` returns an ``(H, W, 3)`` uint8 photo or raises :class:`~alignimate.io.PhotoError`
+    (reported in the outcome); ``save(path, frame)`` writes a frame. ``workers`` read and warp in
+    parallel (default :func:`default_workers`); saving happens in the calling thread. Any other
+    exception (from ``read``, the warp or ``save``) stops the run and propagates; stopping early
+    (an exception, or closing the generator) cancels the jobs not started and saves nothing more.
+    """
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
+    count = default_workers() if workers is None else workers
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    size = (int(out_size[0]), int(out_size[1]))
+    remaining = iter(jobs)
+
+    def render(job: FrameJob) -> np.ndarray | PhotoError:
+        try:
+            photo = read(job.source)
+        except PhotoError as err:
+            return err
+        return render_frame(photo, job.frame_H_photo, size, background=background, device=device)
+
+    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="alignimate-frames") as pool:
+        pending: deque[tuple[FrameJob, Future[np.ndarray | PhotoError]]] = deque()
+
+        def submit_next() -> None:
+            job = next(remaining, None)
+            if job is not None:
+                pending.append((job, pool.submit(render, job)))
+
+        try:
+            # One more job than workers keeps every worker busy while this thread saves.
+            for _ in range(count + 1):
+                submit_next()
+            while pending:
+                job, future = pending.popleft()
+                result = future.result()
+                submit_next()
+                if isinstance(result, PhotoError):
+                    yield FrameOutcome(job, result)
+                    continue
+                save(job.target, result)
+                del result  # a full-resolution frame: do not keep it while waiting for the next one
+                yield FrameOutcome(job)
+        finally:
+            for _, future in pending:
+                future.cancel()
