@@ -3,6 +3,7 @@
     python benchmarks/core_ops.py                 # CPU, batches 1, 8, 32, 128
     python benchmarks/core_ops.py --device cuda   # also on a GPU
     python benchmarks/core_ops.py --quick         # batches 1 and 8, fewer repeats
+    python benchmarks/core_ops.py --threads 1     # torch and OpenCV on 1 thread (steadier on a busy machine)
 
 Prints a markdown table of milliseconds per image (median of repeated runs) at 256x256 RGB float32,
 and the ratios alignimate/kornia (lower is better for us; the target is <= 1.0 at batch >= 8, and
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import statistics
 import time
@@ -44,7 +46,17 @@ def _sync(device: torch.device) -> None:
 
 def time_per_image(fn: Callable[[], object], batch: int, device: torch.device, budget_s: float) -> float:
     """Median wall time of ``fn`` divided by ``batch``, in milliseconds; runs for about ``budget_s``."""
-    fn()  # warm-up: kernel caches, allocator, lazy init
+    return 1000.0 * statistics.median(sample_times(fn, device, budget_s)) / batch
+
+
+def sample_times(fn: Callable[[], object], device: torch.device, budget_s: float) -> list[float]:
+    """Wall times of repeated calls of ``fn`` for about ``budget_s`` (at least 3, at most 50), after warm-up
+    calls that fill kernel caches and let the memory allocator settle into its steady state."""
+    start = time.perf_counter()
+    for _ in range(3):
+        fn()
+        if time.perf_counter() - start > budget_s / 4:
+            break
     _sync(device)
     samples: list[float] = []
     start = time.perf_counter()
@@ -53,7 +65,27 @@ def time_per_image(fn: Callable[[], object], batch: int, device: torch.device, b
         fn()
         _sync(device)
         samples.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(samples) / batch
+    return samples
+
+
+def time_interleaved(
+    impls: dict[str, Callable[[], object] | None],
+    batch: int,
+    device: torch.device,
+    budget_s: float,
+    rounds: int,
+) -> dict[str, float]:
+    """Milliseconds per image of each implementation (NaN for ``None``): the median of the samples of
+    ``rounds`` rounds that each time every implementation in turn, so that load from other work on the
+    machine, which drifts over seconds, and the allocator state one library leaves behind weigh on all
+    alike."""
+    samples: dict[str, list[float]] = {lib: [] for lib, fn in impls.items() if fn is not None}
+    for _ in range(rounds):
+        for lib in samples:
+            samples[lib] += sample_times(impls[lib], device, budget_s / rounds)
+    return {
+        lib: 1000.0 * statistics.median(samples[lib]) / batch if lib in samples else math.nan for lib in impls
+    }
 
 
 def random_matrices(batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,19 +176,15 @@ def smooth_images(batch: int, device: torch.device, seed: int) -> torch.Tensor:
     return up.clamp(0, 1).to(device)
 
 
-def run(device: torch.device, batches: list[int], budget_s: float) -> list[tuple]:
+def run(device: torch.device, batches: list[int], budget_s: float, rounds: int) -> list[tuple]:
     rows = []
     for batch in batches:
         x, y = smooth_images(batch, device, 1), smooth_images(batch, device, 2)
         A, P = random_matrices(batch, device)
         for name, impls in build_ops(x, y, A, P).items():
-            times = {}
-            for lib, fn in impls.items():
-                if fn is None or (lib == "opencv" and device.type != "cpu" and batch not in (1, 128)):
-                    times[lib] = math.nan
-                    continue
-                times[lib] = time_per_image(fn, batch, device, budget_s)
-            rows.append((name, batch, times))
+            if device.type != "cpu" and batch not in (1, 128):
+                impls = {**impls, "opencv": None}
+            rows.append((name, batch, time_interleaved(impls, batch, device, budget_s, rounds)))
     return rows
 
 
@@ -171,14 +199,30 @@ def print_table(rows: list[tuple], device: torch.device) -> None:
         print(f"| {name} | {batch} | {ours:.3f} | {theirs:.3f} | {ocv:.3f} | {ratio:.2f} | {speedup:.1f}x |")
 
 
+def _load() -> str:
+    """The machine's 1, 5 and 15 minute load averages (other work skews timings), or "n/a"."""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except (AttributeError, OSError):
+        return "n/a"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads for torch and OpenCV alike (default: their own)"
+    )
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved timing rounds per op and batch")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+        if cv2 is not None:
+            cv2.setNumThreads(args.threads)
     batches = [1, 8] if args.quick else [1, 8, 32, 128]
     budget = 0.5 if args.quick else 2.0
     print(f"date {date.today()} | alignimate {alignimate_version} | torch {torch.__version__}", end="")
@@ -187,8 +231,11 @@ def main() -> None:
     print(f"machine: {cpu}, {torch.get_num_threads()} torch threads, python {platform.python_version()}")
     if device.type == "cuda":
         print(f"gpu: {torch.cuda.get_device_name(device)}")
+    print(f"load average before: {_load()}")
     with torch.inference_mode():
-        print_table(run(device, batches, budget), device)
+        rows = run(device, batches, budget, max(1, args.rounds))
+    print(f"load average after: {_load()}")
+    print_table(rows, device)
 
 
 if __name__ == "__main__":

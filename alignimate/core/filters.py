@@ -29,13 +29,18 @@ Conventions (see docs/conventions.md):
 
 Speed. A single-channel ``conv2d`` on ``(B*C, 1, H, W)`` takes PyTorch's slow im2col path on CPU (several
 ms per 256x256 image), and slicing-and-adding taps costs one memory pass per tap. For float32 on CPU
-(oneDNN) a separable filter is: one border padding of the ``(B*C, H, W)`` stack; the **horizontal** pass as
-a depthwise ``conv2d(groups=B*C)`` (it runs over the padded rows too, as a row filter commutes with row
-padding); the **vertical** pass as a depthwise convolution in which the image *columns* are the channels: a
-contiguous ``(N, Hp, W)`` stack is, without a copy, a channels-last ``(1, W, N*Hp, 1)`` image, which oneDNN
-filters fast (outputs straddling two stacked images are dropped). Strides (``pyrdown``) use the same two
-convolutions. Per-image kernels use grouped depthwise convolutions. float64 and CUDA use plain
-single-channel convolutions (cuDNN is fast there; oneDNN has no float64). 3x3 derivatives (Sobel,
+(oneDNN) a separable filter with one kernel for the batch works on chunks of ``(H, W)`` planes (about 6 MB
+per thread), so that each chunk's padded copy and both passes stay in the CPU caches and the allocator
+recycles their memory (fresh pages for whole-batch temporaries cost more than the filtering itself). Per
+chunk: one border padding, with the rows padded to whole blocks of 8 pixels; the **horizontal** pass as a
+*polyphase* convolution: every row seen as a channels-last image whose 8 channels are the 8 phases of a
+block of 8 pixels, filtered by a dense 8 -> 8 convolution over 2-3 blocks (oneDNN's direct convolution, no
+layout reorders, output memory already in rows; it runs over the padded rows too, as a row filter commutes
+with row padding); the **vertical** pass as a depthwise convolution of the same memory seen as channels-last
+``(N, 8, Hp, W/8)`` images, the image columns being the channels, whose output memory is again the rows of
+the result. Neither pass copies or reorders; the padding is the only copy. Strides (``pyrdown``) use a
+depthwise horizontal pass instead. Per-image kernels use grouped depthwise convolutions. float64 and CUDA use
+plain single-channel convolutions (cuDNN is fast there; oneDNN has no float64). 3x3 derivatives (Sobel,
 differences, Laplacian) are a few slice additions, which beat any convolution at that size.
 """
 
@@ -252,6 +257,14 @@ def _pad2d(x: torch.Tensor, pads: tuple[int, int, int, int], border: str) -> tor
 # Separable filtering engine on (N, H, W) stacks
 # ----------------------------------------------------------------------------------------------------
 
+# Input bytes per chunk of planes and per thread on the oneDNN path (see the module docstring): a batch of 8
+# RGB 256x256 images is one chunk. Smaller chunks pay the fixed, serial cost of each call (~0.1 ms) too
+# often and copy their results once more; larger ones spill out of the caches.
+_CHUNK_BYTES = 6 << 20
+
+# Phases of the horizontal polyphase pass: 8 float32 lanes, one AVX2 register.
+_PHASES = 8
+
 
 def _centred_pads(size: int) -> tuple[int, int]:
     """Pads ``(before, after)`` for a kernel of ``size`` taps anchored at ``size // 2`` (OpenCV's anchor)."""
@@ -259,7 +272,7 @@ def _centred_pads(size: int) -> tuple[int, int]:
 
 
 def _use_channels_trick(x: torch.Tensor) -> bool:
-    """oneDNN's depthwise kernels (CPU, float32) make the channels-last column trick the fastest path."""
+    """oneDNN's channels-last kernels (CPU, float32) make the layout tricks below the fastest path."""
     return (
         x.device.type == "cpu"
         and x.dtype == torch.float32
@@ -268,19 +281,123 @@ def _use_channels_trick(x: torch.Tensor) -> bool:
     )
 
 
-def _columns_as_channels(x: torch.Tensor, k: torch.Tensor, stride: int, h_out: int) -> torch.Tensor:
-    """Valid correlation of every column of contiguous ``x (N, Hp, W)`` with ``k (K,)``, keeping every
-    ``stride``-th row: ``(N, h_out, W)``, contiguous. ``Hp`` must be a multiple of ``stride``."""
+def _polyphase_blocks(size: int) -> int:
+    """Blocks of ``_PHASES`` input pixels read by ``_PHASES`` consecutive outputs of a ``size``-tap filter."""
+    return -(-(_PHASES + size - 1) // _PHASES)
+
+
+@functools.lru_cache(maxsize=64)
+def _polyphase_index_cpu(size: int) -> torch.Tensor:
+    """``(P, P, 1, blocks)`` index into ``[0, k_0, ..., k_{K-1}]`` (``P = _PHASES``): output phase ``o`` reads
+    input phase ``i`` of block ``j`` with tap ``P j + i - o``, or the leading 0 where that is no tap."""
+    phase_out = torch.arange(_PHASES).view(-1, 1, 1, 1)
+    phase_in = torch.arange(_PHASES).view(1, -1, 1, 1)
+    block = torch.arange(_polyphase_blocks(size)).view(1, 1, 1, -1)
+    tap = _PHASES * block + phase_in - phase_out
+    return torch.where((tap >= 0) & (tap < size), tap + 1, 0)
+
+
+@functools.lru_cache(maxsize=64)
+def _polyphase_index(size: int, device: torch.device) -> torch.Tensor:
+    return _polyphase_index_cpu(size).to(device)
+
+
+def _polyphase_weight(k: torch.Tensor) -> torch.Tensor:
+    """The dense ``(P, P, 1, blocks)`` convolution weight of :func:`_rows_polyphase` (differentiable)."""
+    return torch.cat([k.new_zeros(1), k])[_polyphase_index(k.shape[0], k.device)]
+
+
+def _rows_polyphase(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Valid correlation of every row of contiguous ``x (N, H, Wq)`` (``Wq`` a multiple of ``_PHASES``) with
+    a kernel given as its :func:`_polyphase_weight`, computed for ``_PHASES * (Wq / _PHASES - blocks + 1)``
+    columns (at least ``Wq - K + 1``; any beyond read the end of the row): contiguous ``(N, H, W')``."""
+    n, h, wq = x.shape
+    # Each row seen as a channels-last image of Wq / P pixels with P channels (its P phases), filtered by a
+    # dense P -> P convolution spanning `blocks` pixels: oneDNN's direct convolution, no layout reorders, and
+    # its output memory is already the rows of the result.
+    as_phases = x.view(1, n * h, wq // _PHASES, _PHASES).permute(0, 3, 1, 2)
+    out = F.conv2d(as_phases, weight)  # (1, P, N*H, W'/P), channels-last
+    return out.permute(0, 2, 3, 1).reshape(n, h, -1)
+
+
+def _rows_depthwise(x: torch.Tensor, k: torch.Tensor, stride: int) -> torch.Tensor:
+    """Valid correlation of every row of ``x (N, H, Wp)`` with ``k (K,)``, keeping every ``stride``-th
+    column: contiguous ``(N, H, W')``."""
+    n = x.shape[0]
+    weight = k.view(1, 1, 1, -1).expand(n, 1, 1, k.shape[0])
+    return F.conv2d(x.unsqueeze(0), weight, stride=(1, stride), groups=n)[0].contiguous()
+
+
+def _columns_weight(k: torch.Tensor, width: int) -> torch.Tensor:
+    """The depthwise ``(C, 1, K, 1)`` weight of :func:`_columns_as_channels` for rows ``width`` wide."""
+    channels = _PHASES if width % _PHASES == 0 else width
+    return k.view(1, 1, -1, 1).expand(channels, 1, k.shape[0], 1).contiguous()
+
+
+def _columns_as_channels(x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
+    """Valid correlation of every column of contiguous ``x (N, Hp, W)`` with a kernel given as its
+    :func:`_columns_weight`, keeping every ``stride``-th row: contiguous ``(N, H', W)``."""
     n, hp, w = x.shape
-    size = k.shape[0]
-    # The same memory seen as a channels-last (1, C=W, H=N*Hp, W=1) image: the columns are the channels.
-    # The size-1 dim gets stride W so PyTorch recognises the layout and no copy is made.
-    as_channels = x.view(1, n * hp, 1, w).permute(0, 3, 1, 2)
-    weight = k.view(1, 1, size, 1).expand(w, 1, size, 1)
-    out = F.conv2d(as_channels, weight, stride=(stride, 1), groups=w)  # (1, W, R, 1), channels-last
-    out = out.permute(0, 2, 3, 1).reshape(-1, w)
-    # Output rows n*Hp/stride + i (i < h_out) belong to image n; the rows between straddle two images.
-    return out.as_strided((n, h_out, w), (hp // stride * w, w, 1)).contiguous()
+    channels = weight.shape[0]
+    # The same memory seen as channels-last images (N, C, Hp, W/C): the columns are the channels of W/C
+    # pixels per row (C = 8 lanes where W allows, else all W columns as channels; a size-1 pixel dim keeps
+    # stride W so that PyTorch still sees channels-last), filtered down the rows by a depthwise convolution
+    # without any copy, and the output memory is again N images of rows.
+    as_channels = x.view(n, hp, w // channels, channels).permute(0, 3, 1, 2)
+    out = F.conv2d(as_channels, weight, stride=(stride, 1), groups=channels)  # channels-last
+    return out.permute(0, 2, 3, 1).reshape(n, -1, w)  # a view when the output is channels-last, as expected
+
+
+def _planes_per_chunk(planes: int, plane_bytes: int) -> int:
+    """Planes per chunk: about ``_CHUNK_BYTES`` per thread (each thread filters its share of a chunk in its
+    own cache), balanced so that the last chunk is not a small remainder."""
+    budget = _CHUNK_BYTES * max(1, torch.get_num_threads())
+    chunks = -(-planes // max(1, budget // max(1, plane_bytes)))
+    return max(1, -(-planes // max(1, chunks)))
+
+
+class _SeparablePlan:
+    """Sizes, paddings and weights of one oneDNN-path separable filtering of ``(N, H, W)`` planes, shared by
+    all chunks of planes."""
+
+    def __init__(
+        self,
+        size: tuple[int, int],
+        kx: torch.Tensor,
+        ky: torch.Tensor,
+        border: str,
+        pads: tuple[int, int, int, int],
+        stride: int,
+    ) -> None:
+        h, w = size
+        left, right, top, bottom = pads
+        self.h_out = (h + top + bottom - ky.shape[0]) // stride + 1
+        self.w_out = (w + left + right - kx.shape[0]) // stride + 1
+        self.border, self.stride, self.kx = border, stride, kx
+        if stride == 1:
+            # Rows padded to whole blocks of phases; the extra columns only feed outputs that are cut off.
+            blocks = -(-self.w_out // _PHASES) + _polyphase_blocks(kx.shape[0]) - 1
+            right = _PHASES * blocks - w - left
+            self.rows_weight: torch.Tensor | None = _polyphase_weight(kx)
+            rows_width = _PHASES * (blocks - _polyphase_blocks(kx.shape[0]) + 1)
+        else:
+            self.rows_weight = None
+            rows_width = self.w_out
+        self.pads = (left, right, top, bottom)
+        self.columns_weight = _columns_weight(ky, rows_width)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Filter the chunk ``x (n, H, W)``: ``(n, H', W')``, a view of contiguous rows."""
+        # The horizontal pass first (as OpenCV), over the padded rows too: a row filter commutes with the row
+        # padding, so its output is already the vertically padded input of the column pass, whose output is
+        # the result, rows in place. (Nested calls free each temporary as soon as it has been read.)
+        padded = _pad2d(x, self.pads, self.border)
+        if self.rows_weight is not None:
+            rows = _rows_polyphase(padded, self.rows_weight)
+        else:
+            rows = _rows_depthwise(padded, self.kx, self.stride)
+        del padded
+        return _columns_as_channels(rows, self.columns_weight, self.stride)[..., : self.w_out]
 
 
 def _separable_shared(
@@ -292,23 +409,27 @@ def _separable_shared(
     stride: int = 1,
 ) -> torch.Tensor:
     """Correlate ``x (N, H, W)`` with ``kx (Kx,)`` along rows and ``ky (Ky,)`` along columns after padding by
-    ``pads=(left, right, top, bottom)`` (default: centred), keeping every ``stride``-th row and column.
-    Returns a contiguous ``(N, H', W')``."""
+    ``pads=(left, right, top, bottom)`` (default: centred; zeros give the valid part), keeping every
+    ``stride``-th row and column. Returns a contiguous ``(N, H', W')``."""
     if pads is None:
         pads = (*_centred_pads(kx.shape[0]), *_centred_pads(ky.shape[0]))
     if not _use_channels_trick(x):
         return _separable_planes(x, kx, ky, border, pads, stride)
-    n, h, _ = x.shape
-    left, right, top, bottom = pads
-    h_out = (h + top + bottom - ky.shape[0]) // stride + 1
-    # Each image must start on a multiple of the stride in the stacked rows; the extra row is never read.
-    bottom += (-(h + top + bottom)) % stride
-    padded = _pad2d(x, (left, right, top, bottom), border)
-    # Horizontal pass first, over the padded rows too: a row filter commutes with the row padding, so its
-    # output is already the vertically padded input of the column pass.
-    weight = kx.view(1, 1, 1, -1).expand(n, 1, 1, kx.shape[0])
-    rows = F.conv2d(padded.unsqueeze(0), weight, stride=(1, stride), groups=n)[0]
-    return _columns_as_channels(rows, ky, stride, h_out)
+    n, h, w = x.shape
+    plan = _SeparablePlan((h, w), kx, ky, border, pads, stride)
+    per_chunk = _planes_per_chunk(n, h * w * x.element_size())
+    if n <= per_chunk:
+        return plan(x).contiguous()  # already contiguous unless the rows were padded past whole blocks
+    starts = range(0, n, per_chunk)
+    if torch.is_grad_enabled() and (x.requires_grad or kx.requires_grad or ky.requires_grad):
+        # Each chunk's graph stays alive anyway, and cat has the cheapest backward.
+        return torch.cat([plan(x[i : i + per_chunk]) for i in starts])
+    # The result is allocated before the chunks' scratch, which then lies above it and is freed first: the
+    # allocator keeps reusing the same memory instead of returning it to the system after every call.
+    out = x.new_empty(n, plan.h_out, plan.w_out)
+    for i in starts:
+        out[i : i + per_chunk] = plan(x[i : i + per_chunk])
+    return out
 
 
 def _separable_planes(
@@ -381,6 +502,42 @@ def filter2d_separable(
     else:
         out = _separable_grouped(planes, _grouped_kernels(kx, b, c), _grouped_kernels(ky, b, c), border)
     return out.view(b, c, h, w)
+
+
+def _valid_row_length(width: int, size: int, like: torch.Tensor) -> int:
+    """Row length to give :func:`_filter_valid_rows` for images ``width`` wide and a ``size``-tap kernel. The
+    oneDNN path filters rows in whole blocks of phases: rows that long (a few columns past the image) need no
+    padded copy."""
+    if not _use_channels_trick(like):
+        return width
+    blocks = -(-(width - size + 1) // _PHASES) + _polyphase_blocks(size) - 1
+    return _PHASES * blocks
+
+
+def _filter_valid_rows(x: torch.Tensor, kernel: torch.Tensor, width: int) -> torch.Tensor:
+    """The valid part of the separable correlation of ``x[..., :width]`` with ``kernel (K,)`` along both axes:
+    only the outputs whose window lies inside, a possibly strided ``(N, H - K + 1, width - K + 1)``.
+
+    ``x (N, H, L)`` is contiguous with ``L = _valid_row_length(width, K, x)``; the columns past ``width`` only
+    feed outputs that are discarded, so they just have to be finite.
+    """
+    w_out = width - kernel.shape[0] + 1
+    if not _use_channels_trick(x):
+        return _separable_planes(x[..., :width], kernel, kernel, "constant", (0, 0, 0, 0), 1)
+    rows = _rows_polyphase(x, _polyphase_weight(kernel))
+    return _columns_as_channels(rows, _columns_weight(kernel, rows.shape[-1]), 1)[..., :w_out]
+
+
+def _filter_valid(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """The valid part of the separable correlation of ``images (B, C, H, W)`` with ``kernel (K,)`` along both
+    axes: only the outputs whose window lies inside the image, ``(B, C, H - K + 1, W - K + 1)`` (no border
+    handling, for measures that leave out the border anyway)."""
+    b, c, h, w = images.shape
+    size = kernel.shape[0]
+    if images.numel() == 0:
+        return images.new_zeros(b, c, max(h - size + 1, 0), max(w - size + 1, 0))
+    out = _separable_shared(images.reshape(b * c, h, w), kernel, kernel, "reflect", pads=(0, 0, 0, 0))
+    return out.view(b, c, h - size + 1, w - size + 1)
 
 
 def filter2d(images: torch.Tensor, kernel: torch.Tensor, border_type: str = "reflect") -> torch.Tensor:

@@ -31,7 +31,14 @@ import torch
 from torch import nn
 
 from alignimate.core._checks import check_image_batch
-from alignimate.core.filters import filter2d_separable, gaussian_kernel1d
+from alignimate.core.filters import (
+    _canonical_border,
+    _filter_valid,
+    _filter_valid_rows,
+    _valid_row_length,
+    filter2d_separable,
+    gaussian_kernel1d,
+)
 
 __all__ = [
     "LOSS_NAMES",
@@ -258,24 +265,30 @@ def _local_moments(
     weights: torch.Tensor | None,
     kernel: torch.Tensor,
     border_type: str = "reflect",
+    valid: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Window-weighted local means, variances and covariance of a, b (B, C, H, W), each (B, C, H, W).
+    """Window-weighted local means, variances and covariance of a, b (B, C, H, W), each (B, C, H, W),
+    or with ``valid`` only where the window lies inside the image, (B, C, H - K + 1, W - K + 1).
 
     With ``weights`` each window's statistics are weighted by them as well (normalised
     convolution), so zero-weight pixels take no part in any window.
     """
     channels = a.shape[1]
+
+    def window_sums(stacked: torch.Tensor) -> torch.Tensor:
+        # All moments in one filtering call: one pass of the filter's setup and memory traffic.
+        if valid:
+            return _filter_valid(stacked, kernel)
+        return filter2d_separable(stacked, kernel, kernel, border_type)
+
     if weights is None:
         stacked = torch.cat([a, b, a * a, b * b, a * b], dim=1)
-        mu_a, mu_b, e_aa, e_bb, e_ab = filter2d_separable(stacked, kernel, kernel, border_type).split(
-            channels, dim=1
-        )
+        mu_a, mu_b, e_aa, e_bb, e_ab = window_sums(stacked).split(channels, dim=1)
     else:
         weights = _expand_batch(weights, a.shape[0])
         wa, wb = weights * a, weights * b
         stacked = torch.cat([wa, wb, wa * a, wb * b, wa * b, weights], dim=1)
-        filtered = filter2d_separable(stacked, kernel, kernel, border_type)
-        *sums, window_weight = filtered.split([channels] * 5 + [weights.shape[1]], dim=1)
+        *sums, window_weight = window_sums(stacked).split([channels] * 5 + [weights.shape[1]], dim=1)
         norm = window_weight.clamp_min(_WEIGHT_FLOOR)
         mu_a, mu_b, e_aa, e_bb, e_ab = (s / norm for s in sums)
     # Rounding can push E[x^2] - E[x]^2 a hair below 0 in flat windows.
@@ -283,6 +296,30 @@ def _local_moments(
     var_b = (e_bb - mu_b.square()).clamp_min(0.0)
     cov = e_ab - mu_a * mu_b
     return mu_a, mu_b, var_a, var_b, cov
+
+
+# Bytes of stacked moments (5 or 6 per channel) per chunk of images and per thread on the CPU: the filtering
+# and the element-wise SSIM arithmetic of a chunk stay in the CPU caches instead of streaming whole-batch
+# temporaries through memory (about 4x faster for batches of 256x256 RGB images).
+_CHUNK_BYTES = 4 << 20
+
+
+def _image_chunks(like: torch.Tensor, planes_per_channel: int) -> range:
+    """Start indices of the chunks of images (batch ``like.shape[0]``) that SSIM processes at once; one chunk
+    on GPUs, whose parallelism wants the whole batch. An empty batch still gets one (empty) chunk."""
+    batch, channels, height, width = like.shape
+    if like.device.type != "cpu":
+        return range(0, max(batch, 1), max(batch, 1))
+    per_image = planes_per_channel * channels * height * width * like.element_size()
+    budget = _CHUNK_BYTES * max(1, torch.get_num_threads())
+    return range(0, max(batch, 1), max(1, budget // max(per_image, 1)))
+
+
+def _batch_slice(x: torch.Tensor | None, start: int, stop: int) -> torch.Tensor | None:
+    """Images ``start:stop`` of ``x``, or ``x`` itself where its batch of 1 is shared."""
+    if x is None or x.shape[0] == 1:
+        return x
+    return x[start:stop]
 
 
 def _prepare_windowed(
@@ -342,6 +379,47 @@ def _ssim_constants(data_range: float, k1: float, k2: float) -> tuple[float, flo
     return (k1 * data_range) ** 2, (k2 * data_range) ** 2
 
 
+def _ssim_from_moments(
+    moments: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], c1: float, c2: float
+) -> torch.Tensor:
+    """The SSIM map from :func:`_local_moments`'s local statistics."""
+    mu_a, mu_b, var_a, var_b, cov = moments
+    luminance = (2.0 * mu_a * mu_b + c1) / (mu_a.square() + mu_b.square() + c1)
+    structure = (2.0 * cov + c2) / (var_a + var_b + c2)
+    return luminance * structure
+
+
+def _ssim_means_inference(
+    a: torch.Tensor, b: torch.Tensor, kernel: torch.Tensor, c1: float, c2: float
+) -> torch.Tensor:
+    """Mean SSIM over the valid (cropped) map per image, without mask or autograd: ``(B,)``.
+
+    The same arithmetic as :func:`_local_moments` and :func:`_ssim_from_moments`, in the same order (so the
+    same values), but the moments are written straight into one buffer of filter-ready rows and the map is
+    formed in place: few passes over memory that all stay in the CPU caches.
+    """
+    batch, channels, height, width = a.shape
+    length = _valid_row_length(width, kernel.shape[0], a)
+    stacked = a.new_empty(batch, 5, channels, height, length)
+    image = stacked[..., :width]
+    image[:, 0] = a
+    image[:, 1] = b
+    torch.mul(a, a, out=image[:, 2])
+    torch.mul(b, b, out=image[:, 3])
+    torch.mul(a, b, out=image[:, 4])
+    stacked[..., width:] = 0.0  # read by the filter, feeds no kept output
+    sums = _filter_valid_rows(stacked.view(-1, height, length), kernel, width)
+    mu_a, mu_b, e_aa, e_bb, e_ab = sums.view(batch, 5, channels, *sums.shape[-2:]).unbind(1)
+    mu_aa, mu_bb, mu_ab = mu_a.square(), mu_b.square(), mu_a * mu_b
+    var_a = e_aa.sub_(mu_aa).clamp_min_(0.0)
+    var_b = e_bb.sub_(mu_bb).clamp_min_(0.0)
+    cov = e_ab.sub_(mu_ab)
+    luminance = mu_ab.mul_(2.0).add_(c1).div_(mu_aa.add_(mu_bb).add_(c1))
+    structure = cov.mul_(2.0).add_(c2).div_(var_a.add_(var_b).add_(c2))
+    one_minus_map = luminance.mul_(structure).neg_().add_(1.0)
+    return 1.0 - masked_mean(one_minus_map)
+
+
 def ssim_map(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -365,10 +443,7 @@ def ssim_map(
     a, b, weights = _prepare_windowed(a, b, mask)
     c1, c2 = _ssim_constants(data_range, k1, k2)
     kernel, _ = _gaussian_window(window_size, sigma, a)
-    mu_a, mu_b, var_a, var_b, cov = _local_moments(a, b, weights, kernel, border_type)
-    luminance = (2.0 * mu_a * mu_b + c1) / (mu_a.square() + mu_b.square() + c1)
-    structure = (2.0 * cov + c2) / (var_a + var_b + c2)
-    return luminance * structure
+    return _ssim_from_moments(_local_moments(a, b, weights, kernel, border_type), c1, c2)
 
 
 def ssim(
@@ -395,21 +470,37 @@ def ssim(
     """
     if not isinstance(crop_border, bool):
         raise TypeError(f"crop_border must be a bool, got {type(crop_border).__name__}")
-    values = ssim_map(a, b, mask, window_size, sigma, data_range, k1, k2, border_type)
-    weights = _check_mask(mask, values)
-    if crop_border:
-        pad = (window_size - 1) // 2
-        height, width = values.shape[-2:]
-        if height <= 2 * pad or width <= 2 * pad:
-            raise ValueError(
-                f"images of size {(height, width)} are too small to crop {pad} border pixels "
-                f"(window_size={window_size}); use smaller windows or crop_border=False"
-            )
-        values = values[..., pad : height - pad, pad : width - pad]
-        if weights is not None:
-            weights = weights[..., pad : height - pad, pad : width - pad]
-    # 1 - mean(1 - map): identical to mean(map), but an empty mask gives 1 (loss 0).
-    return 1.0 - masked_mean(1.0 - values, weights)
+    a, b, weights = _prepare_windowed(a, b, mask)
+    c1, c2 = _ssim_constants(data_range, k1, k2)
+    kernel, _ = _gaussian_window(window_size, sigma, a)
+    _canonical_border(border_type)  # checked even where the cropped border makes it irrelevant
+    pad = (window_size - 1) // 2
+    height, width = a.shape[-2:]
+    if crop_border and (height <= 2 * pad or width <= 2 * pad):
+        raise ValueError(
+            f"images of size {(height, width)} are too small to crop {pad} border pixels "
+            f"(window_size={window_size}); use smaller windows or crop_border=False"
+        )
+    mean_weights = weights
+    if crop_border and weights is not None:
+        mean_weights = weights[..., pad : height - pad, pad : width - pad]
+    chunks = _image_chunks(a, 5 if mask is None else 6)
+    needs_graph = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
+    inference = mask is None and crop_border and not needs_graph
+    means = []
+    for start in chunks:
+        stop = start + chunks.step
+        if inference and a.shape[0] > 0:
+            means.append(_ssim_means_inference(a[start:stop], b[start:stop], kernel, c1, c2))
+            continue
+        # Cropped, only the windows inside the image count: no border to fill, no map to cut.
+        moments = _local_moments(
+            a[start:stop], b[start:stop], _batch_slice(weights, start, stop), kernel, border_type, crop_border
+        )
+        values = _ssim_from_moments(moments, c1, c2)
+        # 1 - mean(1 - map): identical to mean(map), but an empty mask gives 1 (loss 0).
+        means.append(1.0 - masked_mean(1.0 - values, _batch_slice(mean_weights, start, stop)))
+    return torch.cat(means)
 
 
 def ssim_loss(

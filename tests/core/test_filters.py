@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from alignimate.core import filters as filters_module
 from alignimate.core.filters import (
     BORDER_TYPES,
     box_blur,
@@ -355,6 +356,73 @@ def test_cuda_matches_cpu() -> None:
         lambda t: laplacian(t),
     ):
         torch.testing.assert_close(fn(x.cuda()).cpu(), fn(x), rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The float32 CPU path: chunks of planes, polyphase rows, channels-last columns
+# ---------------------------------------------------------------------------------------------------
+
+
+def _one_plane_per_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(filters_module, "_CHUNK_BYTES", 1)
+
+
+@pytest.mark.parametrize("size", [(23, 31), (16, 24), (4, 3), (1, 9)])
+@pytest.mark.parametrize("border", ["reflect", "replicate", "constant", "symmetric", "circular"])
+def test_chunked_float32_path_equals_one_chunk_and_float64(
+    monkeypatch: pytest.MonkeyPatch, size, border: str
+) -> None:
+    # Widths that are and are not whole blocks of 8, kernels shorter and longer than a block, even sizes.
+    x = _images(3, 2, *size)
+    g = torch.Generator().manual_seed(9)
+    kernels = [(torch.rand(n, generator=g), torch.rand(m, generator=g)) for n, m in [(5, 3), (4, 12)]]
+    kernels = [(kx / kx.sum(), ky / ky.sum()) for kx, ky in kernels]  # outputs in [0, 1], like a blur
+    one_chunk = [filter2d_separable(x, kx, ky, border) for kx, ky in kernels]
+    _one_plane_per_chunk(monkeypatch)
+    for (kx, ky), whole in zip(kernels, one_chunk, strict=True):
+        chunked = filter2d_separable(x, kx, ky, border)
+        assert chunked.is_contiguous()
+        torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
+        ref = filter2d_separable(x.double(), kx.double(), ky.double(), border)
+        assert _maxdiff(chunked, ref) < 2 * F32_TOL
+
+
+def test_float32_path_gradients_match_float64(monkeypatch: pytest.MonkeyPatch) -> None:
+    # gradcheck runs in float64, which takes the plain-convolution path; this checks the backward of the
+    # float32 path (polyphase weights built from the kernel, chunks joined by cat) against it.
+    g = torch.Generator().manual_seed(11)
+    x64 = _images(2, 3, 14, 19, dtype=torch.float64)
+    kx64 = torch.rand(11, generator=g, dtype=torch.float64)
+    ky64 = torch.rand(4, generator=g, dtype=torch.float64)
+    weights = torch.randn(2, 3, 14, 19, generator=g, dtype=torch.float64)
+
+    def grads(dtype: torch.dtype) -> list[torch.Tensor]:
+        leaves = [t.to(dtype).requires_grad_(True) for t in (x64, kx64, ky64)]
+        out = filter2d_separable(leaves[0], leaves[1], leaves[2], "replicate")
+        return list(torch.autograd.grad((out * weights.to(dtype)).sum(), leaves))
+
+    expected = grads(torch.float64)
+    for chunks in ("one", "per plane"):
+        if chunks == "per plane":
+            _one_plane_per_chunk(monkeypatch)
+        for got, ref in zip(grads(torch.float32), expected, strict=True):
+            torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [(23, 31), (11, 8), (40, 64)])
+def test_valid_filter_is_the_interior_of_the_full_filter(size) -> None:
+    x = _images(2, 3, *size)
+    k = gaussian_kernel1d(1.5, 7)
+    full = filter2d_separable(x, k, k)
+    valid = filters_module._filter_valid(x, k)
+    torch.testing.assert_close(valid, full[..., 3:-3, 3:-3], rtol=0, atol=1e-6)
+    # The row-buffer form reads a few columns past the image; what they hold must not matter.
+    b, c, h, w = x.shape
+    length = filters_module._valid_row_length(w, 7, x)
+    rows = torch.full((b * c, h, length), 1e6)
+    rows[..., :w] = x.reshape(b * c, h, w)
+    got = filters_module._filter_valid_rows(rows, k, w).reshape(valid.shape)
+    torch.testing.assert_close(got, valid, rtol=0, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from skimage.filters import gaussian as sk_gaussian
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.transform import resize
 
+from alignimate.core import losses as losses_module
 from alignimate.core.losses import (
     LOSS_NAMES,
     CharbonnierLoss,
@@ -380,6 +381,38 @@ def test_float32_agrees_with_float64(name: str) -> None:
     assert got32.dtype == torch.float32
     tol = 1e-3 if name == "psnr" else 2e-5
     torch.testing.assert_close(got32.double(), fn(a, b, mask), rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ssim_without_autograd_equals_ssim_with_autograd(dtype: torch.dtype) -> None:
+    # Without mask, autograd or uncropped border, ssim() fills the moments in place (another code path).
+    a = _smooth_images(3, 3, 28, seed=31, dtype=dtype)
+    b = (0.7 * a + 0.3 * _smooth_images(3, 3, 28, seed=32, dtype=dtype)).clamp(0, 1)
+    with torch.no_grad():
+        fast = ssim(a, b)
+        shared = ssim(a, b[:1])
+    assert fast.dtype == dtype and fast.shape == (3,)
+    torch.testing.assert_close(fast, ssim(a.requires_grad_(True), b).detach(), rtol=0, atol=1e-7)
+    torch.testing.assert_close(shared, ssim(a, b[:1].expand(3, -1, -1, -1)).detach(), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+@pytest.mark.parametrize("crop_border", [True, False])
+def test_ssim_in_chunks_of_images_equals_one_chunk(
+    monkeypatch: pytest.MonkeyPatch, masked: bool, crop_border: bool
+) -> None:
+    # float64: exact up to summation order (float32 results move by rounding, ~1e-6 under a mask, with the
+    # number of planes filtered together).
+    a = _smooth_images(4, 2, 20, seed=33, dtype=torch.float64)
+    b = (0.6 * a + 0.4 * _smooth_images(4, 2, 20, seed=34, dtype=torch.float64)).clamp(0, 1)
+    mask = _half_mask(1, 20) if masked else None
+
+    def run() -> torch.Tensor:
+        return ssim(a, b, mask, window_size=7, crop_border=crop_border)
+
+    whole = run()
+    monkeypatch.setattr(losses_module, "_CHUNK_BYTES", 1)  # one image per chunk
+    torch.testing.assert_close(run(), whole, rtol=0, atol=1e-14)
 
 
 @pytest.mark.cuda
