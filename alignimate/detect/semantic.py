@@ -17,7 +17,7 @@ from alignimate.core.heatmaps import keypoint_heatmaps
 from alignimate.core.transforms import scale_matrix_for_resize, transform_points
 from alignimate.detect.base import Instance, select_keypoints
 
-__all__ = ["DEFAULT_CONFIDENCE_RAMP", "confidence_weights", "semantic_heatmaps"]
+__all__ = ["DEFAULT_CONFIDENCE_RAMP", "confidence_weights", "resized_mask", "semantic_heatmaps"]
 
 # Keypoint confidences (in [0, 1]) below the first value get weight 0, above the second weight 1,
 # linear in between. 0.5 is a Keypoint R-CNN logit of 0 (its "unsure" point), 0.9 a logit of 2.2.
@@ -37,9 +37,14 @@ def confidence_weights(
     return ((scores - low) / (high - low)).clamp(0.0, 1.0)
 
 
-def _resized_mask(
-    mask: np.ndarray, size: tuple[int, int], dtype: torch.dtype, device: torch.device | None
+def resized_mask(
+    mask: np.ndarray,
+    size: tuple[int, int],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
+    """A soft ``(h_m, w_m)`` mask as a ``(1, h, w)`` tensor of ``size``, in ``[0, 1]`` (bilinear,
+    antialiased when shrinking; pixel-centre aligned, docs/conventions.md)."""
     m = torch.as_tensor(np.asarray(mask, dtype=np.float32), device=device)[None, None].to(dtype)
     if tuple(m.shape[-2:]) == tuple(size):
         return m[0]
@@ -103,7 +108,7 @@ def semantic_heatmaps(
     ones = torch.ones(1, h, w, dtype=dtype, device=dev)
     masks = torch.stack(
         [
-            ones if inst is None or inst.mask is None else _resized_mask(inst.mask, (h, w), dtype, dev)
+            ones if inst is None or inst.mask is None else resized_mask(inst.mask, (h, w), dtype, dev)
             for inst in instances_per_image
         ]
     )

@@ -112,7 +112,7 @@ from alignimate.pipeline.register_folder import (
     pick_device,
     prepare_output,
 )
-from alignimate.pipeline.render import render_frame
+from alignimate.pipeline.render import linear_scale, render_frame
 from alignimate.registration import register
 
 __all__ = [
@@ -334,10 +334,6 @@ def _frame_name(name: str, taken: set[str]) -> str:
         counter += 1
     taken.add(candidate)
     return candidate
-
-
-def _scale_of(matrix: np.ndarray) -> float:
-    return float(math.sqrt(abs(np.linalg.det(np.asarray(matrix)[:2, :2]))))
 
 
 def _read_for_scale(
@@ -737,7 +733,7 @@ class _FacesRun:
         def load(item: _Item) -> np.ndarray:
             matrix = np.asarray(item.record.matrix)
             image, work_H_photo = _read_for_scale(
-                item.photo.path, item.photo.size_hw, k * _scale_of(matrix), margin=2.0
+                item.photo.path, item.photo.size_hw, k * linear_scale(matrix), margin=2.0
             )
             thumb_H_work = thumb_H_canvas @ matrix @ np.linalg.inv(work_H_photo)
             tensor = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255
@@ -861,7 +857,7 @@ class _FacesRun:
         def load(job: tuple[_Item, dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
             item = job[0]
             # Decoding at about the output's resolution is an antialiased downscale (and cheap for JPEG).
-            return _read_for_scale(item.photo.path, item.photo.size_hw, _scale_of(item.record.matrix), 1.5)
+            return _read_for_scale(item.photo.path, item.photo.size_hw, linear_scale(item.record.matrix), 1.5)
 
         for (item, signature), loaded in self.bar(_prefetch(todo, load), len(todo), "writing frames"):
             if isinstance(loaded, Exception):

@@ -34,7 +34,7 @@ from alignimate.pipeline.records import (
     write_report,
     write_transforms,
 )
-from alignimate.pipeline.render import BACKGROUNDS, resize_matrix, translation
+from alignimate.pipeline.render import BACKGROUNDS, linear_scale, resize_matrix, translation
 from alignimate.pipeline.semantic import (
     SEMANTIC_MODES,
     SemanticSource,
@@ -249,11 +249,6 @@ def registration_verdict(loss_name: str, converged: bool, loss: float) -> str | 
             return f"registration looks wrong (zncc loss {loss:.3f} > {MAX_ZNCC_LOSS})"
         return None if converged else f"kept: not fully converged (zncc loss {loss:.3f})"
     return None if converged else f"registration did not converge ({loss_name} loss {loss:.3g})"
-
-
-def _scale_of(fixed_H_moving: np.ndarray) -> float:
-    """Linear scale of a (near-)similarity: the square root of its 2x2 part's |determinant|."""
-    return float(np.sqrt(abs(np.linalg.det(fixed_H_moving[:2, :2]))))
 
 
 def _keypoint_rms(
@@ -476,7 +471,7 @@ class _Run:
             source.points(ref_choice.instance, reference.size_hw, ref_work) if source.uses_keypoints else None
         )
         ref_sigma = None if ref_points is None else source.sigma(*ref_points, ref_work)
-        fixed = source.image(ref_choice.instance, reference.size_hw, ref_work, ref_sigma)[None]
+        fixed = source.image(ref_choice.instance, ref_work, ref_points, ref_sigma)[None]
         what = {"body": "persons", "faces": "faces"}.get(source.mode, source.mode)
         with tqdm(
             total=len(todo), desc=f"registering {what}", unit="photo", disable=not self.progress, leave=False
@@ -510,25 +505,30 @@ class _Run:
     ) -> None:
         model = self.settings["model"]
         inits: list[np.ndarray | None] = []
+        keypoints: list[tuple[np.ndarray, np.ndarray] | None] = []
         usable: list[tuple[Photo, Any]] = []
         for photo, choice in members:
-            init = None
+            init, points = None, None
             if ref_points is not None:
-                points, weights = source.points(choice.instance, photo.size_hw, work)
-                init = keypoint_init(points, weights, ref_points[0], ref_points[1], model)
+                points = source.points(choice.instance, photo.size_hw, work)
+                init = keypoint_init(*points, *ref_points, model)
                 if init is None:
                     names = ", ".join(source.names or ())
                     self.skip(photo.name, f"none of the keypoints ({names}) was found with enough confidence")
                     continue
             usable.append((photo, choice))
             inits.append(init)
+            keypoints.append(points)
         if not usable:
             return
         # The moving heatmaps get the reference's sigma divided by their scale, so once warped their
         # blobs are the reference's size and do not bias the scale the registration finds.
-        sigmas = [None if m is None or ref_sigma is None else ref_sigma / _scale_of(m) for m in inits]
+        sigmas = [None if m is None or ref_sigma is None else ref_sigma / linear_scale(m) for m in inits]
         moving = torch.stack(
-            [source.image(c.instance, p.size_hw, work, s) for (p, c), s in zip(usable, sigmas, strict=True)]
+            [
+                source.image(c.instance, work, k, s)
+                for (_, c), k, s in zip(usable, keypoints, sigmas, strict=True)
+            ]
         )
         init_t = None if ref_points is None else torch.as_tensor(np.stack(inits), dtype=torch.float32)
         result = register(moving, fixed, model, loss=self.settings["loss"], init=init_t, device=self.device)
@@ -550,10 +550,8 @@ class _Run:
                 matrix = inits[i]
                 record.reason = "kept: keypoint fit (the heatmap registration did not converge)"
             detail = dict(choice.detail or {})
-            if ref_points is not None:
-                detail["keypoint_rms"] = _keypoint_rms(
-                    matrix, source.points(choice.instance, photo.size_hw, work), ref_points, ref_work
-                )
+            if keypoints[i] is not None and ref_points is not None:
+                detail["keypoint_rms"] = _keypoint_rms(matrix, keypoints[i], ref_points, ref_work)
             record.extra["semantic"] = detail
             record.status = "aligned"
             record.matrix = _full_resolution_matrix(

@@ -26,7 +26,7 @@ from PIL import Image
 
 from alignimate.core import gaussian_blur2d, normalize_pixel_matrix, scale_matrix_for_resize, warp_perspective
 
-__all__ = ["BACKGROUNDS", "render_frame", "resize_matrix", "translation"]
+__all__ = ["BACKGROUNDS", "linear_scale", "render_frame", "resize_matrix", "translation"]
 
 BACKGROUNDS = ("black", "white", "blur", "transparent")
 # The blurred background is made at 1/_BLUR_FACTOR of the output size: a blur this strong loses
@@ -46,6 +46,11 @@ def translation(dx: float, dy: float) -> np.ndarray:
     m = np.eye(3)
     m[0, 2], m[1, 2] = dx, dy
     return m
+
+
+def linear_scale(matrix: np.ndarray) -> float:
+    """Linear scale of a (near-)similarity 3x3 matrix: the square root of its 2x2 part's |determinant|."""
+    return float(np.sqrt(abs(np.linalg.det(np.asarray(matrix, dtype=np.float64)[:2, :2]))))
 
 
 def resize_matrix(src: tuple[int, int], dst: tuple[int, int]) -> np.ndarray:

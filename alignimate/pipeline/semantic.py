@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
 
 from alignimate.core.heatmaps import keypoint_heatmaps
-from alignimate.detect.base import Detector, Instance, detect_each, map_instance_to_original
+from alignimate.core.transforms import scale_matrix_for_resize, transform_points
+from alignimate.detect.base import Detector, Instance, detect_each, map_instance_to_original, select_keypoints
 from alignimate.detect.cache import DetectionCache
-from alignimate.detect.semantic import confidence_weights
+from alignimate.detect.semantic import confidence_weights, resized_mask
 from alignimate.io import PhotoError, read_images_parallel
 from alignimate.pipeline.photos import Photo
 from alignimate.registration import register_points
@@ -266,14 +266,10 @@ class SemanticSource:
         self, inst: Instance, photo_size: Sequence[int], work: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(K, 2)`` keypoints in working pixels and their ``(K,)`` weights in ``[0, 1]``."""
-        from alignimate.detect.base import select_keypoints
-
         assert self.names is not None
         pts, scores = select_keypoints(inst, self.names)
-        sx, sy = work[1] / photo_size[1], work[0] / photo_size[0]
-        out = np.empty_like(pts, dtype=np.float64)
-        out[:, 0] = (pts[:, 0] + 0.5) * sx - 0.5  # pixel centres, docs/conventions.md
-        out[:, 1] = (pts[:, 1] + 0.5) * sy - 0.5
+        work_H_photo = scale_matrix_for_resize(tuple(photo_size), work, dtype=torch.float64)
+        out = transform_points(work_H_photo, torch.as_tensor(pts, dtype=torch.float64)[None])[0].numpy()
         weights = confidence_weights(torch.as_tensor(scores, dtype=torch.float64)).numpy()
         if self.mode == "keypoints":
             weights = np.where(scores > 0, 1.0, 0.0)  # user files: a given point is a trusted point
@@ -289,15 +285,21 @@ class SemanticSource:
         return max(_MIN_SIGMA, min(SIGMA_FRAC * max(work), _SIGMA_OF_SPREAD * spread))
 
     def image(
-        self, inst: Instance, photo_size: Sequence[int], work: tuple[int, int], sigma: float | None = None
+        self,
+        inst: Instance,
+        work: tuple[int, int],
+        keypoints: tuple[np.ndarray, np.ndarray] | None = None,
+        sigma: float | None = None,
     ) -> torch.Tensor:
-        """The one-channel semantic image ``(1, h, w)`` float32 of ``inst`` at the working size;
-        ``sigma``: heatmap sigma in working pixels (default :meth:`sigma` of the instance's points)."""
-        mask = None if inst.mask is None else _resized(inst.mask, work)
-        if not self.uses_keypoints:
-            assert mask is not None
+        """The one-channel semantic image ``(1, h, w)`` float32 of ``inst`` at the working size.
+
+        keypoints: the instance's :meth:`points` at that size (None in masks mode, which has none);
+        sigma: heatmap sigma in working pixels (default :meth:`sigma` of those points)."""
+        mask = None if inst.mask is None else resized_mask(inst.mask, work)
+        if keypoints is None:
+            assert mask is not None, "an instance without keypoints needs a mask"
             return mask
-        points, weights = self.points(inst, photo_size, work)
+        points, weights = keypoints
         maps = keypoint_heatmaps(
             torch.as_tensor(points, dtype=torch.float32)[None],
             size=work,
@@ -305,14 +307,6 @@ class SemanticSource:
             weights=torch.as_tensor(weights, dtype=torch.float32)[None],
         )[0].sum(dim=0, keepdim=True)
         return maps if mask is None else maps * mask
-
-
-def _resized(mask: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    m = torch.as_tensor(np.asarray(mask, dtype=np.float32))[None, None]
-    if tuple(m.shape[-2:]) != tuple(size):
-        shrinking = m.shape[-2] > size[0] or m.shape[-1] > size[1]
-        m = F.interpolate(m, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
-    return m[0].clamp(0.0, 1.0)
 
 
 def keypoint_init(
