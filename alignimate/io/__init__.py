@@ -1,7 +1,9 @@
 """Photo input and output: finding, reading and ordering photos, atomic writes, animations, captions.
 
 Arrays here are numpy ``(H, W, 3)`` uint8 RGB images (height first); converting them to the
-core's ``(B, C, H, W)`` float tensors is the caller's job.
+core's ``(B, C, H, W)`` float tensors is the caller's job. The one exception is the full-resolution
+frame path (:mod:`alignimate.io.planes`): ``(3, H, W)`` uint8 torch tensors, decoded and encoded
+without the copies Pillow's arrays cost.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from alignimate.io.images import (
     read_images_parallel,
 )
 from alignimate.io.ordering import exif_datetime, natural_key, sort_photos
+from alignimate.io.planes import read_image_planes, save_image_planes
 from alignimate.io.writing import atomic_write, save_image, write_csv, write_json
 
 __all__ = [
@@ -43,8 +46,10 @@ __all__ = [
     "natural_key",
     "probe_image",
     "read_image",
+    "read_image_planes",
     "read_images_parallel",
     "save_image",
+    "save_image_planes",
     "sort_photos",
     "write_animation",
     "write_csv",

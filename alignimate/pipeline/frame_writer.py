@@ -9,7 +9,7 @@ frames are in progress at once, while memory stays bounded: at most ``workers + 
 Because only the calling thread saves, and in order, a consumer that records each yielded outcome
 (a checkpoint) knows exactly which frames exist: an interruption (Ctrl-C, an error while saving)
 leaves every earlier frame written and recorded and no later frame written. Saves are atomic when
-``save`` is (the default :func:`alignimate.io.save_image` is).
+``save`` is (the default :func:`save_frame` is).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from alignimate.io import PhotoError, read_image, save_image
+from alignimate.io import PhotoError, read_image_planes, save_image, save_image_planes
 from alignimate.pipeline.render import BACKGROUNDS, render_frame
 
-__all__ = ["FrameJob", "FrameOutcome", "default_workers", "write_frames"]
+__all__ = ["FrameJob", "FrameOutcome", "default_workers", "save_frame", "write_frames"]
 
 # More workers than this gains nothing measurable and each holds two full-resolution images.
 _MAX_DEFAULT_WORKERS = 4
@@ -59,6 +59,15 @@ class FrameOutcome:
         return self.error is None
 
 
+def save_frame(path: Path, frame: np.ndarray | torch.Tensor) -> None:
+    """Save a frame as :func:`~alignimate.pipeline.render.render_frame` made it: ``(C, h, w)`` planes
+    or an ``(h, w, C)`` numpy array (atomic, format from the suffix)."""
+    if isinstance(frame, torch.Tensor):
+        save_image_planes(path, frame)
+    else:
+        save_image(path, frame)
+
+
 def default_workers() -> int:
     """Worker threads used when none are asked for: one per CPU core, at most 4."""
     return max(1, min(_MAX_DEFAULT_WORKERS, os.cpu_count() or 1))
@@ -71,15 +80,16 @@ def write_frames(
     background: str = "black",
     device: torch.device | str = "cpu",
     workers: int | None = None,
-    read: Callable[[Path], np.ndarray] = read_image,
-    save: Callable[[Path, np.ndarray], object] = save_image,
+    read: Callable[[Path], np.ndarray | torch.Tensor] = read_image_planes,
+    save: Callable[[Path, Any], object] = save_frame,
 ) -> Iterator[FrameOutcome]:
     """Read, warp (``out_size=(h, w)``, ``background``, ``device`` as in
     :func:`~alignimate.pipeline.render.render_frame`) and save every job; yields one
     :class:`FrameOutcome` per job, in job order, right after its frame was saved.
 
-    ``read(path)`` returns an ``(H, W, 3)`` uint8 photo or raises :class:`~alignimate.io.PhotoError`
-    (reported in the outcome); ``save(path, frame)`` writes a frame. ``workers`` read and warp in
+    ``read(path)`` returns a uint8 photo, ``(3, H, W)`` planes (the default, the fast path) or an
+    ``(H, W, 3)`` array, or raises :class:`~alignimate.io.PhotoError` (reported in the outcome);
+    ``save(path, frame)`` writes a frame, which has the photo's layout. ``workers`` read and warp in
     parallel (default :func:`default_workers`); saving happens in the calling thread. Any other
     exception (from ``read``, the warp or ``save``) stops the run and propagates; stopping early
     (an exception, or closing the generator) cancels the jobs not started and saves nothing more.
@@ -92,7 +102,7 @@ def write_frames(
     size = (int(out_size[0]), int(out_size[1]))
     remaining = iter(jobs)
 
-    def render(job: FrameJob) -> np.ndarray | PhotoError:
+    def render(job: FrameJob) -> np.ndarray | torch.Tensor | PhotoError:
         try:
             photo = read(job.source)
         except PhotoError as err:
@@ -100,7 +110,7 @@ def write_frames(
         return render_frame(photo, job.frame_H_photo, size, background=background, device=device)
 
     with ThreadPoolExecutor(max_workers=count, thread_name_prefix="alignimate-frames") as pool:
-        pending: deque[tuple[FrameJob, Future[np.ndarray | PhotoError]]] = deque()
+        pending: deque[tuple[FrameJob, Future[np.ndarray | torch.Tensor | PhotoError]]] = deque()
 
         def submit_next() -> None:
             job = next(remaining, None)

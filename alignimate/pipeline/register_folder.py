@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from alignimate.io import PhotoError, read_image, read_images_parallel, save_image
+from alignimate.io import PhotoError, read_image, read_image_planes, read_images_parallel, save_image_planes
 from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.framing import common_crop
 from alignimate.pipeline.photos import Photo, Skipped, discover_photos
@@ -601,8 +601,8 @@ class _Run:
             (output_size[0], output_size[1]),
             background=self.settings["background"],
             device=self.device,
-            read=read_image,
-            save=save_image,
+            read=read_image_planes,
+            save=save_image_planes,
         )
         for outcome in self.bar(outcomes, len(jobs), "writing frames"):
             name = outcome.job.key

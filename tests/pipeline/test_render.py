@@ -110,6 +110,19 @@ def test_render_frame_agrees_with_whole_image_float_warp(case: str, background: 
     assert np.mean(frame != expected) < (0.01 if case == "horizon" else 0.001), (case, background)
 
 
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("background", ["black", "blur", "transparent"])
+def test_planes_in_planes_out_with_the_same_pixels(case: str, background: str, tile) -> None:
+    photo = noise_photo()
+    expected = render_frame(photo, CASES[case], OUT_SIZE, background=background)
+    interleaved = torch.from_numpy(photo).permute(2, 0, 1)  # the JPEG decoder's memory layout
+    for planes in (interleaved, interleaved.contiguous()):
+        frame = render_frame(planes, CASES[case], OUT_SIZE, background=background)
+        assert isinstance(frame, torch.Tensor) and frame.dtype == torch.uint8
+        assert tuple(frame.shape) == (expected.shape[2], *OUT_SIZE)
+        assert np.array_equal(frame.permute(1, 2, 0).numpy(), expected), (case, background)
+
+
 @pytest.mark.parametrize(("tx", "ty"), [(0, 0), (13, -7), (-200, 5)])
 def test_integer_shifts_are_exact_copies(tx: int, ty: int) -> None:
     photo = noise_photo()
@@ -187,6 +200,10 @@ def test_render_frame_rejects_bad_arguments() -> None:
         render_frame(photo, np.diag([1.0, 0.0, 1.0]), (8, 8))
     with pytest.raises(ValueError, match="out_size"):
         render_frame(photo, np.eye(3), (0, 8))
+    with pytest.raises(ValueError, match="planes"):
+        render_frame(torch.from_numpy(photo), np.eye(3), (8, 8))  # (H, W, 3) given as a tensor
+    with pytest.raises(TypeError, match="uint8"):
+        render_frame(torch.zeros(3, 8, 8), np.eye(3), (8, 8))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -311,7 +328,8 @@ def test_render_all_resumes_and_skips_photos_unreadable_at_full_size(
     for path in sorted(SCENES.glob("scene_0[0-4].jpg")):
         shutil.copy(path, folder / path.name)
     out = tmp_path / "out"
-    real_read, real_save, real_render = read_image, register_folder.save_image, frame_writer.render_frame
+    real_read, real_save = register_folder.read_image_planes, register_folder.save_image_planes
+    real_render = frame_writer.render_frame
     rendered: list[tuple[int, ...]] = []
 
     def counting_render(image, *args, **kwargs):
@@ -320,7 +338,7 @@ def test_render_all_resumes_and_skips_photos_unreadable_at_full_size(
 
     def read_failing_at_full_size(path, **kwargs):
         # The working copy reads fine; the full-resolution read for the frame does not.
-        if Path(path).name == "scene_03.jpg" and kwargs.get("max_side") is None:
+        if Path(path).name == "scene_03.jpg":
             raise PhotoError(path, "truncated file")
         return real_read(path, **kwargs)
 
@@ -333,15 +351,15 @@ def test_render_all_resumes_and_skips_photos_unreadable_at_full_size(
         return real_save(path, frame, **kwargs)
 
     monkeypatch.setattr(frame_writer, "render_frame", counting_render)
-    monkeypatch.setattr(register_folder, "read_image", read_failing_at_full_size)
-    monkeypatch.setattr(register_folder, "save_image", interrupted_save)
+    monkeypatch.setattr(register_folder, "read_image_planes", read_failing_at_full_size)
+    monkeypatch.setattr(register_folder, "save_image_planes", interrupted_save)
     with pytest.raises(KeyboardInterrupt):
         register_folder.align_folder(folder, out, model="homography")
     assert sorted(p.name for p in out.glob("*.jpg")) == ["scene_00.jpg", "scene_01.jpg"]
     assert not list(out.glob(".*tmp*"))
     assert (out / ".alignimate-checkpoint.json").exists()
 
-    monkeypatch.setattr(register_folder, "save_image", real_save)
+    monkeypatch.setattr(register_folder, "save_image_planes", real_save)
     rendered.clear()
     result = register_folder.align_folder(folder, out, model="homography")
     assert len(rendered) == 2  # frames 2 and 4 (3 is unreadable); the first two were kept
