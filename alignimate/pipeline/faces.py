@@ -98,6 +98,7 @@ from alignimate.pipeline.animate import animate
 from alignimate.pipeline.contact_sheet import contact_sheet
 from alignimate.pipeline.photos import Photo, Skipped, discover_photos
 from alignimate.pipeline.records import (
+    Checkpoint,
     PhotoRecord,
     RunRecord,
     write_report,
@@ -474,6 +475,7 @@ class _FacesRun:
         self.items: list[_Item] = []
         self.dropped: list[PhotoRecord] = []
         self.order: list[str] = []
+        self.checkpoints = Checkpoint(out / CHECKPOINT_NAME)
         self.template = face_template(settings["template"], settings["output_size"])
         self.detected = 0
         self.cached = 0
@@ -510,7 +512,7 @@ class _FacesRun:
         )
 
     def checkpoint(self) -> None:
-        write_transforms(self.out / CHECKPOINT_NAME, self.run_record())
+        self.checkpoints.update(self.run_record)
 
     # -- 1. photos -----------------------------------------------------------------------------------
     def add_photos(self, photos: list[Photo], unreadable: list[Skipped], previous: RunRecord | None) -> None:
@@ -876,7 +878,7 @@ class _FacesRun:
         run = self.run_record()
         write_transforms(self.out / TRANSFORMS_NAME, run)
         write_report(self.out / REPORT_NAME, run)
-        (self.out / CHECKPOINT_NAME).unlink(missing_ok=True)
+        self.checkpoints.remove()
         if previous is not None:
             # Frames of photos that are no longer in the timeline (dropped, thinned, renamed).
             current = {p.output for p in run.photos if p.output}
@@ -1066,25 +1068,29 @@ def make_face_timeline(
 
         embedder = make_face_embedder(device=torch_device, log=log)  # says so if it falls back to LBP
     run = _FacesRun(folder, out, settings, torch_device, cache, progress, log)
-    run.add_photos(photos, unreadable, previous)
-    run.detect(detector, None if identity == "largest" else embedder)
-    if identity_path is not None:
-        assert embedder is not None
-        chosen: str | np.ndarray = _reference_embedding(identity_path, detector, embedder, cache)
-    else:
-        chosen = identity
-    max_distance = None if embedder is None else embedder.default_max_distance
-    run.choose_identity(chosen, max_distance)
-    run.filter_frontal(FrontalThresholds(max_yaw=max_yaw, max_roll_deg=max_roll))
-    run.thin(every)
-    run.fit()
-    if dedupe:
-        run.dedupe(DEDUPE_THRESHOLD)
-    if refine == "heatmaps":
-        run.refine()
-    run.smooth(smooth)
-    run.render()
-    record = run.finish(previous)
+    try:
+        run.add_photos(photos, unreadable, previous)
+        run.detect(detector, None if identity == "largest" else embedder)
+        if identity_path is not None:
+            assert embedder is not None
+            chosen: str | np.ndarray = _reference_embedding(identity_path, detector, embedder, cache)
+        else:
+            chosen = identity
+        max_distance = None if embedder is None else embedder.default_max_distance
+        run.choose_identity(chosen, max_distance)
+        run.filter_frontal(FrontalThresholds(max_yaw=max_yaw, max_roll_deg=max_roll))
+        run.thin(every)
+        run.fit()
+        if dedupe:
+            run.dedupe(DEDUPE_THRESHOLD)
+        if refine == "heatmaps":
+            run.refine()
+        run.smooth(smooth)
+        run.render()
+        record = run.finish(previous)
+    finally:
+        # Whatever stopped the run (an error, Ctrl-C), what was done is recorded for a resume.
+        run.checkpoints.flush()
     sheet = contact_sheet(record.photos, out, out / CONTACT_SHEET_NAME)
     detections = {"photos": len(run.items), "detected": run.detected, "cached": run.cached}
     kept = [p for p in record.photos if p.usable and p.output]

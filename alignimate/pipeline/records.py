@@ -20,6 +20,9 @@ the crop, i.e. ``frame_H_photo = translate(-left, -top) @ canvas_H_photo``.
 from __future__ import annotations
 
 import json
+import math
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,9 @@ from alignimate import __version__
 from alignimate.io import write_csv, write_json
 
 __all__ = [
+    "CHECKPOINT_INTERVAL_S",
     "REPORT_COLUMNS",
+    "Checkpoint",
     "PhotoRecord",
     "RunRecord",
     "TransformsFileError",
@@ -88,6 +93,46 @@ def write_transforms(path: Path, run: RunRecord) -> None:
     """Write ``run`` to ``path`` atomically."""
     data = {"format": FORMAT, "version": 1, "alignimate": __version__, **asdict(run)}
     write_json(path, data)
+
+
+CHECKPOINT_INTERVAL_S = 2.0
+"""Seconds between two checkpoint writes while a run makes progress."""
+
+
+class Checkpoint:
+    """The checkpoint file of a run in progress: the whole run, rewritten as photos get done.
+
+    Each write holds every photo's record, so writing after every photo would make a long run
+    quadratic (measured: 21 ms per write at 100 photos, i.e. about 3 minutes of writes over a run of
+    1000). :meth:`update` therefore writes at most every ``interval_s`` seconds and otherwise keeps
+    the newest state pending; the run calls :meth:`flush` when it stops for any reason (an error,
+    Ctrl-C), so a resumed run redoes nothing that was finished. Only a hard kill loses the pending
+    state: at most ``interval_s`` seconds of work, redone on the next run.
+    """
+
+    def __init__(self, path: Path, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
+        self.path = Path(path)
+        self.interval_s = interval_s
+        self._pending: Callable[[], RunRecord] | None = None
+        self._written_at = -math.inf
+
+    def update(self, run: Callable[[], RunRecord]) -> None:
+        """Record progress: ``run()`` builds the current state (called when it is written)."""
+        self._pending = run
+        if time.monotonic() - self._written_at >= self.interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pending state now (nothing when there is none)."""
+        if self._pending is not None:
+            write_transforms(self.path, self._pending())
+            self._pending = None
+            self._written_at = time.monotonic()
+
+    def remove(self) -> None:
+        """The run finished: forget the pending state and delete the file."""
+        self._pending = None
+        self.path.unlink(missing_ok=True)
 
 
 def read_transforms(path: Path) -> RunRecord:

@@ -28,6 +28,7 @@ from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.framing import common_crop
 from alignimate.pipeline.photos import Photo, Skipped, discover_photos
 from alignimate.pipeline.records import (
+    Checkpoint,
     PhotoRecord,
     RunRecord,
     read_transforms,
@@ -290,6 +291,7 @@ class _Run:
         self.device, self.batch_size, self.progress, self.log = device, batch_size, progress, log
         self.records: dict[str, PhotoRecord] = {}
         self.order: list[str] = []
+        self.checkpoints = Checkpoint(out / CHECKPOINT_NAME)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def run_record(
@@ -312,7 +314,7 @@ class _Run:
     def checkpoint(
         self, reference: Photo, crop: dict[str, int] | None = None, output_size: list[int] | None = None
     ) -> None:
-        write_transforms(self.out / CHECKPOINT_NAME, self.run_record(reference, crop, output_size))
+        self.checkpoints.update(lambda: self.run_record(reference, crop, output_size))
 
     def skip(self, name: str, reason: str) -> None:
         record = self.records[name]
@@ -594,8 +596,12 @@ class _Run:
                 record.output = _frame_name(photo, taken, self.settings["background"])
             jobs.append(FrameJob(photo.path, frame_H_photo, self.out / record.output, key=record.name))
             signatures[record.name] = signature
+        # The frames' names are on disk before any frame is, so a resumed run knows them as its own.
+        self.checkpoint(reference, crop, output_size)
+        self.checkpoints.flush()
         # Photos are read and warped on a few threads; each frame is saved here, in order, and
-        # checkpointed right after, so an interrupted run resumes after the last frame saved.
+        # checkpointed (Checkpoint: every few seconds, and when the run stops), so an interrupted
+        # run resumes after the last frame saved.
         outcomes = write_frames(
             jobs,
             (output_size[0], output_size[1]),
@@ -616,7 +622,7 @@ class _Run:
         run = self.run_record(reference, crop, output_size)
         write_transforms(self.out / TRANSFORMS_NAME, run)
         write_report(self.out / REPORT_NAME, run)
-        (self.out / CHECKPOINT_NAME).unlink(missing_ok=True)
+        self.checkpoints.remove()
         return run
 
 
@@ -733,27 +739,42 @@ def align_folder(
         write_transforms(out / TRANSFORMS_NAME, record)
         write_report(out / REPORT_NAME, record)
         return AlignResult(out, record)
+
+    def make_source() -> SemanticSource:
+        return _semantic_source(
+            settings, source_path, keypoints, detector, torch_device, cache_dir, use_cache
+        )
+
+    try:
+        return _register_and_render(run, photos, wanted, mode, make_source)
+    finally:
+        # Whatever stopped the run (an error, Ctrl-C), what was done is recorded for a resume.
+        run.checkpoints.flush()
+
+
+def _register_and_render(
+    run: _Run, photos: list[Photo], wanted: Photo, mode: str, make_source: Callable[[], SemanticSource]
+) -> AlignResult:
+    """Register every photo onto ``wanted`` (or the photo standing in for it), crop, write the frames."""
     if mode == "pixels":
         reference_photo, fixed_image = run.read_reference(photos, wanted)
         if reference_photo is not wanted:
             run.forget_registrations()
         run.register_all(photos, reference_photo, fixed_image)
     else:
-        semantic = _semantic_source(
-            settings, source_path, keypoints, detector, torch_device, cache_dir, use_cache
-        )
+        semantic = make_source()
         found, ref_choice = run.semantic_reference(photos, wanted, semantic)
         if found is None:
-            run.log(f"nothing to register on in any photo of {folder} (--mode {mode})")
+            run.log(f"nothing to register on in any photo of {run.folder} (--mode {mode})")
             record = run.run_record(None)
-            write_transforms(out / TRANSFORMS_NAME, record)
-            write_report(out / REPORT_NAME, record)
-            (out / CHECKPOINT_NAME).unlink(missing_ok=True)
-            return AlignResult(out, record)
+            write_transforms(run.out / TRANSFORMS_NAME, record)
+            write_report(run.out / REPORT_NAME, record)
+            run.checkpoints.remove()
+            return AlignResult(run.out, record)
         reference_photo = found
         if reference_photo is not wanted:
             run.forget_registrations()
         run.register_semantic(photos, reference_photo, ref_choice, semantic)
     crop_box, output_size = run.choose_crop(reference_photo)
     run.render_all(reference_photo, crop_box, output_size)
-    return AlignResult(out, run.finish(reference_photo, crop_box, output_size))
+    return AlignResult(run.out, run.finish(reference_photo, crop_box, output_size))
