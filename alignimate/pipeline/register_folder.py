@@ -14,7 +14,9 @@ redoing registrations or frames that are already done.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from alignimate.io import PhotoError, read_image, read_image_planes, read_images_parallel, save_image_planes
-from alignimate.pipeline.frame_writer import FrameJob, write_frames
+from alignimate.pipeline.frame_writer import FrameJob, default_workers, write_frames
 from alignimate.pipeline.framing import common_crop
 from alignimate.pipeline.photos import Photo, Skipped, discover_photos
 from alignimate.pipeline.records import (
@@ -43,7 +45,7 @@ from alignimate.pipeline.semantic import (
     parse_mode,
     working_size,
 )
-from alignimate.registration import register
+from alignimate.registration import RegistrationResult, register
 
 __all__ = ["AlignResult", "UsageError", "align_folder", "pick_device", "prepare_output"]
 
@@ -376,6 +378,12 @@ class _Run:
         raise UsageError(f"no readable photo in {self.folder}")
 
     def register_all(self, photos: list[Photo], reference: Photo, fixed_image: np.ndarray) -> None:
+        """Register every pending photo's working copy onto ``fixed_image`` (the reference's).
+
+        Reading and registering overlap: working copies are read on a few threads, batches of
+        ``batch_size`` photos of one working size are registered on ``default_workers()`` threads as
+        soon as they fill up (much of the engine runs outside the GIL), and results are recorded here,
+        in order. At most a few batches are in memory at once, however many photos there are."""
         ref_record = self.records[reference.name]
         ref_record.status, ref_record.reason, ref_record.matrix = "reference", "", np.eye(3).tolist()
         ref_record.loss, ref_record.converged, ref_record.iterations = 0.0, True, 0
@@ -384,42 +392,62 @@ class _Run:
             return
         fixed = _as_tensor([fixed_image], self.device)
         fixed_work = tuple(fixed_image.shape[:2])
+        # On a GPU the batches queue on one device anyway; more threads would only hold more memory.
+        workers = default_workers() if self.device.type == "cpu" else 1
         reads = read_images_parallel([p.path for p in todo], max_side=self.settings["size"])
         by_path = {p.path: p for p in todo}
-        groups: dict[tuple[int, int], list[tuple[Photo, np.ndarray]]] = {}
-        for path, result in self.bar(reads, len(todo), "reading"):
-            photo = by_path[Path(path)]
-            if isinstance(result, PhotoError):
-                self.skip(photo.name, result.reason)
-            else:
-                groups.setdefault(tuple(result.shape[:2]), []).append((photo, result))
-        done = 0
-        with tqdm(
-            total=sum(len(g) for g in groups.values()),
-            desc="registering",
-            unit="photo",
-            disable=not self.progress,
-            leave=False,
-        ) as bar:
-            for work_size, members in groups.items():
-                for chunk in _batches(members, self.batch_size):
-                    self._register_chunk(chunk, work_size, fixed, fixed_work, reference)
-                    done += len(chunk)
-                    bar.update(len(chunk))
-                    self.checkpoint(reference)
+        filling: dict[tuple[int, int], list[tuple[Photo, np.ndarray]]] = {}
+        running: deque[tuple[list[tuple[Photo, np.ndarray]], Future[RegistrationResult]]] = deque()
+
+        def record_finished(bar: Any, wait: bool) -> None:
+            while running and (wait or running[0][1].done() or len(running) > workers):
+                chunk, future = running.popleft()
+                self._record_chunk(chunk, future.result(), fixed_work, reference)
+                bar.update(len(chunk))
+                self.checkpoint(reference)
+
+        with (
+            ThreadPoolExecutor(workers, thread_name_prefix="alignimate-register") as pool,
+            tqdm(
+                total=len(todo), desc="registering", unit="photo", disable=not self.progress, leave=False
+            ) as bar,
+        ):
+            try:
+                for path, result in reads:
+                    photo = by_path[Path(path)]
+                    if isinstance(result, PhotoError):
+                        self.skip(photo.name, result.reason)
+                        bar.update(1)
+                        continue
+                    group = filling.setdefault(tuple(result.shape[:2]), [])
+                    group.append((photo, result))
+                    if len(group) == self.batch_size:
+                        running.append((group, pool.submit(self._register_chunk, group, fixed)))
+                        del filling[tuple(result.shape[:2])]
+                    record_finished(bar, wait=False)
+                for group in filling.values():
+                    running.append((group, pool.submit(self._register_chunk, group, fixed)))
+                record_finished(bar, wait=True)
+            finally:
+                for _, future in running:
+                    future.cancel()
 
     def _register_chunk(
+        self, chunk: list[tuple[Photo, np.ndarray]], fixed: torch.Tensor
+    ) -> RegistrationResult:
+        """Register one batch of working copies of one size (on a worker thread)."""
+        moving = _as_tensor([image for _, image in chunk], self.device)
+        return register(moving, fixed, self.settings["model"], loss=self.settings["loss"], device=self.device)
+
+    def _record_chunk(
         self,
         chunk: list[tuple[Photo, np.ndarray]],
-        work_size: tuple[int, int],
-        fixed: torch.Tensor,
+        result: RegistrationResult,
         fixed_work: tuple[int, int],
         reference: Photo,
     ) -> None:
-        moving = _as_tensor([image for _, image in chunk], self.device)
-        result = register(
-            moving, fixed, self.settings["model"], loss=self.settings["loss"], device=self.device
-        )
+        """Record a registered batch: verdict and full-resolution matrix per photo."""
+        work_size = tuple(chunk[0][1].shape[:2])
         matrices = result.matrix.double().cpu().numpy()
         for i, (photo, _) in enumerate(chunk):
             record = self.records[photo.name]

@@ -401,11 +401,13 @@ def _inside_grid(
     xs, ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
     if affine:
         m = band_norm_H_tile / band_norm_H_tile[2, 2]
-        # Row j of the grid is per_row[j] + per_column, with (x, y) pairs interleaved along 2 w values
-        # (a broadcast over an (h, w, 2) shape instead is 4x slower: numpy's inner loop would be 2 long).
-        per_column = (xs[:, None] * m[:2, 0]).astype(np.float32).reshape(1, 2 * w)
-        per_row = np.tile((ys[:, None] * m[:2, 1] + m[:2, 2]).astype(np.float32), (1, w))
-        grid = np.add(per_row, per_column)
+        # Each coordinate is an outer sum (per row + per column), written into its half of the
+        # interleaved grid: 3x faster than one sum over (x, y) pairs, whose inner loop is 2 long.
+        grid = np.empty((h, w, 2), np.float32)
+        for k in range(2):
+            per_row = (ys * m[k, 1] + m[k, 2]).astype(np.float32)
+            per_column = (xs * m[k, 0]).astype(np.float32)
+            np.add.outer(per_row, per_column, out=grid[..., k])
     else:
         m = band_norm_H_tile.astype(np.float32)
         xs32, ys32 = xs.astype(np.float32), ys.astype(np.float32)
