@@ -116,7 +116,7 @@ def _expand_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
 def _weighted_sums(values: torch.Tensor, weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(sum(w * v), sum(w))`` per image over ``(C, H, W)``, broadcasting ``w`` to ``v``."""
     if weights is None:
-        count = values[0].numel()
+        count = values.shape[1] * values.shape[2] * values.shape[3]  # also for an empty batch
         return values.sum(dim=(1, 2, 3)), values.new_full((values.shape[0],), float(count))
     shape = torch.broadcast_shapes(values.shape, weights.shape)
     total = (values * weights).sum(dim=(1, 2, 3))

@@ -498,3 +498,15 @@ def test_bad_arguments_raise_with_the_argument_name() -> None:
         psnr(a, a, data_range=-1.0)
     with pytest.raises(ValueError, match="a must have shape"):
         mse_loss(a[0], a[0])
+
+
+@pytest.mark.parametrize("name", sorted(LOSS_NAMES))
+def test_an_empty_batch_gives_an_empty_result(name: str) -> None:
+    # A batch left empty by filtering (no photo of this size) must not raise.
+    empty = torch.rand(0, 3, 24, 24)
+    mask = torch.ones(0, 1, 24, 24)
+    assert get_loss(name)(empty, empty).shape == (0,)
+    assert get_loss(name)(empty, empty, mask).shape == (0,)
+    for metric in (ssim, psnr):
+        assert metric(empty, empty).shape == (0,)
+    assert total_variation(empty).shape == (0,)
