@@ -43,8 +43,9 @@ CONFIG = typer.Option(None, "--config", help="TOML preset (see configs/ and docs
 THREADS = typer.Option(
     None,
     "--threads",
-    help="CPU threads for PyTorch (default: its own choice, or $OMP_NUM_THREADS). On a busy or small "
-    "machine 1 is often fastest; use it when running several alignimate commands at once.",
+    help="CPU threads to compute on: PyTorch's threads, and for register and apply also the photos "
+    "processed at once (default: PyTorch's own choice or $OMP_NUM_THREADS, and one photo per core, at "
+    "most 4). Use 1 when running several alignimate commands at once.",
 )
 
 
@@ -173,6 +174,7 @@ def register(
         result = align_folder(
             folder,
             out,
+            workers=threads,
             use_cache=not no_cache,
             overwrite=overwrite,
             progress=not (quiet or as_json),
@@ -220,6 +222,7 @@ def apply(
             images=images,
             background=background,
             device=device,
+            workers=threads,
             overwrite=overwrite,
             log=_logger(quiet or as_json),
         )

@@ -2,6 +2,9 @@
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import alignimate
 
@@ -24,3 +27,12 @@ def test_unknown_attribute_raises() -> None:
         assert "no_such_thing" in str(err)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_workers_must_be_a_positive_int(tmp_path: Path) -> None:
+    from alignimate.pipeline import UsageError
+
+    (tmp_path / "photos").mkdir()
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(UsageError, match="workers"):
+            alignimate.align_folder(tmp_path / "photos", tmp_path / "out", workers=bad)

@@ -65,3 +65,36 @@ def test_threads_option_sets_torch_threads_and_rejects_zero(tmp_path: Path, monk
     )
     assert result.exit_code == 2
     assert asked == [1, 1, 3]
+
+
+def test_threads_option_also_bounds_the_photos_processed_at_once(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    import alignimate.pipeline.apply as apply_module
+    import alignimate.pipeline.register_folder as register_folder
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda _n: None)  # keep this process's setting
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    scenes = Path(__file__).resolve().parents[1] / "sample_data" / "scenes"
+    for path in sorted(scenes.glob("scene_0[0-2].jpg")):
+        (photos / path.name).write_bytes(path.read_bytes())
+    seen: list[tuple[str, int]] = []
+
+    def spy(name, real):
+        def write_frames(*args, **kwargs):
+            seen.append((name, kwargs["workers"]))
+            return real(*args, **kwargs)
+
+        return write_frames
+
+    monkeypatch.setattr(register_folder, "write_frames", spy("register", register_folder.write_frames))
+    monkeypatch.setattr(apply_module, "write_frames", spy("apply", apply_module.write_frames))
+    out = tmp_path / "aligned"
+    result = runner.invoke(app, ["register", str(photos), "--out", str(out), "--threads", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["apply", str(out / "transforms.json"), "--out", str(tmp_path / "again"), "--threads", "2", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen == [("register", 1), ("apply", 2)]

@@ -30,6 +30,7 @@ from alignimate.pipeline.register_folder import (
     AlignResult,
     UsageError,
     pick_device,
+    resolve_workers,
 )
 from alignimate.pipeline.render import resize_matrix, translation
 
@@ -88,6 +89,7 @@ def apply_transforms(
     images: str | os.PathLike[str] | None = None,
     background: str | None = None,
     device: str = "auto",
+    workers: int | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> AlignResult:
@@ -95,8 +97,10 @@ def apply_transforms(
 
     ``images``: a folder with other versions of the same photos (same relative names, any suffix and
     resolution, same aspect ratio); by default the original sources are used. Photos skipped in the
-    original run stay skipped; a missing or unreadable version is skipped with a reason."""
+    original run stay skipped; a missing or unreadable version is skipped with a reason. ``workers``:
+    frames read, warped and written at once (default: one per CPU core, at most 4)."""
     log = log or (lambda _msg: None)
+    workers = resolve_workers(workers)
     try:
         run = read_transforms(Path(transforms))
     except ValueError as err:
@@ -148,7 +152,10 @@ def apply_transforms(
         target = out / (record.output or f"{Path(record.name).stem}.jpg")
         jobs.append(FrameJob(path, offset @ canvas_H_photo, target, key=new))
     # Read, warp and save overlapped on a few threads (alignimate.pipeline.frame_writer).
-    for outcome in write_frames(jobs, (out_size[0], out_size[1]), background=background, device=torch_device):
+    frames = write_frames(
+        jobs, (out_size[0], out_size[1]), background=background, device=torch_device, workers=workers
+    )
+    for outcome in frames:
         new = outcome.job.key
         if outcome.error is not None:
             _skip(new, outcome.error.reason, log)

@@ -47,7 +47,7 @@ from alignimate.pipeline.semantic import (
 )
 from alignimate.registration import RegistrationResult, register
 
-__all__ = ["AlignResult", "UsageError", "align_folder", "pick_device", "prepare_output"]
+__all__ = ["AlignResult", "UsageError", "align_folder", "pick_device", "prepare_output", "resolve_workers"]
 
 MODES = ("pixels", *SEMANTIC_MODES)
 MODELS = ("translation", "rigid", "similarity", "affine", "homography")
@@ -115,6 +115,15 @@ def pick_device(device: str) -> torch.device:
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise UsageError(f"device must be auto, cpu or cuda, got {device!r}")
     return torch.device(device)
+
+
+def resolve_workers(workers: int | None) -> int:
+    """``workers``, or the default (one per CPU core, at most 4); a UsageError when not a positive int."""
+    if workers is None:
+        return default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"workers must be a positive int, got {workers!r}")
+    return workers
 
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
@@ -286,11 +295,13 @@ class _Run:
         settings: dict[str, Any],
         device: torch.device,
         batch_size: int,
+        workers: int,
         progress: bool,
         log: Callable[[str], None],
     ) -> None:
         self.folder, self.out, self.settings = folder, out, settings
         self.device, self.batch_size, self.progress, self.log = device, batch_size, progress, log
+        self.workers = workers
         self.records: dict[str, PhotoRecord] = {}
         self.order: list[str] = []
         self.checkpoints = Checkpoint(out / CHECKPOINT_NAME)
@@ -381,7 +392,7 @@ class _Run:
         """Register every pending photo's working copy onto ``fixed_image`` (the reference's).
 
         Reading and registering overlap: working copies are read on a few threads, batches of
-        ``batch_size`` photos of one working size are registered on ``default_workers()`` threads as
+        ``batch_size`` photos of one working size are registered on ``self.workers`` threads as
         soon as they fill up (much of the engine runs outside the GIL), and results are recorded here,
         in order. At most a few batches are in memory at once, however many photos there are."""
         ref_record = self.records[reference.name]
@@ -393,7 +404,7 @@ class _Run:
         fixed = _as_tensor([fixed_image], self.device)
         fixed_work = tuple(fixed_image.shape[:2])
         # On a GPU the batches queue on one device anyway; more threads would only hold more memory.
-        workers = default_workers() if self.device.type == "cpu" else 1
+        workers = self.workers if self.device.type == "cpu" else 1
         reads = read_images_parallel([p.path for p in todo], max_side=self.settings["size"])
         by_path = {p.path: p for p in todo}
         filling: dict[tuple[int, int], list[tuple[Photo, np.ndarray]]] = {}
@@ -635,6 +646,7 @@ class _Run:
             (output_size[0], output_size[1]),
             background=self.settings["background"],
             device=self.device,
+            workers=self.workers,
             read=read_image_planes,
             save=save_image_planes,
         )
@@ -697,6 +709,7 @@ def align_folder(
     recursive: bool = False,
     device: str = "auto",
     batch_size: int = 16,
+    workers: int | None = None,
     source: str | os.PathLike[str] | None = None,
     keypoints: Sequence[str] = (),
     detect_size: int | None = None,
@@ -717,6 +730,8 @@ def align_folder(
     body or face model (any :class:`~alignimate.detect.base.Detector`). cache_dir, use_cache: the
     detection cache (default ``$ALIGNIMATE_CACHE`` or ``~/.cache/alignimate``).
     loss: ``"auto"`` is ``zncc`` for pixels and ``mse`` for the semantic modes.
+    workers: threads that register batches and write frames at once (default: one per CPU core, at
+    most 4); each runs PyTorch ops on ``torch.get_num_threads()`` threads of its own.
 
     Returns an :class:`AlignResult`; ``result.exit_code`` is 0 when all photos were aligned and 1
     when some were skipped (each with a reason in ``report.csv``). Raises :class:`UsageError` for
@@ -752,6 +767,7 @@ def align_folder(
     _validate(folder, settings)
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+    workers = resolve_workers(workers)
     torch_device = pick_device(device)
     photos, skipped = discover_photos(folder, recursive=recursive, sort=sort, exclude=out)
     if not photos and not skipped:
@@ -760,7 +776,7 @@ def align_folder(
     previous = prepare_output(out, overwrite, command="register")
     if previous is not None and (wanted is None or previous.reference != wanted.name):
         previous = None  # matrices of another reference cannot be reused
-    run = _Run(folder, out, settings, torch_device, batch_size, progress, log or (lambda _msg: None))
+    run = _Run(folder, out, settings, torch_device, batch_size, workers, progress, log or (lambda _msg: None))
     run.add_photos(photos, skipped, previous)
     if wanted is None:
         record = run.run_record(None)
