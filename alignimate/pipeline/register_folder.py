@@ -430,11 +430,12 @@ class _Run:
                         self.skip(photo.name, result.reason)
                         bar.update(1)
                         continue
-                    group = filling.setdefault(tuple(result.shape[:2]), [])
+                    work_size = tuple(result.shape[:2])
+                    group = filling.setdefault(work_size, [])
                     group.append((photo, result))
                     if len(group) == self.batch_size:
                         running.append((group, pool.submit(self._register_chunk, group, fixed)))
-                        del filling[tuple(result.shape[:2])]
+                        del filling[work_size]
                     record_finished(bar, wait=False)
                 for group in filling.values():
                     running.append((group, pool.submit(self._register_chunk, group, fixed)))
@@ -658,7 +659,14 @@ class _Run:
             self.records[name].extra["frame"] = signatures[name]
             self.checkpoint(reference, crop, output_size)
 
-    def finish(self, reference: Photo, crop: dict[str, int] | None, output_size: list[int]) -> RunRecord:
+    def finish(
+        self,
+        reference: Photo | None,
+        crop: dict[str, int] | None = None,
+        output_size: list[int] | None = None,
+    ) -> RunRecord:
+        """Write transforms.json and report.csv (``reference`` None: nothing could be registered) and
+        remove the checkpoint."""
         run = self.run_record(reference, crop, output_size)
         write_transforms(self.out / TRANSFORMS_NAME, run)
         write_report(self.out / REPORT_NAME, run)
@@ -779,10 +787,7 @@ def align_folder(
     run = _Run(folder, out, settings, torch_device, batch_size, workers, progress, log or (lambda _msg: None))
     run.add_photos(photos, skipped, previous)
     if wanted is None:
-        record = run.run_record(None)
-        write_transforms(out / TRANSFORMS_NAME, record)
-        write_report(out / REPORT_NAME, record)
-        return AlignResult(out, record)
+        return AlignResult(out, run.finish(None))
 
     def make_source() -> SemanticSource:
         return _semantic_source(
@@ -810,11 +815,7 @@ def _register_and_render(
         found, ref_choice = run.semantic_reference(photos, wanted, semantic)
         if found is None:
             run.log(f"nothing to register on in any photo of {run.folder} (--mode {mode})")
-            record = run.run_record(None)
-            write_transforms(run.out / TRANSFORMS_NAME, record)
-            write_report(run.out / REPORT_NAME, record)
-            run.checkpoints.remove()
-            return AlignResult(run.out, record)
+            return AlignResult(run.out, run.finish(None))
         reference_photo = found
         if reference_photo is not wanted:
             run.forget_registrations()

@@ -89,7 +89,7 @@ def render_frame(
         if shifted is not None:
             return photo.finished(shifted)
     frame = _Frame(photo.pixels, matrix, size, background, torch.device(device))
-    out = photo.new_frame(size, 4 if background == "transparent" else 3)
+    out = np.empty((*size, 4 if background == "transparent" else 3), np.uint8)
     with torch.inference_mode():
         for y0, y1, x0, x1 in _tiles(size):
             frame.render_tile(y0, y1, x0, x1, out[y0:y1, x0:x1])
@@ -145,14 +145,6 @@ class _Photo:
     def __init__(self, pixels: np.ndarray | torch.Tensor) -> None:
         self.planar = isinstance(pixels, torch.Tensor)
         self.pixels: np.ndarray = pixels.permute(1, 2, 0).numpy() if self.planar else pixels
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
-
-    def new_frame(self, size: tuple[int, int], channels: int) -> np.ndarray:
-        """An uninitialised ``(h, w, channels)`` uint8 frame."""
-        return np.empty((*size, channels), np.uint8)
 
     def finished(self, frame: np.ndarray) -> np.ndarray | torch.Tensor:
         """``frame`` in the photo's layout (planes are a view of the same memory)."""
