@@ -20,10 +20,12 @@ from alignimate.io.images import (
     SUPPORTED_SUFFIXES,
     PhotoError,
     PhotoInfo,
+    UnusableEntry,
     find_images,
     probe_image,
     read_image,
     read_images_parallel,
+    scan_folder,
 )
 from alignimate.io.ordering import exif_datetime, natural_key, sort_photos
 from alignimate.io.planes import read_image_planes, save_image_planes
@@ -36,6 +38,7 @@ __all__ = [
     "LazyFrames",
     "PhotoError",
     "PhotoInfo",
+    "UnusableEntry",
     "atomic_write",
     "count_output_frames",
     "draw_caption",
@@ -50,6 +53,7 @@ __all__ = [
     "read_images_parallel",
     "save_image",
     "save_image_planes",
+    "scan_folder",
     "sort_photos",
     "write_animation",
     "write_csv",

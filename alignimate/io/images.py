@@ -10,12 +10,32 @@ own process-wide limit inside ``Image.open``, so a ``max_pixels`` above it also 
 ``Image.MAX_IMAGE_PIXELS`` to that value (only ever raised, never lowered). Pillow may still print
 its ``DecompressionBombWarning`` for an image that is then rejected here; a CLI can silence it with
 ``warnings.simplefilter("ignore", Image.DecompressionBombWarning)``.
+
+Which folder entries are photos (`scan_folder`, `find_images`). Nothing is dropped silently: an
+entry is either ignored by one of these rules or reported with a reason.
+
+- Ignored: entries whose name starts with "." (hidden files and folders, which include
+  alignimate's temporary files); files whose suffix is not in `SUPPORTED_SUFFIXES`; the
+  ``exclude`` folder and everything in it; without ``recursive``, sub-folders and symbolic links
+  to folders, unless named like a photo.
+- Usable: regular files with a photo suffix, and symbolic links to such files.
+- Reported as unusable: entries with a photo suffix that are not regular files ("is a folder, not
+  a file" (without ``recursive``, which scans real folders whatever their name), "broken symbolic
+  link", "symbolic link loop", "not a regular file (FIFO)", "... (socket)", "... (device)"); a
+  folder that cannot be listed ("cannot list folder (permission denied)": the folder itself, or
+  with ``recursive`` a sub-folder); with ``recursive``, symbolic links to folders, which are not
+  followed ("symbolic link to a folder (not followed)").
+
+Scanning only calls ``stat``, never ``open``: opening a FIFO blocks until something writes to it,
+and opening a device can have side effects. The readers check the same way before opening a file.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -24,6 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
@@ -37,11 +58,13 @@ __all__ = [
     "SUPPORTED_SUFFIXES",
     "PhotoError",
     "PhotoInfo",
+    "UnusableEntry",
     "find_images",
     "heif_available",
     "probe_image",
     "read_image",
     "read_images_parallel",
+    "scan_folder",
 ]
 
 # HEIC/HEIF (what iPhones shoot) is read through the optional pillow-heif package. Such files are
@@ -53,7 +76,7 @@ SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
     | ({".avif"} if features.check("avif") else set())
     | HEIF_SUFFIXES
 )
-"""Lower-case suffixes `find_images` picks up (compared case-insensitively)."""
+"""Lower-case suffixes `scan_folder` and `find_images` pick up (compared case-insensitively)."""
 HEIF_MISSING_REASON = (
     "HEIC/HEIF photo: reading it needs the optional pillow-heif package (pip install pillow-heif)"
 )
@@ -94,12 +117,153 @@ class PhotoInfo:
 # Discovery
 
 
+class UnusableEntry(NamedTuple):
+    """A folder entry that looks like a photo (or a sub-folder to scan) but cannot be used."""
+
+    path: Path
+    reason: str
+
+
 def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _is_photo_name(name: str) -> bool:
-    return not _is_hidden(name) and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
+def _has_photo_suffix(name: str) -> bool:
+    return Path(name).suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def _not_regular_reason(mode: int) -> str:
+    """Why an existing entry that is neither a folder nor a regular file cannot be a photo."""
+    if stat.S_ISFIFO(mode):
+        return "not a regular file (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "not a regular file (socket)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "not a regular file (device)"
+    return "not a regular file"
+
+
+def _stat_error_reason(path: Path, exc: OSError) -> str:
+    """A short reason for a failed ``os.stat`` (which follows symbolic links) of ``path``."""
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        # The link itself is there but what it points to is not.
+        return "broken symbolic link" if os.path.islink(path) else "file not found"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return f"cannot read ({exc.strerror or type(exc).__name__})"
+
+
+def _listing_error_reason(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "cannot list folder (permission denied)"
+    if isinstance(exc, FileNotFoundError):
+        return "cannot list folder (folder not found)"
+    return f"cannot list folder ({exc.strerror or type(exc).__name__})"
+
+
+def _list_folder(folder: Path) -> list[os.DirEntry[str]]:
+    """The entries of ``folder``; raises ``OSError`` when it cannot be listed."""
+    with os.scandir(folder) as entries:
+        return list(entries)
+
+
+def scan_folder(
+    folder: str | os.PathLike[str], recursive: bool = False, exclude: str | os.PathLike[str] | None = None
+) -> tuple[list[Path], list[UnusableEntry]]:
+    """The photo files of ``folder`` and the entries that look like photos but cannot be used.
+
+    Returns ``(photos, unusable)``: ``photos`` are the regular files (or symbolic links to regular
+    files) whose suffix is in `SUPPORTED_SUFFIXES`, compared case-insensitively; ``unusable`` are
+    `UnusableEntry` ``(path, reason)`` pairs. Both lists are in natural path order.
+
+    Rules (nothing else is left out):
+
+    - Ignored without a word: entries whose name starts with "." (hidden files and folders, which
+      include alignimate's temporary files), files whose suffix is not a photo suffix, the
+      ``exclude`` folder (e.g. an output folder inside the input folder) with everything in it, and,
+      without ``recursive``, sub-folders and symbolic links to folders unless named like a photo.
+    - Unusable, with a reason, an entry with a photo suffix that is:
+      a folder or a symbolic link to one, without ``recursive`` ("is a folder, not a file"; with
+      ``recursive`` a real folder is scanned whatever its name); a broken symbolic link ("broken
+      symbolic link"); a symbolic link loop ("symbolic link loop"); a FIFO, socket or device ("not a
+      regular file (FIFO)", "not a regular file (socket)", "not a regular file (device)"); or that
+      cannot be examined ("permission denied").
+    - Unusable, with a reason, whatever the name: a folder that cannot be listed ("cannot list
+      folder (permission denied)"): ``folder`` itself, or with ``recursive`` a sub-folder; and with
+      ``recursive``, a symbolic link to a folder ("symbolic link to a folder (not followed)"), since
+      following links could visit a folder twice or loop forever.
+
+    Files are never opened, only examined with ``stat``: opening a FIFO blocks until something
+    writes to it and opening a device can have side effects. Raises ``ValueError`` when ``folder``
+    is not a folder.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"folder: {root} is not a folder")
+    excluded = Path(exclude).resolve() if exclude is not None else None
+
+    def is_excluded(path: Path) -> bool:
+        return excluded is not None and path.resolve() == excluded
+
+    photos: list[Path] = []
+    unusable: list[UnusableEntry] = []
+    pending = [] if is_excluded(root) else [root]
+    while pending:
+        here = pending.pop()
+        try:
+            entries = _list_folder(here)
+        except OSError as exc:
+            unusable.append(UnusableEntry(here, _listing_error_reason(exc)))
+            continue
+        for entry in entries:
+            name = entry.name
+            if _is_hidden(name):
+                continue
+            path = here / name
+            photo_name = _has_photo_suffix(name)
+            try:
+                # Both answer from the directory listing on most systems, without a stat call.
+                is_link = entry.is_symlink()
+                is_real_dir = not is_link and entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_link, is_real_dir = False, False  # let the stat below find out and say why
+            if is_real_dir:
+                if is_excluded(path):
+                    continue
+                if recursive:
+                    pending.append(path)
+                elif photo_name:
+                    unusable.append(UnusableEntry(path, "is a folder, not a file"))
+                continue
+            if not photo_name and not (is_link and recursive):
+                continue  # not a photo and cannot be a folder to report: no need to stat it
+            try:
+                # Follows a symbolic link, so the mode is that of what it points to. lstat for a
+                # plain entry: it is not a link, and DirEntry caches the answer.
+                mode = os.stat(path).st_mode if is_link else entry.stat(follow_symlinks=False).st_mode
+            except OSError as exc:
+                if photo_name:
+                    unusable.append(UnusableEntry(path, _stat_error_reason(path, exc)))
+                continue
+            if stat.S_ISDIR(mode):
+                # A symbolic link to a folder (a real folder was handled above).
+                if is_excluded(path):
+                    continue
+                if recursive:
+                    unusable.append(UnusableEntry(path, "symbolic link to a folder (not followed)"))
+                elif photo_name:
+                    unusable.append(UnusableEntry(path, "is a folder, not a file"))
+            elif not photo_name:
+                continue
+            elif stat.S_ISREG(mode):
+                photos.append(path)
+            else:
+                unusable.append(UnusableEntry(path, _not_regular_reason(mode)))
+    photos.sort(key=natural_key)
+    unusable.sort(key=lambda item: natural_key(item.path))
+    return photos, unusable
 
 
 def find_images(
@@ -107,26 +271,13 @@ def find_images(
 ) -> list[Path]:
     """Photo files in ``folder`` by suffix (`SUPPORTED_SUFFIXES`), in natural path order.
 
-    Hidden files and folders (name starting with ".", which includes alignimate's temporary
-    files) are skipped. ``exclude`` is a folder whose contents are skipped, e.g. an output folder
-    inside the input folder. Symbolic links to folders are not followed. Files are not opened.
+    The usable half of `scan_folder` (see there for the rules): hidden files and folders are
+    skipped, ``exclude`` is a folder whose contents are skipped, symbolic links to folders are not
+    followed, and files are not opened. Use `scan_folder` to also learn which photo-like entries
+    cannot be used and why.
     """
-    root = Path(folder)
-    if not root.is_dir():
-        raise ValueError(f"folder: {root} is not a folder")
-    excluded = Path(exclude).resolve() if exclude is not None else None
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        if excluded is not None and here.resolve() == excluded:
-            dirnames.clear()
-            continue
-        found.extend(here / name for name in filenames if _is_photo_name(name))
-        if recursive:
-            dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
-        else:
-            dirnames.clear()
-    return sorted((p for p in found if p.is_file()), key=natural_key)
+    photos, _unusable = scan_folder(folder, recursive=recursive, exclude=exclude)
+    return photos
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,7 +294,7 @@ def _pixel_count(n: int) -> str:
 def _too_large_reason(n_pixels: int | None, limit: int | None) -> str:
     size = _pixel_count(n_pixels) if n_pixels is not None else "too many pixels"
     bound = f" > limit {_pixel_count(limit)}" if limit is not None else ""
-    return f"image too large ({size}{bound}); raise the max_pixels setting to read it if you trust this file"
+    return f"image too large ({size}{bound}); raise --max-pixels to read it if you trust this file"
 
 
 def _reason_for(exc: BaseException, limit: int | None) -> str:
@@ -197,12 +348,21 @@ def _effective_limit(max_pixels: int | None) -> int | None:
 
 
 def _check_file(path: Path) -> None:
-    """Raise `PhotoError` for a missing, non-regular or empty file (before Pillow sees it)."""
-    if not path.exists():
-        raise PhotoError(path, "file not found")
-    if not path.is_file():
-        raise PhotoError(path, "is a folder, not a file" if path.is_dir() else "not a regular file")
-    if path.stat().st_size == 0:
+    """Raise `PhotoError` for a missing, non-regular or empty file (before Pillow sees it).
+
+    Only ``os.stat`` is used (it follows symbolic links, as opening would): opening a FIFO blocks
+    until something writes to it and opening a device can have side effects, so those are refused
+    here, before anything opens them.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise PhotoError(path, _stat_error_reason(path, exc)) from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise PhotoError(path, "is a folder, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise PhotoError(path, _not_regular_reason(info.st_mode))
+    if info.st_size == 0:
         raise PhotoError(path, "empty file (0 bytes)")
 
 

@@ -1,7 +1,10 @@
 """Finding the photos of a run, reading their headers, and putting them in order.
 
 A photo whose header cannot be read is not an error of the run: it becomes a :class:`Skipped`
-entry with the file and the reason, and the other photos go on.
+entry with the file and the reason, and the other photos go on. So does every folder entry that
+looks like a photo but cannot be one (a folder named ``x.jpg``, a broken symbolic link, a FIFO, a
+sub-folder that cannot be listed, ...; see `alignimate.io.scan_folder` for the rules), so that
+each entry of the input folder is either ignored by a documented rule or reported.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from alignimate.io import PhotoError, find_images, probe_image, sort_photos
+from alignimate.io import PhotoError, natural_key, probe_image, scan_folder, sort_photos
 
 __all__ = ["Photo", "Skipped", "discover_photos", "relative_name"]
 
@@ -35,10 +38,16 @@ class Skipped:
 
 
 def relative_name(path: Path, folder: Path) -> str:
-    """``path`` relative to ``folder`` in POSIX form, the key that identifies a photo in transforms.json."""
+    """``path`` relative to ``folder`` in POSIX form, the key that identifies a photo in transforms.json.
+
+    Only the folders are resolved, not ``path`` itself: a symbolic link keeps its own name (two links
+    to one file stay two names), and a broken or looping link still has one.
+    """
     try:
-        return path.resolve().relative_to(folder.resolve()).as_posix()
-    except ValueError:
+        return (path.parent.resolve() / path.name).relative_to(folder.resolve()).as_posix()
+    except (ValueError, OSError, RuntimeError):
+        # Outside the folder, or a folder on the way cannot be resolved (Python 3.11 raises
+        # RuntimeError for a symbolic link loop).
         return path.name
 
 
@@ -50,16 +59,22 @@ def discover_photos(
     exclude: Path | None = None,
     max_pixels: int | None = None,
 ) -> tuple[list[Photo], list[Skipped]]:
-    """Photos in ``folder`` in the requested order, and the files that cannot be used.
+    """Photos in ``folder`` in the requested order, and the entries that cannot be used.
 
     ``sort="date"`` orders by EXIF DateTimeOriginal, undated photos after the dated ones in natural
     name order; ``sort="name"`` uses natural name order only. ``exclude`` is a folder to leave out
-    (the output folder when it lies inside the input folder)."""
+    (the output folder when it lies inside the input folder).
+
+    The skipped entries, in natural path order, are the photos whose header cannot be read and the
+    entries `alignimate.io.scan_folder` reports as unusable (folders named like photos, broken
+    links, FIFOs, folders that cannot be listed, ...), each with its reason. Raises ``ValueError``
+    for a bad ``sort`` or when ``folder`` is not a folder; an unusable entry never raises.
+    """
     if sort not in ("date", "name"):
         raise ValueError(f"sort must be 'date' or 'name', got {sort!r}")
-    paths = find_images(folder, recursive=recursive, exclude=exclude)
+    paths, unusable = scan_folder(folder, recursive=recursive, exclude=exclude)
     photos: list[Photo] = []
-    skipped: list[Skipped] = []
+    skipped = [Skipped(entry.path, relative_name(entry.path, folder), entry.reason) for entry in unusable]
     for path in paths:
         name = relative_name(path, folder)
         try:
@@ -68,6 +83,8 @@ def discover_photos(
             skipped.append(Skipped(path, name, err.reason))
             continue
         photos.append(Photo(path, name, info.size_hw, info.datetime))
+    # One list in folder order, whichever step found the problem, so report.csv reads like `ls`.
+    skipped.sort(key=lambda item: natural_key(item.path))
     dates = {p.path: p.datetime for p in photos}
     order = sort_photos([p.path for p in photos], by=sort, dates=dates)
     by_path = {p.path: p for p in photos}

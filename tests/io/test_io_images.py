@@ -3,12 +3,16 @@ reads as upright RGB uint8 with the right pixel values."""
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import socket
 import stat
 import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,11 +21,14 @@ from PIL import Image, JpegImagePlugin
 from alignimate.io.images import (
     SUPPORTED_SUFFIXES,
     PhotoError,
+    UnusableEntry,
     find_images,
     probe_image,
     read_image,
     read_images_parallel,
+    scan_folder,
 )
+from tests.helpers import finishes
 
 
 def _gradient(h: int, w: int) -> np.ndarray:
@@ -142,7 +149,7 @@ def test_image_over_max_pixels_is_refused_with_a_hint(tmp_path: Path) -> None:
     with pytest.raises(PhotoError) as caught:
         read_image(path, max_pixels=1999)
     assert caught.value.reason.startswith("image too large (2000 pixels > limit 1999 pixels)")
-    assert "max_pixels" in caught.value.reason
+    assert "--max-pixels" in caught.value.reason
     with pytest.raises(PhotoError, match="image too large"):
         probe_image(path, max_pixels=1999)
     assert read_image(path, max_pixels=2000).shape == (40, 50, 3)
@@ -481,3 +488,216 @@ def test_png_with_damaged_pixel_data_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PhotoError) as err:
         read_image(tmp_path / "bad.png")
     assert err.value.reason.startswith("corrupt PNG data") and "checksum" in err.value.reason
+
+
+# --------------------------------------------------------------------------------------------
+# Entries that look like photos but are not regular files
+
+
+
+
+def _tiny_photo(path: Path, value: int = 128) -> Path:
+    Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(path, format="JPEG")
+    return path
+
+
+def _unix_socket(folder: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A socket file ``folder/name``; bound by a relative name because AF_UNIX paths are short."""
+    if not hasattr(socket, "AF_UNIX"):
+        pytest.skip("no AF_UNIX sockets on this platform")
+    with monkeypatch.context() as m:
+        m.chdir(folder)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.bind(name)  # the socket file stays after the socket is closed
+
+
+def _odd_folder(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every kind of entry a photo folder can hold (see the expectations in the tests)."""
+    good = _tiny_photo(folder / "good.jpg")
+    (folder / "a.jpg").mkdir()
+    os.mkfifo(folder / "b.jpg")
+    (folder / "c.jpg").symlink_to(folder / "gone.jpg")
+    (folder / "d.jpg").symlink_to("d.jpg")
+    (folder / "link.jpg").symlink_to(good)
+    (folder / "null.jpg").symlink_to(os.devnull)  # a character device, without needing mknod
+    _unix_socket(folder, "s.jpg", monkeypatch)
+    _tiny_photo(folder / ".e.jpg")
+    (folder / "notes.txt").write_text("not a photo")
+    os.mkfifo(folder / "pipe.txt")  # not a photo suffix: ignored, and above all not opened
+    (folder / "gone.txt").symlink_to(folder / "nothing")
+    (folder / "sub").mkdir()
+    _tiny_photo(folder / "sub" / "deep.jpg")
+    (folder / "sub" / "c.png").symlink_to(folder / "sub" / "gone.png")
+
+
+ODD_UNUSABLE = [
+    ("a.jpg", "is a folder, not a file"),
+    ("b.jpg", "not a regular file (FIFO)"),
+    ("c.jpg", "broken symbolic link"),
+    ("d.jpg", "symbolic link loop"),
+    ("null.jpg", "not a regular file (device)"),
+    ("s.jpg", "not a regular file (socket)"),
+]
+
+
+def _relative(entries: Iterable[Path | UnusableEntry], folder: Path) -> list[Any]:
+    out: list[Any] = []
+    for entry in entries:
+        if isinstance(entry, UnusableEntry):
+            out.append((entry.path.relative_to(folder).as_posix(), entry.reason))
+        else:
+            out.append(entry.relative_to(folder).as_posix())
+    return out
+
+
+def test_scan_folder_reports_photo_names_that_are_not_photo_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _odd_folder(tmp_path, monkeypatch)
+    fifos = [tmp_path / "b.jpg", tmp_path / "pipe.txt"]
+    photos, unusable = finishes(lambda: scan_folder(tmp_path), fifos)
+    assert _relative(photos, tmp_path) == ["good.jpg", "link.jpg"]
+    assert _relative(unusable, tmp_path) == ODD_UNUSABLE
+    # Hidden files, other suffixes (including a FIFO and a broken link) and sub-folders: ignored.
+    assert find_images(tmp_path) == photos
+    assert all(isinstance(e, tuple) and len(e) == 2 for e in unusable)
+
+
+def test_scan_folder_recursive_scans_folders_and_reports_unlistable_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _odd_folder(tmp_path, monkeypatch)
+    (tmp_path / "locked").mkdir()
+    _tiny_photo(tmp_path / "locked" / "hidden_from_us.jpg")
+    (tmp_path / ".cache").mkdir()
+    (tmp_path / "a.jpg" / "inside.png").write_bytes((tmp_path / "good.jpg").read_bytes())
+    (tmp_path / "linked").symlink_to(tmp_path / "sub", target_is_directory=True)
+    (tmp_path / "out").mkdir()
+    _tiny_photo(tmp_path / "out" / "aligned.jpg")
+    (tmp_path / "to_out").symlink_to(tmp_path / "out", target_is_directory=True)
+
+    # Running as root, chmod cannot make a folder unreadable: fail the listing the way the OS does.
+    real_scandir = os.scandir
+    listed: list[Path] = []
+
+    def scandir(path: Any = ".") -> Any:
+        listed.append(Path(path))
+        if Path(path) in (tmp_path / "locked", tmp_path / ".cache"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    fifos = [tmp_path / "b.jpg", tmp_path / "pipe.txt"]
+    out = tmp_path / "out"
+    photos, unusable = finishes(lambda: scan_folder(tmp_path, recursive=True, exclude=out), fifos)
+    assert _relative(photos, tmp_path) == ["a.jpg/inside.png", "good.jpg", "link.jpg", "sub/deep.jpg"]
+    assert _relative(unusable, tmp_path) == [
+        ("b.jpg", "not a regular file (FIFO)"),
+        ("c.jpg", "broken symbolic link"),
+        ("d.jpg", "symbolic link loop"),
+        ("linked", "symbolic link to a folder (not followed)"),
+        ("locked", "cannot list folder (permission denied)"),
+        ("null.jpg", "not a regular file (device)"),
+        ("s.jpg", "not a regular file (socket)"),
+        ("sub/c.png", "broken symbolic link"),
+    ]
+    # Hidden and excluded folders are not even listed; a link to the excluded folder is not reported.
+    assert tmp_path / ".cache" not in listed and tmp_path / "out" not in listed
+    assert find_images(tmp_path, recursive=True, exclude=out) == photos
+
+
+def test_scan_folder_reports_a_folder_it_cannot_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _tiny_photo(tmp_path / "p.jpg")
+    real_scandir = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        if Path(path) == tmp_path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert scan_folder(tmp_path) == ([], [(tmp_path, "cannot list folder (permission denied)")])
+    assert find_images(tmp_path) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can list any folder")
+def test_scan_folder_unreadable_sub_folder_for_real(tmp_path: Path) -> None:
+    _tiny_photo(tmp_path / "p.jpg")
+    (tmp_path / "locked").mkdir()
+    _tiny_photo(tmp_path / "locked" / "q.jpg")
+    os.chmod(tmp_path / "locked", 0)
+    try:
+        photos, unusable = scan_folder(tmp_path, recursive=True)
+    finally:
+        os.chmod(tmp_path / "locked", stat.S_IRWXU)
+    assert photos == [tmp_path / "p.jpg"]
+    assert unusable == [(tmp_path / "locked", "cannot list folder (permission denied)")]
+
+
+def test_scan_folder_checks_its_folder(tmp_path: Path) -> None:
+    _tiny_photo(tmp_path / "p.jpg")
+    assert scan_folder(tmp_path, exclude=tmp_path) == ([], [])
+    with pytest.raises(ValueError, match="not a folder"):
+        scan_folder(tmp_path / "p.jpg")
+    with pytest.raises(ValueError, match="not a folder"):
+        scan_folder(tmp_path / "nope")
+
+
+SPECIAL_FILES = {
+    "fifo": "not a regular file (FIFO)",
+    "socket": "not a regular file (socket)",
+    "device": "not a regular file (device)",
+    "link to device": "not a regular file (device)",
+    "link to fifo": "not a regular file (FIFO)",
+    "broken link": "broken symbolic link",
+    "link loop": "symbolic link loop",
+    "link to folder": "is a folder, not a file",
+}
+
+
+def _make_special(kind: str, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = folder / "x.jpg"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        _unix_socket(folder, path.name, monkeypatch)
+    elif kind == "device":
+        path = Path(os.devnull)
+    elif kind == "link to device":
+        path.symlink_to(os.devnull)
+    elif kind == "link to fifo":
+        os.mkfifo(folder / "pipe")
+        path.symlink_to(folder / "pipe")
+    elif kind == "broken link":
+        path.symlink_to(folder / "gone.jpg")
+    elif kind == "link loop":
+        path.symlink_to(folder / "y.jpg")
+        (folder / "y.jpg").symlink_to(path)
+    elif kind == "link to folder":
+        (folder / "dir").mkdir()
+        path.symlink_to(folder / "dir", target_is_directory=True)
+    else:
+        raise AssertionError(kind)
+    return path
+
+
+@pytest.mark.parametrize("kind", sorted(SPECIAL_FILES))
+def test_readers_refuse_special_files_without_opening_them(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _make_special(kind, tmp_path, monkeypatch)
+    fifos = [tmp_path / "x.jpg", tmp_path / "pipe"]
+    for reader in (read_image, probe_image):
+        with pytest.raises(PhotoError) as caught:
+            finishes(lambda reader=reader: reader(path), fifos)
+        assert caught.value.reason == SPECIAL_FILES[kind]
+        assert caught.value.path == path
+    results = finishes(lambda: list(read_images_parallel([path, path])), fifos)
+    assert [(p, r.reason) for p, r in results] == [(path, SPECIAL_FILES[kind])] * 2
+
+
+def test_link_to_a_photo_reads_like_the_photo(tmp_path: Path) -> None:
+    good = _tiny_photo(tmp_path / "good.jpg", value=77)
+    (tmp_path / "link.jpg").symlink_to(good)
+    np.testing.assert_array_equal(read_image(tmp_path / "link.jpg"), read_image(good))
+    assert probe_image(tmp_path / "link.jpg").size_hw == (8, 8)
