@@ -28,7 +28,7 @@ $(STAMP_DEV): pyproject.toml constraints.txt | $(PY)
 demo: $(STAMP_RUN)
 	$(VENV)/bin/alignimate faces sample_data/faces -o $(DEMO_OUT)/timeline.gif --max-width 384 --overwrite || [ $$? -eq 1 ]
 	$(VENV)/bin/alignimate register sample_data/scenes --out $(DEMO_OUT)/scenes --model homography --overwrite
-	$(VENV)/bin/alignimate animate $(DEMO_OUT)/scenes -o $(DEMO_OUT)/scenes.gif --fps 4
+	$(VENV)/bin/alignimate animate $(DEMO_OUT)/scenes -o $(DEMO_OUT)/scenes.gif --fps 4 --overwrite
 	@echo "demo written to $(DEMO_OUT)/: timeline.gif (faces, frames and contact sheet in timeline_frames/), scenes.gif"
 
 lint: $(STAMP_DEV)

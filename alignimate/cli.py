@@ -1,21 +1,36 @@
 """Command-line interface. It only parses arguments, merges them with ``--config`` presets and
 delegates to :mod:`alignimate.pipeline`; no image work happens here.
 
-Exit status (all commands): 0 success, 1 some photos were skipped (the rest were written),
-2 usage error (bad flag, missing folder, bad config, output folder in the way).
+Exit status (all commands, :mod:`alignimate.errors`): 0 success, 1 some photos were skipped (the rest
+were written), 2 usage error or refused request (bad flag, missing folder, bad config, output folder
+in the way), 3 failure (an I/O error such as a full disk, or an internal error), 130 interrupted.
+Every error is one line on stderr; the traceback only with ``--debug`` or ``ALIGNIMATE_DEBUG=1``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 
 from alignimate import __version__
-from alignimate.config import ConfigError, load_config, resolve
+from alignimate.config import ConfigError, check_values, load_config, resolve
+from alignimate.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SKIPPED,
+    EXIT_USAGE,
+    RunError,
+    UsageError,
+)
 
 app = typer.Typer(
     name="alignimate",
@@ -35,11 +50,19 @@ models_app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 
-EXIT_OK, EXIT_SKIPPED, EXIT_USAGE = 0, 1, 2
+__all__ = ["EXIT_OK", "app", "main"]
+
+_DEBUG = {"on": False}
+F = TypeVar("F", bound=Callable[..., Any])
 
 QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
 JSON = typer.Option(False, "--json", help="Print a JSON summary on stdout (for scripts).")
 CONFIG = typer.Option(None, "--config", help="TOML preset (see configs/ and docs/configuration.md).")
+MAX_PIXELS = typer.Option(
+    None,
+    "--max-pixels",
+    help="Decompression budget: photos with more pixels are skipped unread (default 89478485).",
+)
 THREADS = typer.Option(
     None,
     "--threads",
@@ -52,6 +75,47 @@ THREADS = typer.Option(
 def _fail_usage(message: str) -> None:
     typer.echo(f"alignimate: error: {message}", err=True)
     raise typer.Exit(EXIT_USAGE)
+
+
+def _debugging() -> bool:
+    return _DEBUG["on"] or os.environ.get("ALIGNIMATE_DEBUG", "") not in ("", "0")
+
+
+def _fail(code: int, message: str) -> None:
+    if _debugging():
+        traceback.print_exc()
+    typer.echo(f"alignimate: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _guarded(command: F) -> F:
+    """Turn whatever stops a command into one line on stderr and its exit status (module docstring)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except UsageError as err:
+            _fail(EXIT_USAGE, f"error: {err}")
+        except RunError as err:
+            _fail(EXIT_FAILURE, f"error: {err}")
+        except OSError as err:
+            from alignimate.pipeline.outputs import failure_from_os_error
+
+            _fail(EXIT_FAILURE, f"error: {failure_from_os_error(err, 'use')}")
+        except KeyboardInterrupt:
+            _fail(EXIT_INTERRUPTED, "interrupted; what was finished is kept: rerun the command to resume")
+        except Exception as err:  # an internal error: still one line, and a distinct exit status
+            _fail(
+                EXIT_FAILURE,
+                f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback, and "
+                f"please report it)",
+            )
+        return None
+
+    return run  # type: ignore[return-value]
 
 
 def _load(config: Path | None) -> dict:
@@ -67,8 +131,8 @@ def _load(config: Path | None) -> dict:
 def _use_threads(threads: int | None) -> None:
     if threads is None:
         return
-    if threads < 1:
-        _fail_usage(f"--threads must be at least 1, got {threads}")
+    if not 1 <= threads <= 256:
+        _fail_usage(f"--threads must be between 1 and 256, got {threads}")
     import torch
 
     torch.set_num_threads(threads)
@@ -96,8 +160,12 @@ def _main(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
     ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Print the traceback of an error (also ALIGNIMATE_DEBUG=1)."
+    ),
 ) -> None:
     """alignimate: photo series in, steady animation out."""
+    _DEBUG["on"] = debug
     # Over-limit photos are reported as skipped with a reason; Pillow's own warning would be noise.
     from PIL import Image
 
@@ -116,6 +184,7 @@ def _main(
         "  alignimate register photos/ --out aligned/ --config configs/pixels.toml --json"
     )
 )
+@_guarded
 def register(
     folder: Path = typer.Argument(..., help="Folder of photos."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for aligned frames and reports."),
@@ -142,13 +211,16 @@ def register(
     device: str = typer.Option(None, help="auto | cpu | cuda."),
     batch_size: int = typer.Option(None, help="Photos registered together."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the detection cache."),
+    max_pixels: int = MAX_PIXELS,
     threads: int = THREADS,
     config: Path = CONFIG,
-    overwrite: bool = typer.Option(False, help="Replace an existing output instead of resuming."),
+    overwrite: bool = typer.Option(
+        False, help="Start over: delete the files an earlier run wrote in OUT (never any other file)."
+    ),
     quiet: bool = QUIET,
     as_json: bool = JSON,
 ) -> None:
-    from alignimate.pipeline import UsageError, align_folder
+    from alignimate.pipeline import align_folder
 
     _use_threads(threads)
     flags = dict(
@@ -166,23 +238,21 @@ def register(
         source=source,
         keypoints=None if keypoints is None else [k.strip() for k in keypoints.split(",") if k.strip()],
         detect_size=detect_size,
+        max_pixels=max_pixels,
     )
     settings = resolve("register", flags, _load(config))
     settings["source"] = settings["source"] or None  # "" in a preset: no source
     settings["detect_size"] = settings["detect_size"] or None  # 0: the mode's default
-    try:
-        result = align_folder(
-            folder,
-            out,
-            workers=threads,
-            use_cache=not no_cache,
-            overwrite=overwrite,
-            progress=not (quiet or as_json),
-            log=_logger(quiet or as_json),
-            **settings,
-        )
-    except UsageError as err:
-        _fail_usage(str(err))
+    result = align_folder(
+        folder,
+        out,
+        workers=threads,
+        use_cache=not no_cache,
+        overwrite=overwrite,
+        progress=not (quiet or as_json),
+        log=_logger(quiet or as_json),
+        **settings,
+    )
     summary = result.summary()
     _report(
         summary,
@@ -201,33 +271,37 @@ def register(
         "  alignimate apply aligned/transforms.json --out white/ --background white"
     )
 )
+@_guarded
 def apply(
     transforms: Path = typer.Argument(..., help="transforms.json written by register or faces."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     images: Path = typer.Option(None, help="Folder with other versions of the same photos (same names)."),
     background: str = typer.Option(None, help="black | white | blur | transparent (default: as registered)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    max_pixels: int = MAX_PIXELS,
     threads: int = THREADS,
-    overwrite: bool = typer.Option(False, help="Write into a non-empty output folder."),
+    overwrite: bool = typer.Option(
+        False, help="Replace the files an earlier apply wrote in OUT (never any other file)."
+    ),
     quiet: bool = QUIET,
     as_json: bool = JSON,
 ) -> None:
-    from alignimate.pipeline import UsageError, apply_transforms
+    from alignimate.config import SCHEMA
+    from alignimate.pipeline import apply_transforms
 
     _use_threads(threads)
-    try:
-        result = apply_transforms(
-            transforms,
-            out,
-            images=images,
-            background=background,
-            device=device,
-            workers=threads,
-            overwrite=overwrite,
-            log=_logger(quiet or as_json),
-        )
-    except UsageError as err:
-        _fail_usage(str(err))
+    check_values("register", {"max_pixels": max_pixels}, style="flag")
+    result = apply_transforms(
+        transforms,
+        out,
+        images=images,
+        background=background,
+        device=device,
+        workers=threads,
+        max_pixels=max_pixels if max_pixels is not None else SCHEMA["register"]["max_pixels"].default,
+        overwrite=overwrite,
+        log=_logger(quiet or as_json),
+    )
     summary = result.summary()
     _report(
         summary,
@@ -246,6 +320,7 @@ def apply(
         "  alignimate animate aligned/ -o timeline.gif --caption date --max-width 480"
     )
 )
+@_guarded
 def animate(
     frames: Path = typer.Argument(..., help="Folder of frames."),
     output: Path = typer.Option(..., "--output", "-o", help="out.mp4, out.webm or out.gif."),
@@ -261,10 +336,10 @@ def animate(
     max_width: int = typer.Option(None, help="Downscale so frames are at most this wide."),
     max_bytes: int = typer.Option(None, help="GIF only: shrink until the file fits this many bytes."),
     config: Path = CONFIG,
+    overwrite: bool = typer.Option(False, help="Replace an existing file at OUTPUT."),
     quiet: bool = QUIET,
     as_json: bool = JSON,
 ) -> None:
-    from alignimate.pipeline import UsageError
     from alignimate.pipeline import animate as make_animation
 
     flags = dict(
@@ -279,10 +354,9 @@ def animate(
         scale=scale,
     )
     settings = resolve("animate", flags, _load(config))
-    try:
-        info = make_animation(frames, output, max_width=max_width, max_bytes=max_bytes, **settings)
-    except UsageError as err:
-        _fail_usage(str(err))
+    info = make_animation(
+        frames, output, max_width=max_width, max_bytes=max_bytes, overwrite=overwrite, **settings
+    )
     summary = {
         "output": str(info.path),
         "frames": info.n_frames,
@@ -309,6 +383,7 @@ def animate(
         "  alignimate faces selfies/ -o timeline.gif --every week --caption age:2020-03-01"
     )
 )
+@_guarded
 def faces(
     folder: Path = typer.Argument(..., help="Folder of photos."),
     output: Path = typer.Option(..., "--output", "-o", help="timeline.mp4, .webm or .gif."),
@@ -338,13 +413,17 @@ def faces(
     scale: float = typer.Option(None, help="Resize every animation frame by this factor."),
     max_width: int = typer.Option(None, help="Downscale the animation so it is at most this wide."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the detection cache."),
+    max_pixels: int = MAX_PIXELS,
     threads: int = THREADS,
     config: Path = CONFIG,
-    overwrite: bool = typer.Option(False, help="Replace an existing frames folder instead of resuming."),
+    overwrite: bool = typer.Option(
+        False,
+        help="Start over: delete the files an earlier run wrote in the frames folder (never any other "
+        "file), and replace an existing OUTPUT file.",
+    ),
     quiet: bool = QUIET,
     as_json: bool = JSON,
 ) -> None:
-    from alignimate.pipeline import UsageError
     from alignimate.pipeline.faces import make_face_timeline
 
     _use_threads(threads)
@@ -362,6 +441,7 @@ def faces(
         detect_size=detect_size,
         sort=sort,
         device=device,
+        max_pixels=max_pixels,
     )
     settings = resolve("faces", flags, presets)
     # Animation options: flag, then the [animate] preset, then make_face_timeline's own defaults
@@ -377,24 +457,22 @@ def faces(
         quality=quality,
         scale=scale,
     )
+    check_values("animate", animation, style="flag")
     from_file = presets.get("animate", {})
     animation = {k: v if v is not None else from_file.get(k) for k, v in animation.items()}
     animation = {k: v for k, v in animation.items() if v is not None}
-    try:
-        result = make_face_timeline(
-            folder,
-            output,
-            out_dir=out_dir,
-            max_width=max_width,
-            use_cache=not no_cache,
-            overwrite=overwrite,
-            progress=not (quiet or as_json),
-            log=_logger(quiet or as_json),
-            **settings,
-            **animation,
-        )
-    except UsageError as err:
-        _fail_usage(str(err))
+    result = make_face_timeline(
+        folder,
+        output,
+        out_dir=out_dir,
+        max_width=max_width,
+        use_cache=not no_cache,
+        overwrite=overwrite,
+        progress=not (quiet or as_json),
+        log=_logger(quiet or as_json),
+        **settings,
+        **animation,
+    )
     summary = result.summary()
     _report(
         summary,
@@ -423,6 +501,7 @@ def _model_or_usage(name: str):
     "list",
     help="List the models alignimate can use, their size and whether their weights are on this machine.",
 )
+@_guarded
 def models_list(as_json: bool = JSON) -> None:
     weights = _weights()
     rows = []
@@ -453,6 +532,7 @@ def models_list(as_json: bool = JSON) -> None:
 @models_app.command(
     "path", help="Print the weight file alignimate would load for a model (exit 1 if missing)."
 )
+@_guarded
 def models_path(name: str = typer.Argument(..., help="Model name (see `alignimate models list`).")) -> None:
     weights = _weights()
     _model_or_usage(name)
@@ -471,6 +551,7 @@ def models_path(name: str = typer.Argument(..., help="Model name (see `alignimat
         "Example:\n\n  alignimate models download keypointrcnn"
     ),
 )
+@_guarded
 def models_download(
     name: str = typer.Argument(..., help="Model name (see `alignimate models list`)."),
     force: bool = typer.Option(False, help="Download again even if the file exists."),

@@ -8,21 +8,26 @@ INTRO = """# Configuration
 
 Presets live in `configs/` as TOML files with one table per command. Load one with `--config FILE`;
 a flag given on the command line overrides the file, and the file overrides the built-in default.
-Unknown sections or keys and values of the wrong type are reported with the file name and stop
-the command with exit status 2. The tables below document every key; they are generated from
-`alignimate/config.py` by `python docs/gen_configuration.py`, and `tests/test_config.py` checks
-that they list exactly the keys the code accepts.
+Unknown sections or keys, values of the wrong type and values outside the valid ones (the
+"valid" column; the same bounds apply to the flags and to the Python API) are reported with the
+file name and stop the command with exit status 2 before any work starts. The tables below
+document every key; they are generated from `alignimate/config.py` by
+`python docs/gen_configuration.py`, and `tests/test_config.py` checks that they list exactly the
+keys the code accepts.
 """
 
 
 def render() -> str:
     lines = [INTRO]
     for section, options in SCHEMA.items():
-        lines += [f"## `[{section}]`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        header = ["| key | type | default | valid | meaning |", "|---|---|---|---|---|"]
+        lines += [f"## `[{section}]`", "", *header]
         for key, option in options.items():
             types = option.type if isinstance(option.type, tuple) else (option.type,)
             names = " or ".join(t.__name__ for t in types)
-            lines.append(f"| `{key}` | {names} | `{option.default!r}` | {option.help} |")
+            valid = option.describe().replace("|", "\\|")
+            meaning = option.help.replace("|", "\\|")
+            lines.append(f"| `{key}` | {names} | `{option.default!r}` | {valid} | {meaning} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -12,6 +12,7 @@ from alignimate.io.animation import (
     AnimationInfo,
     AnimationWriter,
     LazyFrames,
+    check_fps,
     count_output_frames,
     write_animation,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "PhotoInfo",
     "UnusableEntry",
     "atomic_write",
+    "check_fps",
     "count_output_frames",
     "draw_caption",
     "exif_datetime",

@@ -47,6 +47,7 @@ __all__ = [
     "AnimationInfo",
     "AnimationWriter",
     "LazyFrames",
+    "check_fps",
     "count_output_frames",
     "write_animation",
 ]
@@ -103,6 +104,12 @@ def _check_suffix(path: Path) -> str:
     if suffix not in ANIMATION_SUFFIXES:
         raise ValueError(f"out_path must end in one of {ANIMATION_SUFFIXES}, got {path.name!r}")
     return suffix
+
+
+def check_fps(fps: float, suffix: str) -> float:
+    """``fps`` as a float, or ``ValueError`` naming the limit: positive, and at most 50 for a GIF
+    (the range of the ``fps`` option is checked by the caller, alignimate.config)."""
+    return _check_fps(fps, suffix)
 
 
 def _check_fps(fps: float, suffix: str) -> float:

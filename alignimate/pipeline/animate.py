@@ -7,6 +7,7 @@ does not grow with the number of photos.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -14,19 +15,24 @@ from pathlib import Path
 
 import numpy as np
 
+from alignimate.config import check_values
+from alignimate.errors import UsageError
 from alignimate.io import (
     AnimationInfo,
     LazyFrames,
     PhotoError,
+    check_fps,
     draw_caption,
     exif_datetime,
     find_images,
     format_caption,
+    probe_image,
     read_image,
     write_animation,
 )
-from alignimate.pipeline.records import read_transforms
-from alignimate.pipeline.register_folder import TRANSFORMS_NAME, UsageError
+from alignimate.limits import MAX_ANIMATION_SIDE
+from alignimate.pipeline.outputs import check_animation_target
+from alignimate.pipeline.records import TRANSFORMS_NAME, read_transforms
 
 __all__ = ["animate", "frame_list"]
 
@@ -50,6 +56,40 @@ def frame_list(frames: Path) -> list[tuple[Path, str, datetime | None]]:
     return [(p, p.name, exif_datetime(p)) for p in find_images(frames)]
 
 
+def _check_caption(
+    caption: str, caption_format: str | None, first: tuple[Path, str, datetime | None]
+) -> None:
+    """Format the first frame's caption once before any work, so a bad ``caption_format`` (an
+    unknown field, a broken strftime pattern) is a usage error, not a failure halfway through."""
+    _, name, when = first
+    try:
+        text = format_caption(caption, Path(name), 0, when or datetime(2000, 1, 1), caption_format, total=1)
+    except Exception as err:  # str.format and strftime raise several kinds for a bad pattern
+        reason = f"{type(err).__name__}: {err}"
+        raise UsageError(f"--caption-format {caption_format!r} cannot be used ({reason})") from None
+    if text is not None and len(text) > 1000:
+        raise UsageError(f"--caption-format {caption_format!r} makes captions over 1000 characters long")
+
+
+def _check_animation_size(first: Path, scale: float, max_width: int | None) -> None:
+    """Refuse a ``scale`` that would make frames larger than :data:`MAX_ANIMATION_SIDE` (before any
+    frame is encoded), judged on the first frame's header."""
+    if max_width is not None and not 16 <= max_width <= MAX_ANIMATION_SIDE:
+        raise UsageError(f"--max-width must be between 16 and {MAX_ANIMATION_SIDE}, got {max_width}")
+    try:
+        height, width = probe_image(first).size_hw
+    except PhotoError as err:
+        raise UsageError(f"frame {err.path}: {err.reason}") from None
+    width_out = min(width * scale, max_width or math.inf)
+    height_out = height * width_out / width
+    if max(width_out, height_out) > MAX_ANIMATION_SIDE:
+        largest = MAX_ANIMATION_SIDE / max(width, height)
+        raise UsageError(
+            f"--scale {scale:g} makes {width}x{height} frames {round(width_out)}x{round(height_out)}, over "
+            f"the {MAX_ANIMATION_SIDE}-pixel limit; use --scale {largest:.2f} or less, or --max-width"
+        )
+
+
 def animate(
     frames: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -65,19 +105,35 @@ def animate(
     scale: float = 1.0,
     max_width: int | None = None,
     max_bytes: int | None = None,
+    overwrite: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> AnimationInfo:
     """Write the frames in ``frames`` (a folder written by ``register``/``faces``, or any folder of
     same-size images) as an animation at ``output`` (.mp4, .webm or .gif).
 
     ``caption``: ``date`` | ``name`` | ``index`` | ``age:YYYY-MM-DD`` | ``none``, with
-    ``caption_format`` a strftime format for dates. Returns what was written (frame count, size, fps)."""
+    ``caption_format`` a strftime format for dates. An existing file at ``output`` is replaced only
+    with ``overwrite`` or when the frames folder records it as made from its frames. Values are
+    checked against :data:`alignimate.config.SCHEMA` first (UsageError naming the value and its range).
+    Returns what was written (frame count, size, fps)."""
     log = log or (lambda _msg: None)
+    timeline = {"fps": fps, "hold_first": hold_first, "hold_last": hold_last, "crossfade": crossfade}
+    check_values("animate", {**timeline, "quality": quality, "scale": scale, "caption": caption})
+    output = Path(output)
+    try:
+        check_fps(fps, output.suffix.lower())
+    except ValueError as err:
+        raise UsageError(f"--{err}") from None
     items = frame_list(Path(frames))
     if not items:
         raise UsageError(f"{frames}: no frames to animate")
+    if any(output.exists() and os.path.samefile(output, path) for path, _, _ in items):
+        raise UsageError(f"{output}: is one of the frames; name a new animation file")
+    check_animation_target(output, Path(frames), overwrite=overwrite)
+    _check_animation_size(items[0][0], scale, max_width)
     if caption != "none" and not (caption in ("date", "name", "index") or caption.startswith("age:")):
         raise UsageError(f"caption must be date, name, index, age:YYYY-MM-DD or none, got {caption!r}")
+    _check_caption(caption, caption_format, items[0])
     total = len(items)
 
     def load(index: int) -> np.ndarray:

@@ -15,24 +15,23 @@ from typing import Any
 
 import numpy as np
 
+from alignimate.config import check_values
+from alignimate.errors import UsageError
 from alignimate.io import PhotoError, find_images, probe_image
+from alignimate.limits import DEFAULT_MAX_PIXELS, MAX_FRAME_PIXELS, MAX_FRAME_SIDE
 from alignimate.pipeline.frame_writer import FrameJob, write_frames
+from alignimate.pipeline.outputs import OutputFolder, failure_from_os_error
 from alignimate.pipeline.records import (
+    REPORT_NAME,
+    TRANSFORMS_NAME,
     PhotoRecord,
     RunRecord,
     read_transforms,
     write_report,
     write_transforms,
 )
-from alignimate.pipeline.register_folder import (
-    REPORT_NAME,
-    TRANSFORMS_NAME,
-    AlignResult,
-    UsageError,
-    pick_device,
-    resolve_workers,
-)
-from alignimate.pipeline.render import resize_matrix, translation
+from alignimate.pipeline.register_folder import AlignResult, pick_device, resolve_workers
+from alignimate.pipeline.render import BACKGROUNDS, resize_matrix, translation
 
 __all__ = ["apply_transforms"]
 
@@ -64,7 +63,9 @@ def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return abs(a[0] * b[1] - a[1] * b[0]) <= max(*a, *b)
 
 
-def _canvas_factor(run: RunRecord, versions: dict[str, Path], use_versions: bool, transforms: Any) -> float:
+def _canvas_factor(
+    run: RunRecord, versions: dict[str, Path], use_versions: bool, transforms: Any, max_pixels: int
+) -> float:
     """How much larger the new canvas is: the reference photo's new size over its registered size.
     A run without a reference photo (``faces``: the canvas is the template square) keeps its canvas."""
     if run.reference is None:
@@ -76,7 +77,7 @@ def _canvas_factor(run: RunRecord, versions: dict[str, Path], use_versions: bool
     if ref_path is None:
         raise UsageError(f"reference photo {reference.name} has no version among the given images")
     try:
-        ref_size = probe_image(ref_path).size_hw
+        ref_size = probe_image(ref_path, max_pixels=max_pixels).size_hw
     except PhotoError as err:
         raise UsageError(f"reference photo {err.path}: {err.reason}") from None
     return ref_size[0] / run.canvas[0]
@@ -90,6 +91,7 @@ def apply_transforms(
     background: str | None = None,
     device: str = "auto",
     workers: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> AlignResult:
@@ -101,21 +103,21 @@ def apply_transforms(
     frames read, warped and written at once (default: one per CPU core, at most 4)."""
     log = log or (lambda _msg: None)
     workers = resolve_workers(workers)
+    check_values("register", {"max_pixels": max_pixels})
+    transforms = Path(transforms)
     try:
-        run = read_transforms(Path(transforms))
+        run = read_transforms(transforms)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"{out}: output folder is not empty; choose another folder or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
     torch_device = pick_device(device)
-    versions = _versions(Path(images) if images is not None else None)
+    images_dir = Path(images) if images is not None else None
+    versions = _versions(images_dir)
     background = background or run.settings.get("background", "black")
-
+    if background not in BACKGROUNDS:
+        raise UsageError(f"background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
     if run.canvas is None or run.output_size is None:
         raise UsageError(f"{transforms}: has no canvas; was the run complete?")
-    factor = _canvas_factor(run, versions, images is not None, transforms)
+    factor = _canvas_factor(run, versions, images is not None, transforms, max_pixels)
     canvas_new = (round(run.canvas[0] * factor), round(run.canvas[1] * factor))
     new_H_canvas = resize_matrix(tuple(run.canvas), canvas_new)
     crop = run.crop
@@ -126,9 +128,68 @@ def apply_transforms(
         new_crop = {"top": top, "left": left, "height": out_size[0], "width": out_size[1]}
     else:
         out_size, offset, new_crop = list(canvas_new), np.eye(3), None
+    _check_frame_size(out_size, transforms)
 
+    # The folders the photos are read from (and the run's own folder) never receive frames.
+    inputs = {transforms.parent} | ({images_dir} if images_dir is not None else set())
+    if images_dir is None:
+        inputs |= {Path(r.source).parent for r in run.photos if r.usable and r.source}
+    opened = OutputFolder.open(out, command="apply", overwrite=overwrite, inputs=inputs, resumable=False)
+    with opened as folder:
+        if not (folder.is_free(TRANSFORMS_NAME) and folder.is_free(REPORT_NAME)):
+            raise UsageError(f"{out}: holds a {TRANSFORMS_NAME} or {REPORT_NAME} alignimate did not write")
+        folder.claim([TRANSFORMS_NAME, REPORT_NAME])
+        try:
+            result = _write_all(
+                run,
+                folder,
+                versions,
+                images,
+                new_H_canvas,
+                offset,
+                out_size,
+                background,
+                torch_device,
+                workers,
+                max_pixels,
+                log,
+            )
+            result.canvas, result.crop = list(canvas_new), new_crop
+            write_transforms(folder.path_of(TRANSFORMS_NAME), result)
+            write_report(folder.path_of(REPORT_NAME), result)
+        except OSError as err:
+            raise failure_from_os_error(err, "write") from None
+        return AlignResult(folder.path, result)
+
+
+def _check_frame_size(size: list[int], transforms: Path) -> None:
+    h, w = size
+    if not (0 < h <= MAX_FRAME_SIDE and 0 < w <= MAX_FRAME_SIDE and h * w <= MAX_FRAME_PIXELS):
+        raise UsageError(
+            f"{transforms}: frames of {h}x{w} pixels are outside the budget (sides 1 to {MAX_FRAME_SIDE}, "
+            f"at most {MAX_FRAME_PIXELS} pixels); use smaller versions of the photos (--images)"
+        )
+
+
+def _write_all(
+    run: RunRecord,
+    folder: OutputFolder,
+    versions: dict[str, Path],
+    images: str | os.PathLike[str] | None,
+    new_H_canvas: np.ndarray,
+    offset: np.ndarray,
+    out_size: list[int],
+    background: str,
+    device: Any,
+    workers: int,
+    max_pixels: int,
+    log: Callable[[str], None],
+) -> RunRecord:
+    """Write every usable photo's frame into ``folder``; returns the new run record (canvas and crop
+    are the caller's to fill in)."""
     new_records: list[PhotoRecord] = []
     jobs: list[FrameJob] = []
+    taken = {TRANSFORMS_NAME, REPORT_NAME}
     for record in run.photos:
         new = PhotoRecord(**{**record.__dict__, "extra": dict(record.extra), "output": None})
         new_records.append(new)
@@ -139,7 +200,7 @@ def apply_transforms(
             _skip(new, f"no version of {record.name} in {images}", log)
             continue
         try:
-            size = probe_image(path).size_hw  # the header is enough to build the matrix
+            size = probe_image(path, max_pixels=max_pixels).size_hw  # the header gives the matrix
         except PhotoError as err:
             _skip(new, err.reason, log)
             continue
@@ -149,11 +210,17 @@ def apply_transforms(
             continue
         canvas_H_photo = new_H_canvas @ np.asarray(record.matrix) @ resize_matrix(size, tuple(record.size))
         new.matrix, new.size, new.source = canvas_H_photo.tolist(), list(size), str(path.resolve())
-        target = out / (record.output or f"{Path(record.name).stem}.jpg")
-        jobs.append(FrameJob(path, offset @ canvas_H_photo, target, key=new))
+        if record.output is not None and record.output not in taken and folder.is_free(record.output):
+            name = record.output
+            taken.add(name)
+        else:
+            name = folder.fresh_name(Path(record.name).name, ".jpg", taken)
+        jobs.append(FrameJob(path, offset @ canvas_H_photo, folder.path / name, key=new))
+    # Every frame's name is recorded as alignimate's before the first one is written.
+    folder.claim(job.target.name for job in jobs)
     # Read, warp and save overlapped on a few threads (alignimate.pipeline.frame_writer).
     frames = write_frames(
-        jobs, (out_size[0], out_size[1]), background=background, device=torch_device, workers=workers
+        jobs, (out_size[0], out_size[1]), background=background, device=device, workers=workers
     )
     for outcome in frames:
         new = outcome.job.key
@@ -167,11 +234,9 @@ def apply_transforms(
         input=str(Path(images).resolve()) if images is not None else run.input,
         settings={**run.settings, "background": background},
         reference=run.reference,
-        canvas=list(canvas_new),
-        crop=new_crop,
+        canvas=None,
+        crop=None,
         output_size=out_size,
         photos=new_records,
     )
-    write_transforms(out / TRANSFORMS_NAME, result)
-    write_report(out / REPORT_NAME, result)
-    return AlignResult(out, result)
+    return result

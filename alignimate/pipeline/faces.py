@@ -73,6 +73,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from alignimate.config import check_values
 from alignimate.core import (
     estimate_similarity,
     gaussian_blur2d,
@@ -93,26 +94,35 @@ from alignimate.detect.identity import (
     embed_faces,
     select_identity,
 )
-from alignimate.io import AnimationInfo, PhotoError, read_image, read_images_parallel, save_image
+from alignimate.io import (
+    AnimationInfo,
+    PhotoError,
+    check_fps,
+    read_image,
+    read_images_parallel,
+    save_image,
+)
+from alignimate.limits import DEFAULT_MAX_PIXELS
 from alignimate.pipeline.animate import animate
 from alignimate.pipeline.contact_sheet import contact_sheet
+from alignimate.pipeline.outputs import (
+    OutputFolder,
+    check_animation_target,
+    check_not_input,
+    failure_from_os_error,
+)
 from alignimate.pipeline.photos import Photo, Skipped, discover_photos
 from alignimate.pipeline.records import (
+    CHECKPOINT_NAME,
+    REPORT_NAME,
+    TRANSFORMS_NAME,
     Checkpoint,
     PhotoRecord,
     RunRecord,
     write_report,
     write_transforms,
 )
-from alignimate.pipeline.register_folder import (
-    CHECKPOINT_NAME,
-    REPORT_NAME,
-    TRANSFORMS_NAME,
-    AlignResult,
-    UsageError,
-    pick_device,
-    prepare_output,
-)
+from alignimate.pipeline.register_folder import AlignResult, UsageError, open_output, pick_device
 from alignimate.pipeline.render import linear_scale, render_frame
 from alignimate.registration import register
 
@@ -326,15 +336,10 @@ def _stat_key(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
-def _frame_name(name: str, taken: set[str]) -> str:
-    stem = Path(name).with_suffix("").as_posix().replace("/", "__")
-    reserved = {TRANSFORMS_NAME, REPORT_NAME, CHECKPOINT_NAME, CONTACT_SHEET_NAME}
-    candidate, counter = f"{stem}.jpg", 1
-    while candidate in taken or candidate in reserved:
-        candidate = f"{stem}-{counter}.jpg"
-        counter += 1
-    taken.add(candidate)
-    return candidate
+def _frame_name(name: str, taken: set[str], out: OutputFolder) -> str:
+    """A fresh frame name for the photo ``name``, never one of the run's own files."""
+    taken |= {TRANSFORMS_NAME, REPORT_NAME, CHECKPOINT_NAME, CONTACT_SHEET_NAME}
+    return out.fresh_name(name, ".jpg", taken)
 
 
 def _read_for_scale(
@@ -463,14 +468,16 @@ class _FacesRun:
     def __init__(
         self,
         folder: Path,
-        out: Path,
+        outputs: OutputFolder,
         settings: dict[str, Any],
         device: torch.device,
         cache: DetectionCache,
         progress: bool,
         log: Callable[[str], None],
     ) -> None:
-        self.folder, self.out, self.settings, self.device = folder, out, settings, device
+        out = outputs.path
+        self.folder, self.out, self.outputs = folder, out, outputs
+        self.settings, self.device = settings, device
         self.cache, self.progress, self.log = cache, progress, log
         self.items: list[_Item] = []
         self.dropped: list[PhotoRecord] = []
@@ -852,9 +859,11 @@ class _FacesRun:
             if target is not None and target.exists() and item.record.extra.get("frame") == signature:
                 continue  # written by an earlier run with exactly this warp
             if item.record.output is None:
-                item.record.output = _frame_name(item.record.name, taken)
+                item.record.output = _frame_name(item.record.name, taken, self.outputs)
             item.record.extra.pop("frame", None)
             todo.append((item, signature))
+        # Every frame's name is recorded as alignimate's before the first one is written.
+        self.outputs.claim(item.record.output for item, _ in todo)
 
         def load(job: tuple[_Item, dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
             item = job[0]
@@ -870,31 +879,27 @@ class _FacesRun:
             frame_H_work = np.asarray(item.record.matrix) @ np.linalg.inv(work_H_photo)
             region, frame_H_region = _region_for_frame(image, frame_H_work, size)
             frame = render_frame(region, frame_H_region, (size, size), background="black", device=self.device)
-            save_image(self.out / item.record.output, frame)
+            save_image(self.outputs.path_of(item.record.output), frame)
             item.record.extra["frame"] = signature
             self.checkpoint()
 
-    def finish(self, previous: RunRecord | None) -> RunRecord:
+    def finish(self) -> RunRecord:
         run = self.run_record()
         write_transforms(self.out / TRANSFORMS_NAME, run)
         write_report(self.out / REPORT_NAME, run)
         self.checkpoints.remove()
-        if previous is not None:
-            # Frames of photos that are no longer in the timeline (dropped, thinned, renamed).
-            current = {p.output for p in run.photos if p.output}
-            for name in {p.output for p in previous.photos if p.output} - current:
-                (self.out / name).unlink(missing_ok=True)
+        # Frames of photos that are no longer in the timeline (dropped, thinned, renamed): the files
+        # alignimate recorded as its own that this run's record does not name (OutputFolder.remove
+        # deletes nothing else).
+        current = {p.output for p in run.photos if p.output}
+        current |= {TRANSFORMS_NAME, REPORT_NAME, CONTACT_SHEET_NAME}
+        self.outputs.remove(self.outputs.owned() - current)
         return run
 
 
 # ------------------------------------------------------------------------------------------------
 # validation and the output folder
 # ------------------------------------------------------------------------------------------------
-
-
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise UsageError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def _validate(folder: Path, output: Path, s: dict[str, Any]) -> None:
@@ -904,20 +909,7 @@ def _validate(folder: Path, output: Path, s: dict[str, Any]) -> None:
         raise UsageError(f"output must end in {', '.join(ANIMATION_SUFFIXES)}, got {output.name!r}")
     if output.parent.exists() and not output.parent.is_dir():
         raise UsageError(f"{output.parent}: not a folder, so the output cannot be written there")
-    _check_choice("template", s["template"], TEMPLATES)
-    _check_choice("refine", s["refine"], REFINES)
-    _check_choice("every", s["every"], EVERY)
-    _check_choice("sort", s["sort"], ("date", "name"))
-    if not 0.0 <= s["max_yaw"] <= 1.0:
-        raise UsageError(f"max_yaw must be in [0, 1], got {s['max_yaw']}")
-    if not 0.0 <= s["max_roll"] <= 180.0:
-        raise UsageError(f"max_roll must be in [0, 180] degrees, got {s['max_roll']}")
-    if s["output_size"] < 64:
-        raise UsageError(f"output_size must be at least 64 pixels, got {s['output_size']}")
-    if s["detect_size"] < 64:
-        raise UsageError(f"detect_size must be at least 64 pixels, got {s['detect_size']}")
-    if not s["smooth"] >= 0:
-        raise UsageError(f"smooth must be >= 0 frames, got {s['smooth']}")
+    check_values("faces", s)
     caption = s["caption"]
     if caption not in ("none", "date", "name", "index") and not caption.startswith("age:"):
         raise UsageError(f"caption must be date, name, index, age:YYYY-MM-DD or none, got {caption!r}")
@@ -989,6 +981,7 @@ def make_face_timeline(
     max_width: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     overwrite: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -1035,7 +1028,21 @@ def make_face_timeline(
         "caption": caption,
     }
     _validate(folder, output, settings)
-    output.parent.mkdir(parents=True, exist_ok=True)  # like `register --out`, create what is missing
+    check_values(
+        "animate",
+        {"fps": fps, "hold_first": hold_first, "hold_last": hold_last, "crossfade": crossfade},
+    )
+    check_values("animate", {"quality": quality, "scale": scale})
+    try:
+        check_fps(fps, output.suffix.lower())
+    except ValueError as err:
+        raise UsageError(f"--{err}") from None
+    check_values("faces", {"max_pixels": max_pixels})
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)  # like `register --out`, create what is missing
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise UsageError(f"{output.parent}: cannot create the animation's folder ({reason})") from None
     identity_path = None
     if identity not in ("auto", "largest"):
         identity_path = Path(identity)
@@ -1046,28 +1053,75 @@ def make_face_timeline(
         settings["identity"] = str(identity_path.resolve())
     torch_device = pick_device(device)
     out = Path(out_dir) if out_dir is not None else output.parent / f"{output.stem}_frames"
-    photos, unreadable = discover_photos(folder, sort=sort, exclude=out)
+    check_not_input(out, [folder], what="frames folder")
+    photos, unreadable = discover_photos(folder, sort=sort, exclude=out, max_pixels=max_pixels)
     photos = _exclude_output(photos, output)
     if not photos and not unreadable:
         raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, HEIC, ...)")
-    previous = prepare_output(
+    outputs, previous = open_output(
         out,
         overwrite,
         command="faces",
-        extra_names=frozenset({CONTACT_SHEET_NAME}),
+        inputs=[folder],
+        extra_names=[CONTACT_SHEET_NAME],
         label="frames folder",
-        hint="choose another one (--out-dir) or pass --overwrite",
+        hint="choose another one (--out-dir)",
     )
-    cache = DetectionCache(cache_dir, enabled=use_cache)
+    with outputs:
+        if not outputs.may_replace_animation(output):
+            check_animation_target(output, None, overwrite=overwrite)
+        try:
+            return _run_faces(
+                folder, output, outputs, previous, photos, unreadable, settings, torch_device,
+                detector, embedder, identity, identity_path, cache_dir, use_cache, progress, log,
+                animation={
+                    "fps": fps,
+                    "hold_first": hold_first,
+                    "hold_last": hold_last,
+                    "crossfade": crossfade,
+                    "caption": caption,
+                    "caption_format": caption_format,
+                    "boomerang": boomerang,
+                    "quality": quality,
+                    "scale": scale,
+                    "max_width": max_width,
+                },
+            )
+        except OSError as err:
+            raise failure_from_os_error(err, "write") from None
+
+
+def _run_faces(
+    folder: Path,
+    output: Path,
+    outputs: OutputFolder,
+    previous: RunRecord | None,
+    photos: list[Photo],
+    unreadable: list[Skipped],
+    settings: dict[str, Any],
+    torch_device: torch.device,
+    detector: Detector | None,
+    embedder: FaceEmbedder | None,
+    identity: str,
+    identity_path: Path | None,
+    cache_dir: str | os.PathLike[str] | None,
+    use_cache: bool,
+    progress: bool,
+    log: Callable[[str], None],
+    animation: dict[str, Any],
+) -> FacesResult:
+    """The steps of :func:`make_face_timeline` once its requests are checked and its folder is open."""
+    out = outputs.path
+    cache = DetectionCache(cache_dir, enabled=use_cache, warn=log)
     if detector is None:
         from alignimate.detect.faces import FaceDetector
 
-        detector = FaceDetector(working_size=detect_size, device=torch_device)
+        detector = FaceDetector(working_size=settings["detect_size"], device=torch_device)
     if embedder is None and identity != "largest":
         from alignimate.detect.identity import make_face_embedder
 
         embedder = make_face_embedder(device=torch_device, log=log)  # says so if it falls back to LBP
-    run = _FacesRun(folder, out, settings, torch_device, cache, progress, log)
+    run = _FacesRun(folder, outputs, settings, torch_device, cache, progress, log)
     try:
         run.add_photos(photos, unreadable, previous)
         run.detect(detector, None if identity == "largest" else embedder)
@@ -1078,38 +1132,27 @@ def make_face_timeline(
             chosen = identity
         max_distance = None if embedder is None else embedder.default_max_distance
         run.choose_identity(chosen, max_distance)
-        run.filter_frontal(FrontalThresholds(max_yaw=max_yaw, max_roll_deg=max_roll))
-        run.thin(every)
+        run.filter_frontal(
+            FrontalThresholds(max_yaw=settings["max_yaw"], max_roll_deg=settings["max_roll"])
+        )
+        run.thin(settings["every"])
         run.fit()
-        if dedupe:
+        if settings["dedupe"]:
             run.dedupe(DEDUPE_THRESHOLD)
-        if refine == "heatmaps":
+        if settings["refine"] == "heatmaps":
             run.refine()
-        run.smooth(smooth)
+        run.smooth(settings["smooth"])
         run.render()
-        record = run.finish(previous)
+        record = run.finish()
     finally:
         # Whatever stopped the run (an error, Ctrl-C), what was done is recorded for a resume.
-        run.checkpoints.flush()
-    sheet = contact_sheet(record.photos, out, out / CONTACT_SHEET_NAME)
+        run.checkpoints.flush(quietly=True)
+    sheet = contact_sheet(record.photos, out, outputs.path_of(CONTACT_SHEET_NAME))
     detections = {"photos": len(run.items), "detected": run.detected, "cached": run.cached}
     kept = [p for p in record.photos if p.usable and p.output]
     if not kept:
         log("no photo has a usable face: no animation written")
         return FacesResult(out, record, None, None, sheet, detections)
-    info = animate(
-        out,
-        output,
-        fps=fps,
-        hold_first=hold_first,
-        hold_last=hold_last,
-        crossfade=crossfade,
-        caption=caption,
-        caption_format=caption_format,
-        boomerang=boomerang,
-        quality=quality,
-        scale=scale,
-        max_width=max_width,
-        log=log,
-    )
+    outputs.record_animation(output)  # before it exists: a rerun may replace what this run wrote
+    info = animate(out, output, log=log, overwrite=True, **animation)
     return FacesResult(out, record, info.path, info, sheet, detections)

@@ -25,19 +25,27 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from alignimate.config import check_values
+from alignimate.errors import UsageError
 from alignimate.io import PhotoError, read_image, read_image_planes, read_images_parallel, save_image_planes
+from alignimate.limits import DEFAULT_MAX_PIXELS
 from alignimate.pipeline.frame_writer import FrameJob, default_workers, write_frames
 from alignimate.pipeline.framing import common_crop
+from alignimate.pipeline.outputs import OutputFolder, check_not_input, failure_from_os_error
 from alignimate.pipeline.photos import Photo, Skipped, discover_photos
 from alignimate.pipeline.records import (
+    CHECKPOINT_NAME,
+    REPORT_NAME,
+    TRANSFORMS_NAME,
     Checkpoint,
     PhotoRecord,
     RunRecord,
-    read_transforms,
+    load_previous,
+    matrix_problem,
     write_report,
     write_transforms,
 )
-from alignimate.pipeline.render import BACKGROUNDS, linear_scale, resize_matrix, translation
+from alignimate.pipeline.render import linear_scale, resize_matrix, translation
 from alignimate.pipeline.semantic import (
     SEMANTIC_MODES,
     SemanticSource,
@@ -47,13 +55,9 @@ from alignimate.pipeline.semantic import (
 )
 from alignimate.registration import RegistrationResult, register
 
-__all__ = ["AlignResult", "UsageError", "align_folder", "pick_device", "prepare_output", "resolve_workers"]
+__all__ = ["AlignResult", "UsageError", "align_folder", "open_output", "pick_device", "resolve_workers"]
 
 MODES = ("pixels", *SEMANTIC_MODES)
-MODELS = ("translation", "rigid", "similarity", "affine", "homography")
-TRANSFORMS_NAME = "transforms.json"
-REPORT_NAME = "report.csv"
-CHECKPOINT_NAME = ".alignimate-checkpoint.json"
 MAX_ZNCC_LOSS = 0.25
 # Settings that change the result; a resumed run must have the same ones.
 _RESULT_SETTINGS = (
@@ -70,10 +74,6 @@ _RESULT_SETTINGS = (
     "keypoints",
     "detect_size",
 )
-
-
-class UsageError(ValueError):
-    """The request itself is wrong (bad option, missing folder, output in the way): exit status 2."""
 
 
 @dataclass
@@ -126,77 +126,46 @@ def resolve_workers(workers: int | None) -> int:
     return workers
 
 
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise UsageError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
 def _validate(folder: Path, settings: dict[str, Any]) -> None:
     if not folder.is_dir():
         raise UsageError(f"{folder}: not a folder")
-    _check_choice("mode", settings["mode"], MODES)
-    _check_choice("model", settings["model"], MODELS)
-    _check_choice("crop", settings["crop"], ("common", "none"))
-    _check_choice("background", settings["background"], BACKGROUNDS)
-    if settings["size"] < 32:
-        raise UsageError(f"size must be at least 32 pixels, got {settings['size']}")
+    if settings["mode"] not in MODES:
+        raise UsageError(f"mode must be one of {', '.join(MODES)}, got {settings['mode']!r}")
+    check_values("register", settings)
     if settings["detect_size"] is not None and settings["detect_size"] < 32:
         raise UsageError(f"detect_size must be at least 32 pixels, got {settings['detect_size']}")
     if settings["keypoints"] and settings["mode"] in ("pixels", "masks"):
         raise UsageError(f"--keypoints is not used by --mode {settings['mode']}")
 
 
-def _is_ours(path: Path, previous: RunRecord | None, extra_names: frozenset[str]) -> bool:
-    names = {TRANSFORMS_NAME, REPORT_NAME, CHECKPOINT_NAME} | extra_names
-    if previous is not None:
-        names |= {p.output for p in previous.photos if p.output}
-    return path.name in names
-
-
-def _load_previous(out: Path, command: str) -> RunRecord | None:
-    for name in (CHECKPOINT_NAME, TRANSFORMS_NAME):
-        path = out / name
-        if path.exists():
-            try:
-                run = read_transforms(path)
-            except ValueError:
-                return None
-            return run if run.command == command else None
-    return None
-
-
-def prepare_output(
+def open_output(
     out: Path,
     overwrite: bool,
     *,
     command: str,
-    extra_names: frozenset[str] = frozenset(),
+    inputs: Sequence[Path],
+    extra_names: Sequence[str] = (),
     label: str = "output folder",
-    hint: str = "choose another folder or pass --overwrite",
-) -> RunRecord | None:
-    """Create the output folder ``out`` or decide how to reuse it (shared by ``register`` and ``faces``).
-
-    Returns the earlier run of the same ``command`` found there (checkpoint first), to resume from.
-    ``overwrite`` deletes only files an earlier run wrote (its frames, reports, ``extra_names``);
-    without it, a folder that holds other files and no earlier run is refused, so nothing of the
-    user's is ever replaced."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a folder")
-    if not out.exists():
-        out.mkdir(parents=True)
-        return None
-    previous = _load_previous(out, command)
-    if overwrite:
-        for path in out.iterdir():
-            if path.is_file() and _is_ours(path, previous, extra_names):
-                path.unlink()
-        return None
-    foreign = [
-        p for p in out.iterdir() if not _is_ours(p, previous, extra_names) and not p.name.startswith(".")
-    ]
-    if previous is None and foreign:
-        raise UsageError(f"{out}: {label} is not empty and holds no alignimate {command} run; {hint}")
-    return previous
+    hint: str = "choose an empty or new folder",
+) -> tuple[OutputFolder, RunRecord | None]:
+    """Open the output folder of a ``register`` or ``faces`` run (rules: :mod:`.outputs`) and claim its
+    report files and ``extra_names``; returns it with the earlier run of the same ``command`` found
+    there (checkpoint first) to resume from, or None. The caller closes the folder."""
+    folder = OutputFolder.open(
+        out, command=command, overwrite=overwrite, inputs=inputs, label=label, hint=hint
+    )
+    try:
+        names = [TRANSFORMS_NAME, REPORT_NAME, *extra_names]
+        taken = [n for n in names if not folder.is_free(n)]
+        if taken:
+            raise UsageError(
+                f"{out}: holds {', '.join(taken)} that alignimate did not write; move it away or {hint}"
+            )
+        folder.claim(names)
+        return folder, load_previous(folder, command)
+    except BaseException:
+        folder.close()
+        raise
 
 
 def _pick_reference(photos: list[Photo], reference: str, folder: Path) -> Photo:
@@ -218,16 +187,10 @@ def _stat_key(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
-def _frame_name(photo: Photo, taken: set[str], background: str) -> str:
+def _frame_name(photo: Photo, taken: set[str], background: str, out: OutputFolder) -> str:
+    """A fresh frame name for ``photo``: its relative name flattened, never the reports' names."""
     suffix = ".png" if background == "transparent" else ".jpg"
-    stem = Path(photo.name).with_suffix("").as_posix().replace("/", "__")
-    name = f"{stem}{suffix}"
-    counter = 1
-    while name in taken or name in (TRANSFORMS_NAME, REPORT_NAME):
-        name = f"{stem}-{counter}{suffix}"
-        counter += 1
-    taken.add(name)
-    return name
+    return out.fresh_name(photo.name, suffix, taken)
 
 
 def _as_tensor(images: list[np.ndarray], device: torch.device) -> torch.Tensor:
@@ -291,7 +254,7 @@ class _Run:
     def __init__(
         self,
         folder: Path,
-        out: Path,
+        outputs: OutputFolder,
         settings: dict[str, Any],
         device: torch.device,
         batch_size: int,
@@ -299,7 +262,8 @@ class _Run:
         progress: bool,
         log: Callable[[str], None],
     ) -> None:
-        self.folder, self.out, self.settings = folder, out, settings
+        out = outputs.path
+        self.folder, self.out, self.outputs, self.settings = folder, out, outputs, settings
         self.device, self.batch_size, self.progress, self.log = device, batch_size, progress, log
         self.workers = workers
         self.records: dict[str, PhotoRecord] = {}
@@ -348,6 +312,7 @@ class _Run:
             decided = old is not None and (old.usable or old.converged is False)
             if decided and old.extra.get("stat") == stat and old.size == list(photo.size_hw):
                 record = old
+                record.source = str(photo.path.resolve())  # never a path read back from disk
             else:
                 record = PhotoRecord(
                     name=photo.name,
@@ -470,10 +435,15 @@ class _Run:
             if verdict is not None and not verdict.startswith("kept"):
                 self.skip(photo.name, verdict)
                 continue
-            record.status, record.reason = "aligned", verdict or ""
-            record.matrix = _full_resolution_matrix(
+            matrix = _full_resolution_matrix(
                 matrices[i], work_size, photo.size_hw, fixed_work, reference.size_hw
-            ).tolist()
+            )
+            problem = matrix_problem(matrix.tolist(), photo.size_hw)
+            if problem is not None:
+                self.skip(photo.name, f"registration gave an unusable matrix (it {problem})")
+                continue
+            record.status, record.reason = "aligned", verdict or ""
+            record.matrix = matrix.tolist()
 
     # -- semantic modes (body, faces, keypoints, masks) ---------------------------------------------
     def semantic_reference(self, photos: list[Photo], wanted: Photo, source: SemanticSource) -> Any:
@@ -595,10 +565,13 @@ class _Run:
             if keypoints[i] is not None and ref_points is not None:
                 detail["keypoint_rms"] = _keypoint_rms(matrix, keypoints[i], ref_points, ref_work)
             record.extra["semantic"] = detail
+            full = _full_resolution_matrix(matrix, work, photo.size_hw, ref_work, reference.size_hw)
+            problem = matrix_problem(full.tolist(), photo.size_hw)
+            if problem is not None:
+                self.skip(photo.name, f"registration gave an unusable matrix (it {problem})")
+                continue
             record.status = "aligned"
-            record.matrix = _full_resolution_matrix(
-                matrix, work, photo.size_hw, ref_work, reference.size_hw
-            ).tolist()
+            record.matrix = full.tolist()
 
     def choose_crop(self, reference: Photo) -> tuple[dict[str, int] | None, list[int]]:
         canvas = reference.size_hw
@@ -617,7 +590,7 @@ class _Run:
 
     def render_all(self, reference: Photo, crop: dict[str, int] | None, output_size: list[int]) -> None:
         offset = translation(-crop["left"], -crop["top"]) if crop else np.eye(3)
-        taken: set[str] = set()
+        taken: set[str] = {TRANSFORMS_NAME, REPORT_NAME}
         usable = [self.records[n] for n in self.order if self.records[n].usable]
         for record in usable:
             # Keep names already written by an earlier (interrupted) run of the same settings.
@@ -633,10 +606,11 @@ class _Run:
                 continue  # written by an earlier run with exactly this warp
             photo = Photo(Path(record.source), record.name, tuple(record.size), None)
             if record.output is None:
-                record.output = _frame_name(photo, taken, self.settings["background"])
+                record.output = _frame_name(photo, taken, self.settings["background"], self.outputs)
             jobs.append(FrameJob(photo.path, frame_H_photo, self.out / record.output, key=record.name))
             signatures[record.name] = signature
         # The frames' names are on disk before any frame is, so a resumed run knows them as its own.
+        self.outputs.claim(job.target.name for job in jobs)
         self.checkpoint(reference, crop, output_size)
         self.checkpoints.flush()
         # Photos are read and warped on a few threads; each frame is saved here, in order, and
@@ -682,12 +656,14 @@ def _semantic_source(
     device: torch.device,
     cache_dir: str | os.PathLike[str] | None,
     use_cache: bool,
+    log: Callable[[str], None],
 ) -> SemanticSource:
     """The mode's source of semantic content; a missing file, folder or model is a usage error."""
     from alignimate.detect.cache import DetectionCache
     from alignimate.detect.weights import WeightsError
 
-    cache = DetectionCache(cache_dir, enabled=use_cache) if settings["mode"] in ("body", "faces") else None
+    semantic = settings["mode"] in ("body", "faces")
+    cache = DetectionCache(cache_dir, enabled=use_cache, warn=log) if semantic else None
     try:
         return SemanticSource(
             settings["mode"],
@@ -724,6 +700,7 @@ def align_folder(
     detector: Any = None,
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     overwrite: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -773,32 +750,38 @@ def align_folder(
         "detect_size": detect_size,
     }
     _validate(folder, settings)
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+    check_values("register", {"batch_size": batch_size, "max_pixels": max_pixels})
+    check_not_input(out, [folder])
     workers = resolve_workers(workers)
     torch_device = pick_device(device)
-    photos, skipped = discover_photos(folder, recursive=recursive, sort=sort, exclude=out)
+    photos, skipped = discover_photos(
+        folder, recursive=recursive, sort=sort, exclude=out, max_pixels=max_pixels
+    )
     if not photos and not skipped:
         raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, HEIC, ...)")
     wanted = _pick_reference(photos, reference, folder) if photos else None
-    previous = prepare_output(out, overwrite, command="register")
-    if previous is not None and (wanted is None or previous.reference != wanted.name):
-        previous = None  # matrices of another reference cannot be reused
-    run = _Run(folder, out, settings, torch_device, batch_size, workers, progress, log or (lambda _msg: None))
-    run.add_photos(photos, skipped, previous)
-    if wanted is None:
-        return AlignResult(out, run.finish(None))
+    outputs, previous = open_output(out, overwrite, command="register", inputs=[folder])
+    with outputs:
+        if previous is not None and (wanted is None or previous.reference != wanted.name):
+            previous = None  # matrices of another reference cannot be reused
+        log = log or (lambda _msg: None)
+        run = _Run(folder, outputs, settings, torch_device, batch_size, workers, progress, log)
+        run.add_photos(photos, skipped, previous)
 
-    def make_source() -> SemanticSource:
-        return _semantic_source(
-            settings, source_path, keypoints, detector, torch_device, cache_dir, use_cache
-        )
+        def make_source() -> SemanticSource:
+            return _semantic_source(
+                settings, source_path, keypoints, detector, torch_device, cache_dir, use_cache, log
+            )
 
-    try:
-        return _register_and_render(run, photos, wanted, mode, make_source)
-    finally:
-        # Whatever stopped the run (an error, Ctrl-C), what was done is recorded for a resume.
-        run.checkpoints.flush()
+        try:
+            if wanted is None:
+                return AlignResult(out, run.finish(None))
+            return _register_and_render(run, photos, wanted, mode, make_source)
+        except OSError as err:
+            raise failure_from_os_error(err, "write") from None
+        finally:
+            # Whatever stopped the run (an error, Ctrl-C), what was done is recorded for a resume.
+            run.checkpoints.flush(quietly=True)
 
 
 def _register_and_render(

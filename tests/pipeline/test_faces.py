@@ -617,7 +617,7 @@ def test_bad_requests_raise_usage_errors(fake_folder: tuple[Path, FakeDetector],
     other = tmp_path / "busy"
     other.mkdir()
     (other / "holiday.jpg").write_bytes(b"mine")
-    with pytest.raises(UsageError, match="not empty"):
+    with pytest.raises(UsageError, match="did not write"):
         make_face_timeline(folder, tmp_path / "t.gif", out_dir=other, detector=det)
     assert (other / "holiday.jpg").read_bytes() == b"mine"
 
