@@ -7,11 +7,14 @@ once in docs/conventions.md.
 Modules: ``transforms`` (matrix builders, compose, invert, transform_points), ``warp`` (warps, crop,
 pad), ``fit`` (closed-form fits from correspondences), ``filters`` (Gaussian, box, Sobel,
 Laplacian), ``pyramid``, ``heatmaps``, ``resize``, ``color`` (colour and tensor/array conversion),
-``losses`` (losses and metrics, one value per image).
+``losses`` (losses and metrics, one value per image), ``consensus`` (RANSAC: robust fits from
+correspondences with outliers).
 """
 
 from alignimate.core.color import *  # noqa: F403
 from alignimate.core.color import __all__ as _color
+from alignimate.core.consensus import *  # noqa: F403
+from alignimate.core.consensus import __all__ as _consensus
 from alignimate.core.coords import denormalize_pixel_matrix, normalize_pixel_matrix, pixel_grid
 from alignimate.core.filters import *  # noqa: F403
 from alignimate.core.filters import __all__ as _filters
@@ -40,6 +43,7 @@ __all__ = [
     *_heatmaps,
     *_losses,
     *_pyramid,
+    *_consensus,
     *_resize,
     *_transforms,
     *_warp,
