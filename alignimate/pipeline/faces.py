@@ -801,6 +801,9 @@ class _FacesRun:
             max_iterations=_REFINE_ITERATIONS,
             tolerance=_REFINE_TOLERANCE,
             device=self.device,
+            # Heatmaps are 0 almost everywhere: content, not empty borders (see pipeline.semantic).
+            robust=False,
+            ignore_empty=False,
         )
         refined = invert(fixed_H_canvas) @ result.matrix.double().cpu() @ moving_H_photo
         for i, item in enumerate(items):

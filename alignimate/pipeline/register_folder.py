@@ -59,6 +59,7 @@ __all__ = ["AlignResult", "UsageError", "align_folder", "open_output", "pick_dev
 
 MODES = ("pixels", *SEMANTIC_MODES)
 MAX_ZNCC_LOSS = 0.25
+MIN_AGREEMENT = 0.5
 # Settings that change the result; a resumed run must have the same ones.
 _RESULT_SETTINGS = (
     "mode",
@@ -209,9 +210,16 @@ def _full_resolution_matrix(
     return resize_matrix(fixed_work, fixed_full) @ fixed_H_moving @ resize_matrix(moving_full, moving_work)
 
 
-def registration_verdict(loss_name: str, converged: bool, loss: float) -> str | None:
+def registration_verdict(
+    loss_name: str, converged: bool, loss: float, agreement: float | None = None
+) -> str | None:
     """``None`` for a clean result, a reason starting with "kept" for a usable one worth a note,
     any other reason for a photo to skip.
+
+    ``agreement`` (robust registrations): the fraction of the overlap the alignment explains
+    (:attr:`~alignimate.registration.RegistrationResult.agreement`). Below :data:`MIN_AGREEMENT` the
+    photo is mostly occluded or shows another scene, and is skipped with that reason, whatever its
+    loss (which robust registrations take over the agreeing pixels only).
 
     With ``zncc`` (1 - correlation, the default for photos) the loss itself says whether the
     alignment is right: correct pairs score about 0.01, wrong ones (a mirror-image match, noise,
@@ -219,6 +227,11 @@ def registration_verdict(loss_name: str, converged: bool, loss: float) -> str | 
     it ran out of iterations just short of the tolerance (common when the model cannot fit the
     photo exactly, e.g. a similarity on a tilted shot), and skipped above it even if it converged.
     Other losses have no such absolute scale; there a pair must converge."""
+    if agreement is not None and agreement < MIN_AGREEMENT:
+        return (
+            f"only {agreement:.0%} of the photo agrees with the reference (mostly occluded, or another "
+            f"scene); at least {MIN_AGREEMENT:.0%} is needed"
+        )
     if loss_name == "zncc":
         if loss > MAX_ZNCC_LOSS:
             return f"registration looks wrong (zncc loss {loss:.3f} > {MAX_ZNCC_LOSS})"
@@ -414,7 +427,9 @@ class _Run:
     ) -> RegistrationResult:
         """Register one batch of working copies of one size (on a worker thread)."""
         moving = _as_tensor([image for _, image in chunk], self.device)
-        return register(moving, fixed, self.settings["model"], loss=self.settings["loss"], device=self.device)
+        return register(
+            moving, fixed, self.settings["model"], loss=self.settings["loss"], device=self.device, grey=True
+        )
 
     def _record_chunk(
         self,
@@ -431,7 +446,10 @@ class _Run:
             record.loss = float(result.loss[i])
             record.converged = bool(result.converged[i])
             record.iterations = int(result.iterations[i])
-            verdict = registration_verdict(self.settings["loss"], record.converged, record.loss)
+            agreeing = None if result.agreement is None else round(float(result.agreement[i]), 4)
+            if agreeing is not None:
+                record.extra["agreement"] = agreeing
+            verdict = registration_verdict(self.settings["loss"], record.converged, record.loss, agreeing)
             if verdict is not None and not verdict.startswith("kept"):
                 self.skip(photo.name, verdict)
                 continue
@@ -543,7 +561,18 @@ class _Run:
             ]
         )
         init_t = None if ref_points is None else torch.as_tensor(np.stack(inits), dtype=torch.float32)
-        result = register(moving, fixed, model, loss=self.settings["loss"], init=init_t, device=self.device)
+        result = register(
+            moving,
+            fixed,
+            model,
+            loss=self.settings["loss"],
+            init=init_t,
+            device=self.device,
+            # Heatmaps and silhouettes are exactly 0 almost everywhere: that is content here, not an
+            # empty border, and their residuals are too sparse for a robust scale.
+            robust=False,
+            ignore_empty=False,
+        )
         matrices = result.matrix.double().cpu().numpy()
         for i, (photo, choice) in enumerate(usable):
             record = self.records[photo.name]

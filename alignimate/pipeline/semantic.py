@@ -15,8 +15,11 @@
     one mask PNG per photo (:class:`alignimate.detect.files.MaskFolder`): the mask itself is the
     image that is registered.
 
-Every semantic image is one channel: the keypoint heatmaps are summed (after the closed-form
-keypoint fit the blobs already sit on their partners, so which blob is which no longer matters).
+A semantic image has one channel per keypoint (its heatmap times the mask), so the registration
+matches each keypoint's blob only with its own partner: the left ear never pulls towards the
+shoulder. Masks mode has one channel, the mask. The heatmaps are registered by plain least squares
+(``robust=False``, ``ignore_empty=False``): they are exactly zero almost everywhere, which here is
+content rather than an empty border, and their residuals are too sparse for a robust scale.
 Coordinates in keypoint files and masks refer to the photo as it is displayed, i.e. after its EXIF
 orientation, like every coordinate in alignimate (docs/conventions.md).
 """
@@ -291,7 +294,8 @@ class SemanticSource:
         keypoints: tuple[np.ndarray, np.ndarray] | None = None,
         sigma: float | None = None,
     ) -> torch.Tensor:
-        """The one-channel semantic image ``(1, h, w)`` float32 of ``inst`` at the working size.
+        """The semantic image ``(K, h, w)`` float32 of ``inst`` at the working size: one heatmap per
+        keypoint times the mask (``K = 1``, the mask, in masks mode).
 
         keypoints: the instance's :meth:`points` at that size (None in masks mode, which has none);
         sigma: heatmap sigma in working pixels (default :meth:`sigma` of those points)."""
@@ -305,7 +309,7 @@ class SemanticSource:
             size=work,
             sigma=self.sigma(points, weights, work) if sigma is None else sigma,
             weights=torch.as_tensor(weights, dtype=torch.float32)[None],
-        )[0].sum(dim=0, keepdim=True)
+        )[0]
         return maps if mask is None else maps * mask
 
 

@@ -33,16 +33,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 
 from alignimate.core._checks import check_image_batch, check_matrices
 
 from .frames import matrix_from_model, model_from_matrix
-from .images import Level, build_levels, grey, level_count
+from .images import Level, build_levels, level_count
+from .images import grey as grey_image
 from .init import CANVAS, CanvasView, global_candidates
-from .losses import LOSS_NAMES, candidate_scores, final_loss, loss_function
+from .losses import LOSS_NAMES, ROBUST_LOSSES, candidate_scores, final_loss, loss_function
 from .models import MODELS, MotionModel, get_model
 from .points import FITS
 from .result import RegistrationResult
+from .robust import tukey_constant
 from .sampling import sample_fixed
 from .solvers import GN_LOSSES, LevelState, adam_level, gauss_newton_level
 
@@ -68,6 +71,8 @@ _MAX_PIXELS = 1 << 14
 # Levels above the finest only need to land inside the next level's basin: fewer samples do
 # (same accuracy on the benchmark cases, a third less time).
 _MAX_COARSE_PIXELS = 1 << 12
+# Side of the smallest block of exact zeros that ``ignore_empty`` treats as an empty area.
+_EMPTY_BLOCK = 5
 
 
 def register(
@@ -85,11 +90,15 @@ def register(
     device: torch.device | str | None = None,
     solver: str | None = None,
     min_overlap: float = 0.1,
+    robust: bool = True,
+    grey: bool = False,
+    ignore_empty: bool = True,
 ) -> RegistrationResult:
     """Register each moving image onto its fixed image; returns pixel ``fixed_H_moving`` matrices.
 
     Args:
-        moving: ``(B, C, H, W)`` floating images (any ``C``; registration runs on grey).
+        moving: ``(B, C, H, W)`` floating images; every channel counts (the loss is summed over
+            the channels, e.g. one heatmap per keypoint) unless ``grey``.
         fixed: ``(B, C', H2, W2)`` or ``(1, C', H2, W2)`` (one reference for the whole batch).
             Sizes and aspect ratios may differ from ``moving``.
         model: ``"translation"``, ``"rigid"``, ``"similarity"``, ``"affine"`` or ``"homography"``.
@@ -115,6 +124,16 @@ def register(
             the default for ``ssim`` and ``local_zncc``).
         min_overlap: a pair whose moving image covers less than this fraction of the fixed image's
             valid pixels stops moving and is reported as not converged.
+        robust: re-weight every sample by Tukey's biweight of its residual (:mod:`.robust`), so
+            occluders and other outliers do not pull the estimate (``zncc`` and ``mse``; the other
+            losses are unchanged). The result then reports the per-pixel weights and the agreeing
+            fraction of the overlap.
+        grey: convert RGB(A) images to grey (BT.601 luma; other channel counts: their mean) before
+            registering; what photographs want, and three times less work than their channels.
+        ignore_empty: treat areas of exactly constant zero (at least 5 x 5 pixels whose channels are
+            all exactly 0: the black borders of an earlier warp or a scan) as outside the mask, in
+            both images. Real content is almost never exactly 0 over a whole block, and where it is
+            (clipped shadows) it has no gradient to register on anyway.
 
     Returns:
         :class:`~alignimate.registration.result.RegistrationResult`; ``loss`` is the chosen loss
@@ -132,6 +151,11 @@ def register(
     batch = moving.shape[0]
     if fixed.shape[0] not in (1, batch):
         raise ValueError(f"fixed must have batch 1 or {batch} (moving's batch), got {fixed.shape[0]}")
+    if not grey and moving.shape[1] != fixed.shape[1]:
+        raise ValueError(
+            f"moving and fixed must have the same channels, got {moving.shape[1]} and {fixed.shape[1]} "
+            f"(pass grey=True to compare RGB with grey)"
+        )
     if not (isinstance(tolerance, (int, float)) and tolerance > 0):
         raise ValueError(f"tolerance must be a positive number, got {tolerance!r}")
     if not (isinstance(min_overlap, (int, float)) and 0 <= min_overlap < 1):
@@ -142,6 +166,9 @@ def register(
     fixed_size = (int(fixed.shape[-2]), int(fixed.shape[-1]))
     m_mask = _prepare_mask(moving_mask, "moving_mask", batch, moving_size, work_device, dtype)
     f_mask = _prepare_mask(fixed_mask, "fixed_mask", fixed.shape[0], fixed_size, work_device, dtype)
+    if ignore_empty:
+        m_mask = _without_empty(moving, m_mask, work_device, dtype)
+        f_mask = _without_empty(fixed, f_mask, work_device, dtype)
     if init is not None:
         check_matrices(init, batch, "init")
         init = init.to(device=work_device).expand(batch, 3, 3)
@@ -155,13 +182,17 @@ def register(
             "loss": loss,
             "tolerance": float(tolerance),
             "min_overlap": float(min_overlap),
+            "robust": bool(robust) and loss in ROBUST_LOSSES and solver == "gauss_newton",
         },
         moving_size=moving_size,
         fixed_size=fixed_size,
     )
 
+    def channels(images: torch.Tensor) -> torch.Tensor:
+        return (grey_image(images) if grey else images).to(device=work_device, dtype=dtype)
+
     def fixed_pyramid(images: torch.Tensor, mask: torch.Tensor | None) -> list[Level]:
-        return build_levels(grey(images).to(device=work_device, dtype=dtype), mask, n_levels)
+        return build_levels(channels(images), mask, n_levels)
 
     shared_fixed = fixed_pyramid(fixed, f_mask) if fixed.shape[0] == 1 else None
     # On the CPU, whole chunks of pairs go through the pipeline together so their arrays stay in cache.
@@ -172,9 +203,8 @@ def register(
     for start in range(0, batch, chunk):
         part = slice(start, min(start + chunk, batch))
         fixed_levels = shared_fixed or fixed_pyramid(fixed[part], None if f_mask is None else f_mask[part])
-        moving_grey = grey(moving[part]).to(device=work_device, dtype=dtype)
         moving_levels = _moving_pyramid(
-            moving_grey, None if m_mask is None else m_mask[part], moving_size, fixed_levels
+            channels(moving[part]), None if m_mask is None else m_mask[part], moving_size, fixed_levels
         )
         pieces.append(
             _register_chunk(moving_levels, fixed_levels, None if init is None else init[part], settings)
@@ -188,6 +218,10 @@ def register(
     value = torch.cat([p[1] for p in pieces])
     matrix = matrix_from_model(state.model, moving_size, fixed_size)
     out = moving.device
+    weights = agreeing = None
+    if settings.options["robust"]:
+        weights = torch.cat([p[2] for p in pieces]).to(device=out, dtype=moving.dtype)
+        agreeing = torch.cat([p[3] for p in pieces]).to(device=out, dtype=moving.dtype)
     return RegistrationResult(
         matrix=matrix.to(device=out, dtype=moving.dtype).detach(),
         loss=value.to(device=out, dtype=moving.dtype).detach(),
@@ -195,7 +229,42 @@ def register(
         iterations=state.iterations.to(out),
         moving_size=moving_size,
         fixed_size=fixed_size,
+        weights=weights,
+        agreement=agreeing,
     )
+
+
+def _without_empty(
+    images: torch.Tensor, mask: torch.Tensor | None, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor | None:
+    """``mask`` with the images' empty areas (``register``'s ``ignore_empty``) removed; ``None``
+    when there is neither a mask nor an empty area (one host sync, to keep the fast unmasked path)."""
+    nonzero = (images != 0).any(dim=1, keepdim=True).to(device=device)
+    # A zero pixel is empty when some block of _EMPTY_BLOCK x _EMPTY_BLOCK zeros contains it: find
+    # the blocks (no non-zero pixel in the window around their centre), then grow them back to their
+    # full extent.
+    blocks = ~_window_any(nonzero, _EMPTY_BLOCK)
+    empty = _window_any(blocks, _EMPTY_BLOCK) & ~nonzero
+    if not bool(empty.any()):
+        return mask
+    keep = (~empty).to(dtype)
+    return keep if mask is None else mask * keep
+
+
+def _window_any(flags: torch.Tensor, size: int) -> torch.Tensor:
+    """Whether any pixel of the ``size x size`` window centred on each pixel is set, for bool
+    ``flags (B, 1, H, W)`` (outside the image counts as unset). Separable shifted ORs: CPU
+    ``max_pool2d`` with stride 1 is many times slower."""
+    half = size // 2
+    out = flags
+    for dim in (-1, -2):
+        padded = F.pad(out, (half, half, 0, 0) if dim == -1 else (0, 0, half, half))
+        n = out.shape[dim]
+        acc = padded.narrow(dim, 0, n)
+        for offset in range(1, size):
+            acc = acc | padded.narrow(dim, offset, n)
+        out = acc
+    return out
 
 
 @dataclass
@@ -212,8 +281,9 @@ class _Settings:
 
 def _register_chunk(
     moving_levels: list[Level], fixed_levels: list[Level], init: torch.Tensor | None, settings: _Settings
-) -> tuple[LevelState, torch.Tensor]:
-    """Initialise (or start from ``init``) and refine coarse to fine; returns the final state and loss."""
+) -> tuple[LevelState, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Initialise (or start from ``init``) and refine coarse to fine; returns the final state, the
+    loss, and (robust) the per-pixel weights and the agreeing fraction."""
     options, schedule, budgets = settings.options, settings.schedule, settings.budgets
     coarse_options = {**options, "tolerance": max(options["tolerance"], _COARSE_TOLERANCE)}
     n_levels = len(fixed_levels)
@@ -230,7 +300,7 @@ def _register_chunk(
             fixed_levels[first],
             schedule[first],
             min(budgets[first], _CANDIDATE_ITERATIONS),
-            coarse_options,
+            {**coarse_options, "level": first},
         )
     else:
         first = n_levels
@@ -243,10 +313,14 @@ def _register_chunk(
             schedule[level],
             state,
             iterations=budgets[level],
+            level=level,
             **(options if level == 0 else {**coarse_options, "max_pixels": _MAX_COARSE_PIXELS}),
         )
     perspective = settings.motion.name == "homography"
-    return state, final_loss(options["loss"], moving_levels[0], fixed_levels[0], state.model, perspective)
+    value, weights, agreeing = final_loss(
+        options["loss"], moving_levels[0], fixed_levels[0], state.model, perspective, options["robust"]
+    )
+    return state, value, weights, agreeing
 
 
 def _choose_solver(solver: str | None, loss: str) -> str:
@@ -323,7 +397,8 @@ def _canvas_view(levels: list[Level]) -> CanvasView:
     for level in levels:
         if max(level.size) >= CANVAS:
             chosen = level
-    return CanvasView(chosen.image, chosen.norm_H_frame(), chosen.half_extent)
+    # Phase correlation works on one channel: the images' grey (luma for RGB, else the mean).
+    return CanvasView(grey_image(chosen.image), chosen.norm_H_frame(), chosen.half_extent, chosen.mask)
 
 
 def _fresh_state(model: torch.Tensor) -> LevelState:
@@ -353,7 +428,8 @@ def _best_candidate(
     moving_k = _repeat_level(moving, k)
     fixed_k = fixed if fixed.image.shape[0] == 1 else _repeat_level(fixed, k)
     state = _run_level(moving_k, fixed_k, motion, _fresh_state(flat), iterations=iterations, **options)
-    scores = candidate_scores(moving_k, fixed_k, state.model, motion.name == "homography")
+    perspective = motion.name == "homography"
+    scores = candidate_scores(moving_k, fixed_k, state.model, perspective, options["robust"])
     best = scores.view(batch, k).argmax(dim=1)
     pick = torch.arange(batch, device=best.device) * k + best
     return LevelState(state.model[pick], state.iterations[pick], state.converged[pick], state.overlap[pick])
@@ -417,9 +493,12 @@ def _run_level(
     iterations: int,
     tolerance: float,
     min_overlap: float,
+    robust: bool,
+    level: int,
     max_pixels: int = _MAX_PIXELS,
 ) -> LevelState:
-    """Run ``solver`` on one level for every pair, in chunks on the CPU; returns the new state."""
+    """Run ``solver`` on one level (``level``: its index, 0 = finest) for every pair, in chunks on
+    the CPU; returns the new state."""
     if iterations == 0:
         return state
     batch = state.model.shape[0]
@@ -447,6 +526,7 @@ def _run_level(
                 iterations=iterations,
                 tolerance=tolerance,
                 min_overlap=min_overlap,
+                robust_c=tukey_constant(level) if robust else None,
             )
         else:
             result = adam_level(

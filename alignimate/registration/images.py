@@ -10,6 +10,12 @@ level's frame map is built from :func:`~alignimate.core.pyramid.pyramid_level_ma
 here depends on how the decimation treats odd sizes. The finest level is lightly smoothed
 (``[1, 2, 1] / 4``): it halves the pixel noise in the fixed image's gradients, as the 5x5 blur of
 OpenCV's ECC does, which made convergence steadier on noisy photos at no cost in accuracy.
+
+Masked images use normalised convolution (Knutsson & Westin): every blur, the smoothing and each
+pyramid step, is ``blur(image * mask) / blur(mask)`` with the mask blurred alongside, so pixels
+outside the mask contribute nothing to the values inside it, and a level's mask is the fraction of
+valid pixels under each of its pixels (a confidence in ``[0, 1]``). Pixels whose confidence is below
+``MIN_CONFIDENCE`` are outside the level's mask.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ __all__ = ["Level", "build_levels", "grey", "level_count", "smooth"]
 # too little structure left for a reliable gradient step.
 MIN_LEVEL_SIZE = 24
 _SMOOTH_FINEST = True
+# A level pixel counts as valid when at least this fraction of what it was averaged from is valid:
+# below it the normalised value rests on a few pixels at the edge of the mask.
+MIN_CONFIDENCE = 0.5
 
 
 @dataclass
@@ -106,21 +115,35 @@ def smooth(images: torch.Tensor) -> torch.Tensor:
     return filter2d_separable(images, taps, taps, border_type="replicate")
 
 
+def _normalised(
+    blur, images: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``blur`` applied by normalised convolution: values from valid pixels only, and the blurred
+    mask as the new confidence (zeroed below ``MIN_CONFIDENCE``)."""
+    if mask is None:
+        return blur(images), None
+    confidence = blur(mask)
+    values = blur(images * mask) / confidence.clamp(min=1e-6)
+    valid = confidence >= MIN_CONFIDENCE
+    return torch.where(valid, values, torch.zeros_like(values)), torch.where(
+        valid, confidence, torch.zeros_like(confidence)
+    )
+
+
+def _pyrdown(images: torch.Tensor) -> torch.Tensor:
+    return pyrdown(images, border_type="replicate", mode="centered")
+
+
 def build_levels(images: torch.Tensor, mask: torch.Tensor | None, count: int) -> list[Level]:
-    """``count`` levels, finest first, of grey ``images (B, 1, h, w)`` (and their mask), each with its
-    map to the images' frame."""
+    """``count`` levels, finest first, of ``images (B, C, h, w)`` (and their mask ``(B, 1, h, w)``),
+    each with its map to the images' frame; masked images by normalised convolution."""
     if _SMOOTH_FINEST:
-        images = smooth(images)
+        images, mask = _normalised(smooth, images, mask)
     finest = frame_from_pixels((int(images.shape[-2]), int(images.shape[-1])))
     levels = [Level(images, mask, finest)]
     for k in range(1, count):
         previous = levels[-1]
-        image = pyrdown(previous.image, border_type="replicate", mode="centered")
-        level_mask = (
-            None
-            if previous.mask is None
-            else pyrdown(previous.mask, border_type="replicate", mode="centered")
-        )
+        image, level_mask = _normalised(_pyrdown, previous.image, previous.mask)
         # frame_H_level_k = frame_H_level_0 @ level_0_H_level_k, from the pyramid's own pixel map.
         levels.append(
             Level(image, level_mask, finest @ torch.linalg.inv(pyramid_level_matrix(k, "centered")))

@@ -42,14 +42,21 @@ _MAX_RADIUS_FRACTION = 0.4
 class CanvasView:
     """One image prepared for the canvas: a grey image ``(B|1, 1, h, w)`` at a resolution near the
     canvas, ``norm_H_frame (3, 3)`` (its frame -> ``grid_sample``'s normalised coordinates, in the
-    image's dtype and device) and ``half_extent`` ``(half_w, half_h)`` in frame units."""
+    image's dtype and device), ``half_extent`` ``(half_w, half_h)`` in frame units and an optional
+    ``mask (B|1, 1, h, w)``: masked-out pixels get no weight on the canvas, with a soft edge so the
+    mask's border does not become an edge the correlation locks onto."""
 
     def __init__(
-        self, image: torch.Tensor, norm_H_frame: torch.Tensor, half_extent: tuple[float, float]
+        self,
+        image: torch.Tensor,
+        norm_H_frame: torch.Tensor,
+        half_extent: tuple[float, float],
+        mask: torch.Tensor | None = None,
     ) -> None:
         self.image = image
         self.norm_H_frame = norm_H_frame.to(image)
         self.inscribed_radius = min(half_extent)
+        self.mask = mask
 
 
 def global_candidates(
@@ -209,17 +216,26 @@ def _radial_window(coords: torch.Tensor, radius: float, n: int) -> torch.Tensor:
 def _sample(
     view: CanvasView, model: torch.Tensor | None, coords: torch.Tensor, n: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Values and inside-mask ``(B, n, n)`` of ``view`` sampled at ``model @ coords`` (frame)."""
+    """Values and weight ``(B, n, n)`` of ``view`` sampled at ``model @ coords`` (frame): 1 inside the
+    image, 0 outside, and softly 0 where its mask is (see :class:`CanvasView`)."""
     m = view.norm_H_frame.unsqueeze(0) if model is None else view.norm_H_frame @ model
     batch = max(m.shape[0], view.image.shape[0])
     mapped = products(m, coords.unsqueeze(0)).expand(batch, -1, -1)  # (B, 3, n * n)
     z = mapped[:, 2:3]
     xy = mapped[:, :2] / torch.where(z > 1e-6, z, torch.ones_like(z))
     grid = xy.transpose(1, 2).reshape(batch, n, n, 2)
-    image = view.image.expand(batch, -1, -1, -1)
-    values = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
-    inside = (xy.abs().amax(dim=1) <= 1.0) & (z[:, 0] > 1e-6)
-    return values, inside.reshape(batch, n, n).to(values.dtype)
+    image = view.image if view.mask is None else torch.cat([view.image, view.mask], dim=1)
+    sampled = F.grid_sample(
+        image.expand(batch, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+    values = sampled[:, 0]
+    inside = ((xy.abs().amax(dim=1) <= 1.0) & (z[:, 0] > 1e-6)).reshape(batch, n, n).to(values.dtype)
+    if view.mask is not None:
+        # Only fully valid canvas pixels, then a ramp of a few pixels into them.
+        solid = (sampled[:, 1:2] >= 0.99).to(values.dtype)
+        soft = F.avg_pool2d(F.avg_pool2d(solid, 5, 1, 2, count_include_pad=False), 5, 1, 2)
+        inside = inside * soft[:, 0] * solid[:, 0]
+    return values, inside
 
 
 def _apodise(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

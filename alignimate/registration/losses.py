@@ -8,14 +8,28 @@ import torch
 from alignimate.core.losses import get_loss, zncc
 
 from .images import Level
+from .robust import agreement, photometric_fit, robust_scale, tukey_weights
 from .sampling import sample_moving
 from .solvers import LossFn
 
-__all__ = ["LOSS_NAMES", "SIMILARITY_LOSSES", "candidate_scores", "final_loss", "loss_function"]
+__all__ = [
+    "LOSS_NAMES",
+    "ROBUST_LOSSES",
+    "SIMILARITY_LOSSES",
+    "candidate_scores",
+    "final_loss",
+    "loss_function",
+    "robust_weights",
+]
 
 LOSS_NAMES = ("zncc", "mse", "l1", "charbonnier", "ssim", "local_zncc")
 # Losses defined as ``1 - similarity``: a pair with nothing to compare reports 1 (no similarity).
 SIMILARITY_LOSSES = ("zncc", "ssim", "local_zncc")
+# Losses the robust re-weighting applies to (:mod:`.robust`).
+ROBUST_LOSSES = ("zncc", "mse")
+# Re-weighting rounds for the final per-pixel weights (each refits the gain and bias on the
+# samples the previous round kept).
+_FINAL_ROUNDS = 3
 
 
 def loss_function(name: str) -> LossFn:
@@ -40,31 +54,68 @@ def _warp_onto_fixed(
     weight = weight.reshape(batch, 1, *size)
     if fixed.mask is not None:
         weight = weight * fixed.mask
-    return values.reshape(batch, 1, *size), weight, fixed.image.expand(batch, -1, -1, -1)
+    return values.reshape(batch, -1, *size), weight, fixed.image.expand(batch, -1, -1, -1)
+
+
+def robust_weights(
+    warped: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, loss: str
+) -> torch.Tensor:
+    """Per-pixel robust weights ``(B, 1, h, w)`` of a registered pair (:mod:`.robust`, at the finest
+    Tukey constant): ``warped``/``target`` ``(B, C, h, w)``, ``weight (B, 1, h, w)`` the overlap. A
+    pixel's residual is the largest over its channels."""
+    batch, channels = warped.shape[:2]
+    w = weight.expand(-1, channels, -1, -1).reshape(batch, -1)
+    v, t = warped.reshape(batch, -1), target.reshape(batch, -1)
+    robust = torch.ones_like(w)
+    for _ in range(_FINAL_ROUNDS):
+        if loss == "zncc":
+            gain, bias = photometric_fit(v, t, w * robust)
+            residual = v - gain.unsqueeze(1) * t - bias.unsqueeze(1)
+        else:
+            residual = v - t
+        robust = tukey_weights(residual, robust_scale(residual, w))
+    per_channel = robust.reshape(batch, channels, *warped.shape[-2:])
+    return per_channel.amin(dim=1, keepdim=True) * (weight > 0)
 
 
 def candidate_scores(
-    moving: Level, fixed: Level, model: torch.Tensor, perspective: bool = True
+    moving: Level, fixed: Level, model: torch.Tensor, perspective: bool = True, robust: bool = False
 ) -> torch.Tensor:
-    """Score ``(B,)`` for choosing among initial candidates: the ZNCC over the overlap, scaled down
-    when the overlap covers less than half of the fixed image (a sliver can correlate by chance)."""
+    """Score ``(B,)`` for choosing among initial candidates: the ZNCC over the overlap (with
+    ``robust``, over its robustly weighted pixels, so an occluder does not decide), scaled down when
+    the overlap covers less than half of the fixed image (a sliver can correlate by chance)."""
     warped, weight, target = _warp_onto_fixed(moving, fixed, model, perspective)
-    fixed_weight = torch.ones_like(target) if fixed.mask is None else fixed.mask.expand_as(target)
+    fixed_weight = torch.ones_like(weight) if fixed.mask is None else fixed.mask.expand_as(weight)
     overlap = weight.flatten(1).sum(dim=1) / fixed_weight.flatten(1).sum(dim=1).clamp(min=1e-12)
+    if robust:
+        weight = weight * robust_weights(warped, target, weight, "zncc")
     score = zncc(warped, target, weight) * (2.0 * overlap).clamp(max=1.0)
     return torch.where(overlap > 0, score, torch.full_like(score, -2.0))
 
 
 def final_loss(
-    name: str, moving: Level, fixed: Level, model: torch.Tensor, perspective: bool = True
-) -> torch.Tensor:
+    name: str,
+    moving: Level,
+    fixed: Level,
+    model: torch.Tensor,
+    perspective: bool = True,
+    robust: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Loss ``(B,)`` of the moving image warped by ``model`` against the fixed image at full
-    resolution, over the pixels valid in both. Always finite: a pair without overlap gets 1 for
-    the similarity losses and, for the others, the loss of a flat image at the fixed image's mean
-    (what a moving image with no information would score)."""
+    resolution, over the pixels valid in both, and with ``robust`` (for :data:`ROBUST_LOSSES`) the
+    per-pixel robust weights ``(B, 1, h, w)`` and the agreeing fraction of the overlap ``(B,)``
+    (:func:`~.robust.agreement`); the loss is then taken over the robustly weighted pixels.
+    Always finite: a pair without overlap gets 1 for the similarity losses and, for the others, the
+    loss of a flat image at the fixed image's mean (what a moving image with no information would
+    score)."""
     batch = model.shape[0]
     warped, weight, target = _warp_onto_fixed(moving, fixed, model, perspective)
     fn = get_loss(name)
+    weights = agreeing = None
+    if robust and name in ROBUST_LOSSES:
+        weights = robust_weights(warped, target, weight, name)
+        agreeing = agreement(weights.flatten(1), weight.flatten(1))
+        weight = weight * weights
     value = fn(warped, target, weight)
     if name in SIMILARITY_LOSSES:
         value = value.clamp(min=0.0)  # 1 - similarity, which rounding can push a hair below 0
@@ -74,4 +125,5 @@ def final_loss(
         mean = (target * fixed_weight).sum(dim=(1, 2, 3)) / fixed_weight.sum(dim=(1, 2, 3)).clamp(min=1e-12)
         empty = fn(mean.reshape(-1, 1, 1, 1).expand_as(target), target, fixed_weight)
     has_overlap = weight.flatten(1).sum(dim=1) > 0
-    return torch.nan_to_num(torch.where(has_overlap, value, empty), nan=1.0, posinf=1e6, neginf=0.0)
+    value = torch.nan_to_num(torch.where(has_overlap, value, empty), nan=1.0, posinf=1e6, neginf=0.0)
+    return value, weights, agreeing

@@ -28,6 +28,12 @@ class RegistrationResult:
         iterations: ``(B,)`` int64, iterations each pair took over all levels.
         moving_size, fixed_size: ``(h, w)`` of the images the matrices refer to (``None`` for point
             registrations given no sizes).
+        weights: ``(B, 1, h, w)`` per-pixel robust weights on the fixed image's grid (1: the pixel
+            agrees with the alignment, 0: an outlier such as an occluder, or outside the overlap),
+            or ``None`` when the registration was not robust.
+        agreement: ``(B,)`` fraction of the overlap whose weight is at least 0.5 (the pixels the
+            alignment explains), or ``None`` when not robust. A quality figure: a mostly occluded
+            pair has a low agreement even when its loss (taken over the agreeing pixels) is good.
     """
 
     matrix: torch.Tensor
@@ -36,6 +42,8 @@ class RegistrationResult:
     iterations: torch.Tensor
     moving_size: tuple[int, int] | None
     fixed_size: tuple[int, int] | None
+    weights: torch.Tensor | None = None
+    agreement: torch.Tensor | None = None
 
     def matrix_for(self, moving_size: tuple[int, int], fixed_size: tuple[int, int]) -> torch.Tensor:
         """The matrices ``(B, 3, 3)`` rescaled for resized copies: ``moving_size`` and ``fixed_size``

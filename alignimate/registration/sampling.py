@@ -5,6 +5,15 @@ the pixel with the strongest gradient in each small block (so every part of the 
 not just its sharpest edges): with inverse-compositional Gauss-Newton the Jacobian depends on the
 fixed image only, and low-gradient pixels carry little information about the motion, so the sparse
 set costs little accuracy and bounds each iteration's cost whatever the image size.
+
+Images may have several channels (e.g. one heatmap per keypoint): every channel is sampled at the
+same ``M`` positions, and per-sample values are laid out channel-major, ``(B, C * M)``, so the
+solvers see ``C * M`` samples and the loss is summed over the channels.
+
+Masks: a fixed sample's weight is its mask confidence times the lowest confidence of its
+neighbours, so no gradient is taken across a mask border; the moving image is sampled by
+normalised interpolation (``sample(image * mask) / sample(mask)``), so pixels outside its mask
+never leak into the values compared.
 """
 
 from __future__ import annotations
@@ -15,17 +24,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from .images import Level
+from .images import MIN_CONFIDENCE, Level
 
-__all__ = ["FixedSamples", "corner_points", "products", "sample_fixed", "sample_moving"]
+__all__ = ["FixedSamples", "corner_points", "products", "sample_fixed", "sample_moving", "tile_channels"]
 
 
 @dataclass
 class FixedSamples:
     """Fixed-image samples (``Bf`` is 1 for a shared reference): homogeneous frame coordinates
-    ``coords (Bf, 3, M)`` (rows u, v, 1), ``intensity``, frame-unit gradients ``grad_u``/``grad_v``
-    and ``weight`` (the fixed mask, ``None`` without one), each ``(Bf, M)``, plus the level's
-    ``pixels_per_unit`` and ``corners (4, 3)`` (homogeneous frame coordinates of its corner pixels)."""
+    ``coords (Bf, 3, M)`` (rows u, v, 1) of the ``M`` positions; ``intensity`` and frame-unit
+    gradients ``grad_u``/``grad_v``, each ``(Bf, C * M)`` channel-major; ``weight`` ``(Bf, M)`` (the
+    fixed mask's confidence where gradients are valid, ``None`` without a mask); the level's
+    ``pixels_per_unit``, ``corners (4, 3)`` (homogeneous frame coordinates of its corner pixels) and
+    ``channels`` ``C``."""
 
     coords: torch.Tensor
     intensity: torch.Tensor
@@ -34,6 +45,7 @@ class FixedSamples:
     weight: torch.Tensor | None
     pixels_per_unit: float
     corners: torch.Tensor
+    channels: int = 1
 
 
 def _gradients(image: torch.Tensor, pixels_per_unit: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,21 +74,35 @@ def sample_fixed(level: Level, max_pixels: int | None) -> FixedSamples:
     pixel with the strongest gradient in each block of ``b x b`` pixels (``b`` the smallest block
     size that gives at most ``max_pixels``): spread evenly over the image, on its edges."""
     image = level.image
+    batch, channels = image.shape[:2]
     ppu = level.pixels_per_unit
     gx, gy = _gradients(image, ppu)
     uv = level.frame_coords().T.unsqueeze(0)  # (1, 2, N)
-    flat = [t.flatten(1) for t in (image, gx, gy)]
-    weight = None if level.mask is None else level.mask.flatten(1)
-    n = flat[0].shape[1]
+    planes = [t.flatten(2) for t in (image, gx, gy)]  # (B, C, N) each
+    mask = None if level.mask is None else _gradient_support(level.mask)
+    weight = None if mask is None else mask.flatten(1)
+    n = planes[0].shape[2]
     if max_pixels is not None and n > max_pixels:
         block = math.ceil(math.sqrt(n / max_pixels))
-        energy = gx * gx + gy * gy
-        index = _block_maxima(energy if level.mask is None else energy * level.mask, block)
-        flat = [t.gather(1, index) for t in flat]
+        energy = (gx * gx + gy * gy).sum(dim=1, keepdim=True)
+        index = _block_maxima(energy if mask is None else energy * mask, block)  # (B, M)
+        planes = [t.gather(2, index.unsqueeze(1).expand(-1, channels, -1)) for t in planes]
         weight = None if weight is None else weight.gather(1, index)
         uv = uv.expand(index.shape[0], -1, -1).gather(2, index.unsqueeze(1).expand(-1, 2, -1))
     coords = torch.cat([uv, torch.ones_like(uv[:, :1])], dim=1)
-    return FixedSamples(coords, flat[0], flat[1], flat[2], weight, ppu, corner_points(level))
+    flat = [t.reshape(batch, -1) for t in planes]
+    return FixedSamples(coords, flat[0], flat[1], flat[2], weight, ppu, corner_points(level), channels)
+
+
+def _gradient_support(mask: torch.Tensor) -> torch.Tensor:
+    """The mask confidence where a central-difference gradient sees only valid pixels: the lowest
+    confidence in each pixel's 3 x 3 neighbourhood."""
+    return -F.max_pool2d(-mask, kernel_size=3, stride=1, padding=1)
+
+
+def tile_channels(values: torch.Tensor, channels: int) -> torch.Tensor:
+    """Per-position values ``(B, M)`` repeated for every channel: ``(B, C * M)``, channel-major."""
+    return values if channels == 1 else values.repeat(1, channels)
 
 
 def corner_points(level: Level) -> torch.Tensor:
@@ -120,8 +146,11 @@ def sample_moving(
         xy = mapped[:, :2] / torch.where(z > 1e-6, z, torch.ones_like(z))
     else:
         front, xy = None, mapped
-    source = level.image if level.mask is None else torch.cat([level.image, level.mask], dim=1)
-    source = source.expand(batch, -1, -1, -1)
+    channels = level.image.shape[1]
+    image = level.image
+    if level.mask is not None:
+        image = torch.cat([image * level.mask, level.mask], dim=1)
+    source = image.expand(batch, -1, -1, -1)
     # A transposed view is a valid grid: grid_sample reads it through its strides.
     grid = xy.transpose(1, 2).unsqueeze(1)  # (B, 1, M, 2)
     sampled = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)[
@@ -130,5 +159,9 @@ def sample_moving(
     inside = xy.abs().amax(dim=1) <= 1.0
     if front is not None:
         inside = inside & front
-    mask = None if level.mask is None else sampled[:, 1]
-    return sampled[:, 0], inside, mask
+    if level.mask is None:
+        return sampled.reshape(batch, -1), inside, None
+    confidence = sampled[:, channels]
+    values = sampled[:, :channels] / confidence.clamp(min=1e-6).unsqueeze(1)
+    confidence = torch.where(confidence >= MIN_CONFIDENCE, confidence, torch.zeros_like(confidence))
+    return values.reshape(batch, -1), inside, confidence

@@ -22,6 +22,12 @@ the fixed point exact. Steps are capped at ``_MAX_STEP_PIXELS`` of corner motion
   coefficient, as OpenCV's ECC does.
 - ``mse``: ``a = 1, b = 0``; ``l1`` and ``charbonnier``: the same with iteratively re-weighted
   least squares (the motion block is then recomputed every iteration).
+- ``robust`` (with ``zncc`` and ``mse``): every iteration re-weights the samples with Tukey's
+  biweight of their residual under the current alignment (:mod:`.robust`), so occluders and other
+  outliers get zero weight; the motion block is then recomputed every iteration too.
+
+Several channels: each channel's samples are separate rows of the same system (one motion, and for
+``zncc`` one gain and bias for all channels), so the loss is summed over the channels.
 
 Adam: plain gradient descent through the differentiable bilinear warp with any per-image loss,
 on the increment's parameters; slower and less precise, kept for ``ssim`` and ``local_zncc``.
@@ -36,7 +42,8 @@ import torch
 
 from .images import Level
 from .models import MotionModel
-from .sampling import FixedSamples, corner_points, products, sample_moving
+from .robust import photometric_fit, robust_scale, tukey_weights
+from .sampling import FixedSamples, corner_points, products, sample_moving, tile_channels
 
 __all__ = ["CHECK_EVERY", "GN_LOSSES", "LevelState", "LossFn", "adam_level", "gauss_newton_level"]
 
@@ -83,8 +90,10 @@ def _corner_jacobian(model: MotionModel, corners: torch.Tensor) -> torch.Tensor:
 
 
 def _steepest_descent(fixed: FixedSamples, model: MotionModel) -> torch.Tensor:
-    """``G (Bf, P, M)``: the fixed image's frame gradient times the increment's Jacobian."""
+    """``G (Bf, P, C * M)``: the fixed image's frame gradient times the increment's Jacobian."""
     ju, jv = model.jacobian(fixed.coords[:, 0], fixed.coords[:, 1])  # (Bf, P, M) each
+    if fixed.channels > 1:
+        ju, jv = ju.repeat(1, 1, fixed.channels), jv.repeat(1, 1, fixed.channels)
     return fixed.grad_u.unsqueeze(1) * ju + fixed.grad_v.unsqueeze(1) * jv
 
 
@@ -111,10 +120,12 @@ def gauss_newton_level(
     iterations: int,
     tolerance: float,
     min_overlap: float,
+    robust_c: float | None = None,
 ) -> LevelState:
     """Refine ``state.model`` on one level with inverse-compositional Gauss-Newton (see module
     docstring). ``moving`` holds the chunk's level images, ``fixed`` its fixed samples (batch 1
-    when shared).
+    when shared). ``robust_c``: Tukey's constant for robust re-weighting (``zncc``, ``mse``), or
+    ``None`` for plain least squares.
 
     Every ``CHECK_EVERY`` iterations the pairs still moving are counted (one host sync) and the
     work continues on those pairs only, so the cost follows each pair's own iteration count.
@@ -124,6 +135,8 @@ def gauss_newton_level(
     perspective = model.name == "homography"
     photometric = loss == "zncc"
     robust = loss in ("l1", "charbonnier")
+    tukey = robust_c is not None and loss in ("zncc", "mse")
+    channels = fixed.channels
     steepest = _steepest_descent(fixed, model)  # (Bf, P, M)
     # Corner motion of a step, linearised: (B, P) @ (P, 8) -> per-corner displacements.
     corner_jacobian = _corner_jacobian(model, fixed.corners).reshape(p, 8)
@@ -148,6 +161,7 @@ def gauss_newton_level(
         if moving_mask is not None:
             weight = weight * moving_mask
         overlap = weight.sum(dim=1) / work.fixed_area
+        weight = tile_channels(weight, channels)
         if photometric:
             target = values
         else:
@@ -156,10 +170,12 @@ def gauss_newton_level(
                 weight = weight / target.abs().clamp(min=_L1_EPS)
             elif loss == "charbonnier":
                 weight = weight / torch.sqrt(target * target + _CHARBONNIER_EPS**2)
+        if tukey:
+            weight = weight * _tukey_weights(values, work.intensity, weight, photometric, robust_c)
         # The motion block of the normal equations changes only through the weights (the overlap at
         # the borders), so it is refreshed every few iterations; everything else is fresh each time,
         # which keeps the fixed point exact.
-        if robust or it % CHECK_EVERY == 0:
+        if robust or tukey or it % CHECK_EVERY == 0:
             motion_hessian = products(work.steepest * weight.unsqueeze(1), work.steepest)
         if photometric:
             rows = torch.stack([weight * values, weight * work.intensity, weight], dim=1)  # (B, 3, M)
@@ -203,6 +219,19 @@ def gauss_newton_level(
                 work = work.subset(keep)
     converged_out = converged_out & (overlap_out >= min_overlap)
     return LevelState(model_out, count_out, converged_out, overlap_out)
+
+
+def _tukey_weights(
+    values: torch.Tensor, intensity: torch.Tensor, weight: torch.Tensor, photometric: bool, c: float
+) -> torch.Tensor:
+    """Robust weights ``(B, N)`` of the samples under the current alignment (:mod:`.robust`): the
+    residual after the best gain and bias (``zncc``) or the plain difference (``mse``)."""
+    if photometric:
+        gain, bias = photometric_fit(values, intensity, weight)
+        residual = values - gain.unsqueeze(1) * intensity - bias.unsqueeze(1)
+    else:
+        residual = values - intensity
+    return tukey_weights(residual, robust_scale(residual, weight), c)
 
 
 class _Working:
@@ -264,7 +293,7 @@ def adam_level(
     batch = state.model.shape[0]
     dtype, device = fixed.image.dtype, fixed.image.device
     perspective = model.name == "homography"
-    fixed_weight = torch.ones_like(fixed.image) if fixed.mask is None else fixed.mask
+    fixed_weight = torch.ones_like(fixed.image[:, :1]) if fixed.mask is None else fixed.mask
     fixed_area = fixed_weight.flatten(1).sum(dim=1).clamp(min=1.0)
     corners = corner_points(fixed)
     tol = tolerance / fixed.pixels_per_unit
@@ -286,7 +315,7 @@ def adam_level(
         weight = inside.to(dtype).reshape(batch, 1, *size) * fixed_weight
         if moving_mask is not None:
             weight = weight * moving_mask.reshape(batch, 1, *size)
-        value = loss_fn(values.reshape(batch, 1, *size), target, weight)
+        value = loss_fn(values.reshape(batch, -1, *size), target, weight)
         (grad,) = torch.autograd.grad(value.sum(), params)
         params = params.detach()
         grad = torch.nan_to_num(grad)

@@ -1,0 +1,90 @@
+"""Robust weights for dense registration: per-sample weights that give occluders and other
+outliers no say (iteratively reweighted least squares with Tukey's biweight).
+
+For a pair, the residual of each sample is what the current alignment and photometric model leave
+unexplained (for ``zncc``: the moving value minus the best gain and bias applied to the fixed value;
+for ``mse``: the plain difference). Its scale is estimated robustly, per pair, as 1.4826 times the
+median absolute residual over the overlap (consistent with the standard deviation for Gaussian
+noise, and unaffected by up to half of the samples being outliers). Tukey's biweight then gives
+each sample the weight ``(1 - (r / (c * scale))^2)^2`` inside ``|r| < c * scale`` and 0 outside:
+samples that cannot be explained by the motion get zero weight instead of pulling the estimate
+(Baker & Matthews, "Lucas-Kanade 20 Years On", part 2; see ../shared/research/round2.md).
+
+``c = TUKEY_C`` (4.685) keeps 95 % efficiency on Gaussian noise; coarser pyramid levels use a wider
+``c`` (:func:`tukey_constant`), so the weights harden coarse to fine as the alignment improves
+("annealing").
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "MIN_SCALE",
+    "TUKEY_C",
+    "agreement",
+    "photometric_fit",
+    "robust_scale",
+    "tukey_constant",
+    "tukey_weights",
+]
+
+TUKEY_C = 4.685
+# Residual scales below this (intensity units, images in [0, 1]) are noise-free matches: a tighter
+# scale would reject samples for rounding alone.
+MIN_SCALE = 2e-3
+# How much wider the Tukey window is per pyramid level above the finest.
+_ANNEAL_PER_LEVEL = 1.0
+# Samples the scale's median is taken over (robust_scale): its relative error is about 1/sqrt(n).
+_SCALE_SAMPLES = 1024
+# A sample "agrees" when its weight is at least this (|r| under about 3 robust standard deviations).
+AGREE_WEIGHT = 0.5
+
+
+def tukey_constant(level: int) -> float:
+    """Tukey's ``c`` on pyramid level ``level`` (0 = finest)."""
+    return TUKEY_C * (1.0 + _ANNEAL_PER_LEVEL * level)
+
+
+def photometric_fit(
+    values: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gain and bias ``(B,)`` of the weighted least-squares fit ``values ~ gain * reference + bias``
+    for ``values (B, N)``, ``reference (B|1, N)``, ``weight (B, N)``."""
+    total = weight.sum(dim=1).clamp(min=1e-12)
+    mean_r = (weight * reference).sum(dim=1) / total
+    mean_v = (weight * values).sum(dim=1) / total
+    centred = reference - mean_r.unsqueeze(1)
+    variance = (weight * centred * centred).sum(dim=1)
+    covariance = (weight * centred * (values - mean_v.unsqueeze(1))).sum(dim=1)
+    gain = covariance / variance.clamp(min=1e-12)
+    return gain, mean_v - gain * mean_r
+
+
+def robust_scale(residual: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """1.4826 x the median ``|residual|`` over the samples with ``weight > 0``, per pair ``(B,)``;
+    at least :data:`MIN_SCALE` (and :data:`MIN_SCALE` for a pair with no sample). The median is
+    taken over an evenly strided subset of at most ``_SCALE_SAMPLES`` samples: sorting them all
+    every iteration would cost more than the rest of the solver, and the estimate barely moves."""
+    step = max(1, residual.shape[1] // _SCALE_SAMPLES)
+    residual, weight = residual[:, ::step], weight[:, ::step]
+    valid = weight > 0
+    magnitudes = torch.where(valid, residual.abs(), torch.full_like(residual, torch.inf))
+    count = valid.sum(dim=1)
+    middle = ((count - 1).clamp(min=0) // 2).unsqueeze(1)
+    median = magnitudes.sort(dim=1).values.gather(1, middle)[:, 0]
+    median = torch.where(count > 0, median, torch.zeros_like(median))
+    return (1.4826 * median).clamp(min=MIN_SCALE)
+
+
+def tukey_weights(residual: torch.Tensor, scale: torch.Tensor, c: float = TUKEY_C) -> torch.Tensor:
+    """Tukey's biweight ``(B, N)`` of ``residual (B, N)`` at ``c * scale (B,)``."""
+    u = residual / (c * scale).unsqueeze(1)
+    return (1.0 - u * u).clamp(min=0.0) ** 2
+
+
+def agreement(robust: torch.Tensor, overlap: torch.Tensor) -> torch.Tensor:
+    """Fraction ``(B,)`` of the overlap (``overlap`` weights ``(B, N)``) whose robust weight is at
+    least :data:`AGREE_WEIGHT`: how much of what the two images share the alignment explains."""
+    agreeing = (overlap * (robust >= AGREE_WEIGHT)).sum(dim=1)
+    return agreeing / overlap.sum(dim=1).clamp(min=1e-12)

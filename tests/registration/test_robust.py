@@ -1,0 +1,197 @@
+"""Registration that holds on real photo series (issue #13): occluders, empty areas, masks done right,
+several channels, and the robust weights the result reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from registration_cases import corner_error, make_case, to_tensor
+
+from alignimate.registration import register
+from alignimate.registration.robust import (
+    MIN_SCALE,
+    agreement,
+    photometric_fit,
+    robust_scale,
+    tukey_weights,
+)
+
+MODELS = ("translation", "rigid", "similarity", "affine", "homography")
+
+
+def _errors(result, cases) -> np.ndarray:
+    size = cases[0].moving.shape[:2]
+    return np.array(
+        [corner_error(result.matrix[i].double().numpy(), c.fixed_H_moving, size) for i, c in enumerate(cases)]
+    )
+
+
+def _occlude(image: np.ndarray, rng: np.random.Generator, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Foreign rectangles of smooth random colour over about ``fraction`` of the image."""
+    h, w = image.shape[:2]
+    mask = np.zeros((h, w), bool)
+    out = image.copy()
+    while mask.mean() < fraction:
+        rh, rw = rng.integers(h // 8, h // 4), rng.integers(w // 8, w // 4)
+        y, x = rng.integers(0, h - rh), rng.integers(0, w - rw)
+        patch = rng.random((rh // 8 + 1, rw // 8 + 1, 3)).repeat(8, 0).repeat(8, 1)[:rh, :rw]
+        out[y : y + rh, x : x + rw] = patch if image.ndim == 3 else patch.mean(axis=2)
+        mask[y : y + rh, x : x + rw] = True
+    return out.astype(np.float32), mask
+
+
+def _near_truth(cases, rng: np.random.Generator, pixels: float = 3.0) -> torch.Tensor:
+    """Initial matrices a few pixels off the truth (the dense refinement's part of the problem)."""
+    inits = []
+    for c in cases:
+        jitter = np.eye(3)
+        jitter[:2, 2] = rng.uniform(-pixels, pixels, 2)
+        inits.append(jitter @ c.fixed_H_moving)
+    return torch.tensor(np.stack(inits), dtype=torch.float32)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_occluders_get_no_say(model: str) -> None:
+    rng = np.random.default_rng(3)
+    names = ("astronaut", "coffee", "camera", "chelsea")
+    cases = [
+        make_case(rng, n, (128, 128), homography=model == "homography", matrix=_motion_of(model, rng))
+        for n in names
+    ]
+    for c in cases:
+        c.fixed, _ = _occlude(c.fixed, rng, 0.2)
+    moving, fixed = to_tensor([c.moving for c in cases]), to_tensor([c.fixed for c in cases])
+    init = _near_truth(cases, rng)
+    robust = register(moving, fixed, model, init=init, grey=True)
+    plain = register(moving, fixed, model, init=init, grey=True, robust=False)
+    robust_errors, plain_errors = _errors(robust, cases), _errors(plain, cases)
+    assert np.median(robust_errors) < 0.35, robust_errors
+    assert np.median(robust_errors) < 0.5 * np.median(plain_errors), (robust_errors, plain_errors)
+
+
+def _motion_of(model: str, rng: np.random.Generator) -> np.ndarray | None:
+    """A random motion the ``model`` can express (None: make_case's own similarity or homography)."""
+    if model not in ("translation", "rigid"):
+        return None
+    angle = 0.0 if model == "translation" else rng.uniform(-0.2, 0.2)
+    c, s = np.cos(angle), np.sin(angle)
+    centre = 63.5
+    matrix = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+    matrix[:2, 2] = centre - matrix[:2, :2] @ [centre, centre] + rng.uniform(-8, 8, 2)
+    return matrix
+
+
+def test_weights_mark_the_occluder_and_agreement_counts_the_rest() -> None:
+    rng = np.random.default_rng(4)
+    case = make_case(rng, "astronaut", (128, 128))
+    case.fixed, occluded = _occlude(case.fixed, rng, 0.2)
+    result = register(*_pair(case), "similarity", init=_near_truth([case], rng), grey=True)
+    weights = result.weights[0, 0].numpy()
+    assert weights.shape == (128, 128)
+    assert weights[occluded].mean() < 0.2
+    assert weights[~occluded].mean() > 0.7
+    assert 0.6 < float(result.agreement[0]) < 0.9  # about the unoccluded share of the overlap
+
+
+def _pair(case) -> tuple[torch.Tensor, torch.Tensor]:
+    return to_tensor([case.moving]), to_tensor([case.fixed])
+
+
+def test_batch_mixing_clean_and_occluded_equals_one_at_a_time() -> None:
+    rng = np.random.default_rng(5)
+    cases = [make_case(rng, n, (96, 96)) for n in ("coffee", "camera", "clock")]
+    cases[1].fixed, _ = _occlude(cases[1].fixed, rng, 0.2)
+    moving, fixed = to_tensor([c.moving for c in cases]), to_tensor([c.fixed for c in cases])
+    together = register(moving, fixed, "similarity", grey=True)
+    for i in range(3):
+        alone = register(moving[i : i + 1], fixed[i : i + 1], "similarity", grey=True)
+        assert torch.allclose(together.matrix[i], alone.matrix[0], atol=1e-4)
+        assert torch.allclose(together.agreement[i], alone.agreement[0], atol=1e-4)
+
+
+def _with_empty_border(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    h, w = image.shape[:2]
+    valid = np.ones((h, w), bool)
+    valid[: rng.integers(h // 8, h // 4)] = False
+    valid[:, w - rng.integers(w // 8, w // 4) :] = False
+    out = image.copy()
+    out[~valid] = 0.0
+    return out, valid
+
+
+@pytest.mark.parametrize("model", ("similarity", "affine", "homography"))
+def test_empty_areas_are_ignored_without_being_told(model: str) -> None:
+    rng = np.random.default_rng(6)
+    cases = [make_case(rng, n, (128, 128), homography=model == "homography") for n in ("coffee", "astronaut")]
+    for c in cases:
+        c.fixed, _ = _with_empty_border(c.fixed, rng)
+    moving, fixed = to_tensor([c.moving for c in cases]), to_tensor([c.fixed for c in cases])
+    result = register(moving, fixed, model, grey=True)
+    assert np.median(_errors(result, cases)) < 0.1
+    told = register(moving, fixed, model, grey=True, ignore_empty=False)
+    assert np.median(_errors(told, cases)) >= np.median(_errors(result, cases))
+
+
+def test_masked_pixels_do_not_leak_into_the_result() -> None:
+    rng = np.random.default_rng(7)
+    case = make_case(rng, "astronaut", (128, 128))
+    moving, fixed = _pair(case)
+    mask = torch.ones(1, 1, 128, 128)
+    mask[..., 40:80, 30:90] = 0
+    a, b = fixed.clone(), fixed.clone()
+    a[..., 40:80, 30:90] = 0.0
+    b[..., 40:80, 30:90] = torch.rand(1, 3, 40, 60)
+    first = register(moving, a, "similarity", fixed_mask=mask, grey=True, ignore_empty=False)
+    second = register(moving, b, "similarity", fixed_mask=mask, grey=True, ignore_empty=False)
+    assert torch.allclose(first.matrix, second.matrix, atol=1e-5)
+    assert corner_error(first.matrix[0].double().numpy(), case.fixed_H_moving, (128, 128)) < 0.3
+
+
+def _blobs(points: list[tuple[float, float]], size: int = 96, sigma: float = 5.0) -> torch.Tensor:
+    """One channel per point: a Gaussian blob, ``(1, K, size, size)``."""
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    maps = [torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2)) for x, y in points]
+    return torch.stack(maps)[None].float()
+
+
+def test_every_channel_counts_and_matches_only_its_partner() -> None:
+    # Two keypoints; summed into one channel the pair is symmetric and a 180-degree turn fits too.
+    fixed = _blobs([(30.0, 48.0), (66.0, 48.0)])
+    moving = _blobs([(34.0, 50.0), (70.0, 50.0)])  # the same points shifted by (4, 2)
+    result = register(moving, fixed, "rigid", loss="mse", robust=False, ignore_empty=False)
+    shift = result.matrix[0, :2, 2].numpy()
+    assert np.allclose(shift, [-4.0, -2.0], atol=0.2), result.matrix
+    # Swapped channels: channel-wise matching must turn the pair round, not keep it.
+    swapped = register(moving.flip(1), fixed, "rigid", loss="mse", robust=False, ignore_empty=False)
+    assert swapped.matrix[0, 0, 0] < -0.9, swapped.matrix
+
+
+def test_robust_parts_against_references() -> None:
+    rng = np.random.default_rng(8)
+    residual = torch.tensor(rng.normal(0, 0.05, (3, 4000)))
+    weight = torch.ones_like(residual)
+    weight[1, :1000] = 0.0
+    scale = robust_scale(residual, weight)
+    assert torch.allclose(scale, torch.full((3,), 0.05, dtype=torch.float64), rtol=0.1)
+    assert robust_scale(torch.zeros(1, 10), torch.ones(1, 10)).item() == pytest.approx(MIN_SCALE)
+    assert robust_scale(torch.ones(1, 10), torch.zeros(1, 10)).item() == pytest.approx(MIN_SCALE)
+    w = tukey_weights(torch.tensor([[0.0, 1.0, 4.685, 10.0]]), torch.tensor([1.0]))
+    assert torch.allclose(w, torch.tensor([[1.0, (1 - 1 / 4.685**2) ** 2, 0.0, 0.0]]))
+    values = torch.tensor(rng.random((2, 50)))
+    reference = 0.7 * values + 0.1
+    gain, bias = photometric_fit(reference, values, torch.ones_like(values))
+    assert torch.allclose(gain, torch.tensor([0.7, 0.7], dtype=torch.float64))
+    assert torch.allclose(bias, torch.tensor([0.1, 0.1], dtype=torch.float64))
+    robust = torch.tensor([[1.0, 0.6, 0.2, 0.0]])
+    assert agreement(robust, torch.ones_like(robust)).item() == 0.5
+
+
+def test_robust_weights_are_differentiable() -> None:
+    residual = torch.randn(2, 6, dtype=torch.float64, requires_grad=True)
+    scale = torch.tensor([1.5, 2.0], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda r, s: tukey_weights(r, s), (residual, scale))
+    values = torch.rand(2, 8, dtype=torch.float64, requires_grad=True)
+    reference = torch.rand(2, 8, dtype=torch.float64, requires_grad=True)
+    weight = torch.rand(2, 8, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda v, r: photometric_fit(v, r, weight), (values, reference))
