@@ -8,7 +8,7 @@ Modules: ``transforms`` (matrix builders, compose, invert, transform_points), ``
 pad), ``fit`` (closed-form fits from correspondences), ``filters`` (Gaussian, box, Sobel,
 Laplacian), ``pyramid``, ``heatmaps``, ``resize``, ``color`` (colour and tensor/array conversion),
 ``losses`` (losses and metrics, one value per image), ``consensus`` (RANSAC: robust fits from
-correspondences with outliers).
+correspondences with outliers), ``features`` (keypoints, descriptors and matching).
 """
 
 from alignimate.core.color import *  # noqa: F403
@@ -16,6 +16,8 @@ from alignimate.core.color import __all__ as _color
 from alignimate.core.consensus import *  # noqa: F403
 from alignimate.core.consensus import __all__ as _consensus
 from alignimate.core.coords import denormalize_pixel_matrix, normalize_pixel_matrix, pixel_grid
+from alignimate.core.features import *  # noqa: F403
+from alignimate.core.features import __all__ as _features
 from alignimate.core.filters import *  # noqa: F403
 from alignimate.core.filters import __all__ as _filters
 from alignimate.core.fit import *  # noqa: F403
@@ -38,6 +40,7 @@ __all__ = [
     "normalize_pixel_matrix",
     "pixel_grid",
     *_color,
+    *_features,
     *_filters,
     *_fit,
     *_heatmaps,
