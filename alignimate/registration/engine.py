@@ -2,18 +2,24 @@
 
 Pipeline (all batched, on one device, no learning rate to tune):
 
-1. grey conversion and frame-aware pyramids (:mod:`.images`), as deep as keeps the fixed image's
-   shorter side >= 24 px; the finest level is lightly smoothed ([1, 2, 1] / 4, as ECC blurs).
+1. masks: the given ones, times the images' empty areas (``ignore_empty``: blocks of exact zeros);
+   optional grey conversion; frame-aware pyramids (:mod:`.images`) by normalised convolution, as
+   deep as keeps the fixed image's shorter side >= 24 px; the finest level is lightly smoothed
+   ([1, 2, 1] / 4, as ECC blurs).
 2. without ``init``: global candidates from phase correlation on a 64 px canvas (:mod:`.init`);
    each candidate is refined for a few iterations on the ~32 px level and the one with the best
-   overlap-weighted ZNCC is kept. Coarser levels are skipped (they could only lose the estimate).
+   overlap-weighted ZNCC is kept. Pairs whose best candidate scores low (occluders, partial
+   overlap) also get a candidate from matched keypoints and RANSAC (:mod:`.feature_init`), kept
+   where it scores better. Coarser levels are skipped (they could only lose the estimate).
    With ``init``: it is projected onto the model and the whole pyramid is used.
 3. coarse to fine, one solver run per level (:mod:`.solvers`) with a fresh state, the level's own
    iteration budget and per-pair convergence; levels above the finest stop at the looser
    ``_COARSE_TOLERANCE``. Affine maps and homographies start as a similarity on the coarsest level
-   and homographies continue as affine on the next one.
+   and homographies continue as affine on the next one. With ``robust`` every iteration re-weights
+   the samples by Tukey's biweight of their residual (:mod:`.robust`), so occluders get no say.
 4. pixel matrices ``fixed_H_moving`` from the frame models (:mod:`.frames`), and the final loss on
-   the finest level.
+   the finest level (robust: over the agreeing pixels, with the per-pixel weights and the agreeing
+   fraction).
 
 Solver choice: inverse-compositional Gauss-Newton is the default. In benchmarks/registration.py
 (CPU, 256 px, 32 pairs per batch) it was about 10x faster than the Adam solver and 2-4x more
@@ -37,6 +43,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from alignimate.core._checks import check_image_batch, check_matrices
 
+from .feature_init import feature_candidates
 from .frames import matrix_from_model, model_from_matrix
 from .images import Level, build_levels, level_count
 from .images import grey as grey_image
@@ -45,7 +52,7 @@ from .losses import LOSS_NAMES, ROBUST_LOSSES, candidate_scores, final_loss, los
 from .models import MODELS, MotionModel, get_model
 from .points import FITS
 from .result import RegistrationResult
-from .robust import tukey_constant
+from .robust import TUKEY_C
 from .sampling import sample_fixed
 from .solvers import GN_LOSSES, LevelState, adam_level, gauss_newton_level
 
@@ -65,6 +72,10 @@ _CPU_CHUNK_PIXELS = 1 << 18
 _COARSE_TOLERANCE = 0.05
 # Iterations for refining each initial candidate before choosing one.
 _CANDIDATE_ITERATIONS = 10
+# Pairs whose best phase-correlation candidate scores below this (overlap-scaled ZNCC after the
+# candidate refinement; clean pairs score above it, occluded and partly overlapping ones mostly
+# below) also try a feature-based candidate.
+_FEATURE_GATE = 0.9
 # Fixed-image samples per pair on the finest level (see .sampling): all pixels up to 128 x 128,
 # the best of each 2 x 2 block at 256 x 256. Fewer cost accuracy (p90 corner error +20-40 %).
 _MAX_PIXELS = 1 << 14
@@ -93,6 +104,7 @@ def register(
     robust: bool = True,
     grey: bool = False,
     ignore_empty: bool = True,
+    features: bool = True,
 ) -> RegistrationResult:
     """Register each moving image onto its fixed image; returns pixel ``fixed_H_moving`` matrices.
 
@@ -130,6 +142,9 @@ def register(
             fraction of the overlap.
         grey: convert RGB(A) images to grey (BT.601 luma; other channel counts: their mean) before
             registering; what photographs want, and three times less work than their channels.
+        features: without ``init``, also try a candidate from matched keypoints and RANSAC
+            (:mod:`.feature_init`), which holds where occluders or a partial overlap mislead phase
+            correlation; it competes with the phase-correlation candidates on the robust score.
         ignore_empty: treat areas of exactly constant zero (at least 5 x 5 pixels whose channels are
             all exactly 0: the black borders of an earlier warp or a scan) as outside the mask, in
             both images. Real content is almost never exactly 0 over a whole block, and where it is
@@ -184,6 +199,7 @@ def register(
             "min_overlap": float(min_overlap),
             "robust": bool(robust) and loss in ROBUST_LOSSES and solver == "gauss_newton",
         },
+        features=bool(features),
         moving_size=moving_size,
         fixed_size=fixed_size,
     )
@@ -277,6 +293,7 @@ class _Settings:
     options: dict
     moving_size: tuple[int, int]
     fixed_size: tuple[int, int]
+    features: bool
 
 
 def _register_chunk(
@@ -294,14 +311,18 @@ def _register_chunk(
         candidates = global_candidates(
             _canvas_view(moving_levels), _canvas_view(fixed_levels), min(settings.motion.rank, 2), CANVAS
         )
-        state = _best_candidate(
+        state, scores = _best_candidate(
             candidates,
             moving_levels[first],
             fixed_levels[first],
             schedule[first],
             min(budgets[first], _CANDIDATE_ITERATIONS),
-            {**coarse_options, "level": first},
+            coarse_options,
         )
+        if settings.features:
+            state = _with_feature_candidates(
+                state, scores, moving_levels, fixed_levels, first, settings, coarse_options
+            )
     else:
         first = n_levels
         model = model_from_matrix(init, settings.moving_size, settings.fixed_size)
@@ -313,7 +334,6 @@ def _register_chunk(
             schedule[level],
             state,
             iterations=budgets[level],
-            level=level,
             **(options if level == 0 else {**coarse_options, "max_pixels": _MAX_COARSE_PIXELS}),
         )
     perspective = settings.motion.name == "homography"
@@ -420,19 +440,68 @@ def _repeat_level(level: Level, times: int) -> Level:
 
 def _best_candidate(
     candidates: torch.Tensor, moving: Level, fixed: Level, motion: MotionModel, iterations: int, options: dict
-) -> LevelState:
+) -> tuple[LevelState, torch.Tensor]:
     """Refine every candidate ``(B, K, 3, 3)`` on one level and keep, per pair, the one that ends
-    with the best :func:`~.losses.candidate_scores`."""
+    with the best :func:`~.losses.candidate_scores`; returns its state and that score ``(B,)``."""
     batch, k = candidates.shape[:2]
     flat = _project(candidates.reshape(batch * k, 3, 3), motion).to(moving.image.dtype)
     moving_k = _repeat_level(moving, k)
     fixed_k = fixed if fixed.image.shape[0] == 1 else _repeat_level(fixed, k)
     state = _run_level(moving_k, fixed_k, motion, _fresh_state(flat), iterations=iterations, **options)
-    perspective = motion.name == "homography"
-    scores = candidate_scores(moving_k, fixed_k, state.model, perspective, options["robust"])
-    best = scores.view(batch, k).argmax(dim=1)
+    scores = candidate_scores(moving_k, fixed_k, state.model, motion.name == "homography")
+    best_scores, best = scores.view(batch, k).max(dim=1)
     pick = torch.arange(batch, device=best.device) * k + best
-    return LevelState(state.model[pick], state.iterations[pick], state.converged[pick], state.overlap[pick])
+    chosen = LevelState(state.model[pick], state.iterations[pick], state.converged[pick], state.overlap[pick])
+    return chosen, best_scores
+
+
+def _with_feature_candidates(
+    state: LevelState,
+    scores: torch.Tensor,
+    moving_levels: list[Level],
+    fixed_levels: list[Level],
+    first: int,
+    settings: _Settings,
+    coarse_options: dict,
+) -> LevelState:
+    """Give the pairs whose best phase-correlation candidate scores below ``_FEATURE_GATE`` a
+    feature-based candidate (:mod:`.feature_init`), refined and scored like the others, and keep it
+    where it scores better. Clean pairs score far above the gate, so they pay nothing for it; the
+    selection is one host sync."""
+    doubtful = (scores < _FEATURE_GATE).nonzero()[:, 0]
+    if doubtful.numel() == 0:
+        return state
+    sizes = (settings.moving_size, settings.fixed_size)
+    model, found = feature_candidates(
+        _take_level(moving_levels[0], doubtful),
+        _take_level(fixed_levels[0], doubtful),
+        settings.motion.name,
+        *sizes,
+    )
+    feature_state, feature_scores = _best_candidate(
+        model.to(state.model.dtype).unsqueeze(1),
+        _take_level(moving_levels[first], doubtful),
+        _take_level(fixed_levels[first], doubtful),
+        settings.schedule[first],
+        min(settings.budgets[first], _CANDIDATE_ITERATIONS),
+        coarse_options,
+    )
+    better = found & (feature_scores > scores[doubtful])
+    index = doubtful[better]
+    if index.numel() == 0:
+        return state
+    fields = ("model", "iterations", "converged", "overlap")
+    merged = LevelState(*(getattr(state, name).clone() for name in fields))
+    for name in fields:
+        getattr(merged, name)[index] = getattr(feature_state, name)[better]
+    return merged
+
+
+def _take_level(level: Level, index: torch.Tensor) -> Level:
+    """The pairs ``index`` of a level (a level shared by the batch stays as it is)."""
+    if level.image.shape[0] == 1:
+        return level
+    return level.with_images(level.image[index], None if level.mask is None else level.mask[index])
 
 
 def _project(model: torch.Tensor, motion: MotionModel) -> torch.Tensor:
@@ -494,11 +563,9 @@ def _run_level(
     tolerance: float,
     min_overlap: float,
     robust: bool,
-    level: int,
     max_pixels: int = _MAX_PIXELS,
 ) -> LevelState:
-    """Run ``solver`` on one level (``level``: its index, 0 = finest) for every pair, in chunks on
-    the CPU; returns the new state."""
+    """Run ``solver`` on one level for every pair, in chunks on the CPU; returns the new state."""
     if iterations == 0:
         return state
     batch = state.model.shape[0]
@@ -526,7 +593,7 @@ def _run_level(
                 iterations=iterations,
                 tolerance=tolerance,
                 min_overlap=min_overlap,
-                robust_c=tukey_constant(level) if robust else None,
+                robust_c=TUKEY_C if robust else None,
             )
         else:
             result = adam_level(

@@ -79,16 +79,17 @@ def robust_weights(
 
 
 def candidate_scores(
-    moving: Level, fixed: Level, model: torch.Tensor, perspective: bool = True, robust: bool = False
+    moving: Level, fixed: Level, model: torch.Tensor, perspective: bool = True
 ) -> torch.Tensor:
-    """Score ``(B,)`` for choosing among initial candidates: the ZNCC over the overlap (with
-    ``robust``, over its robustly weighted pixels, so an occluder does not decide), scaled down when
-    the overlap covers less than half of the fixed image (a sliver can correlate by chance)."""
+    """Score ``(B,)`` for choosing among initial candidates: the ZNCC over the overlap, scaled down
+    when the overlap covers less than half of the fixed image (a sliver can correlate by chance).
+
+    Deliberately not the robust ZNCC: re-weighting by the residuals selects, for a wrong candidate
+    too, the pixels that happen to agree, which inflates its score; an occluder lowers the right
+    candidate's plain ZNCC but leaves it well above a wrong one's."""
     warped, weight, target = _warp_onto_fixed(moving, fixed, model, perspective)
     fixed_weight = torch.ones_like(weight) if fixed.mask is None else fixed.mask.expand_as(weight)
     overlap = weight.flatten(1).sum(dim=1) / fixed_weight.flatten(1).sum(dim=1).clamp(min=1e-12)
-    if robust:
-        weight = weight * robust_weights(warped, target, weight, "zncc")
     score = zncc(warped, target, weight) * (2.0 * overlap).clamp(max=1.0)
     return torch.where(overlap > 0, score, torch.full_like(score, -2.0))
 

@@ -10,9 +10,11 @@ each sample the weight ``(1 - (r / (c * scale))^2)^2`` inside ``|r| < c * scale`
 samples that cannot be explained by the motion get zero weight instead of pulling the estimate
 (Baker & Matthews, "Lucas-Kanade 20 Years On", part 2; see ../shared/research/round2.md).
 
-``c = TUKEY_C`` (4.685) keeps 95 % efficiency on Gaussian noise; coarser pyramid levels use a wider
-``c`` (:func:`tukey_constant`), so the weights harden coarse to fine as the alignment improves
-("annealing").
+``c = TUKEY_C`` (4.685) keeps 95 % efficiency on Gaussian noise. The scale is re-estimated for every
+pair, level and iteration, so it shrinks by itself as the alignment improves. Widening ``c`` on the
+coarser levels as well ("annealing") was measured and lost accuracy on occluded pairs (the coarse
+levels are where occluders, blurred over more pixels, most need rejecting), so ``c`` is the same on
+every level (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ __all__ = [
     "agreement",
     "photometric_fit",
     "robust_scale",
-    "tukey_constant",
     "tukey_weights",
 ]
 
@@ -34,16 +35,11 @@ TUKEY_C = 4.685
 # scale would reject samples for rounding alone.
 MIN_SCALE = 2e-3
 # How much wider the Tukey window is per pyramid level above the finest.
-_ANNEAL_PER_LEVEL = 1.0
+_ANNEAL_PER_LEVEL = 0.5
 # Samples the scale's median is taken over (robust_scale): its relative error is about 1/sqrt(n).
 _SCALE_SAMPLES = 1024
 # A sample "agrees" when its weight is at least this (|r| under about 3 robust standard deviations).
 AGREE_WEIGHT = 0.5
-
-
-def tukey_constant(level: int) -> float:
-    """Tukey's ``c`` on pyramid level ``level`` (0 = finest)."""
-    return TUKEY_C * (1.0 + _ANNEAL_PER_LEVEL * level)
 
 
 def photometric_fit(

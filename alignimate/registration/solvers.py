@@ -62,6 +62,12 @@ _RIDGE = 1e-9
 # floor keeps exact matches from getting infinite weight.
 _CHARBONNIER_EPS = 1e-2
 _L1_EPS = 1e-3
+# A fitted gain below this (the contrast all but gone, or reversed) means the pair does not correlate
+# here: take no step rather than divide by it.
+_MIN_GAIN = 0.1
+# Rounds of (gain and bias fit, robust weights) per iteration: the second fit ignores the outliers
+# the first found.
+_PHOTOMETRIC_ROUNDS = 2
 
 
 @dataclass
@@ -186,8 +192,9 @@ def gauss_newton_level(
             solution = _solve(hessian, sums[:, 0], p)
             # The regression gives gain * step; a gain near 0 means "no correlation": take no step.
             gain = solution[:, p : p + 1]
+            motion_part = solution[:, :p]
             step = torch.where(
-                gain > 1e-3, solution[:, :p] / gain.clamp(min=1e-3), torch.zeros_like(solution[:, :p])
+                gain > _MIN_GAIN, motion_part / gain.clamp(min=_MIN_GAIN), torch.zeros_like(motion_part)
             )
         else:
             rhs = products((weight * target).unsqueeze(1), work.steepest)[:, 0]
@@ -225,13 +232,17 @@ def _tukey_weights(
     values: torch.Tensor, intensity: torch.Tensor, weight: torch.Tensor, photometric: bool, c: float
 ) -> torch.Tensor:
     """Robust weights ``(B, N)`` of the samples under the current alignment (:mod:`.robust`): the
-    residual after the best gain and bias (``zncc``) or the plain difference (``mse``)."""
-    if photometric:
-        gain, bias = photometric_fit(values, intensity, weight)
-        residual = values - gain.unsqueeze(1) * intensity - bias.unsqueeze(1)
-    else:
+    residual after the best gain and bias (``zncc``) or the plain difference (``mse``). The gain and
+    bias are refitted on the samples a first round keeps, so outliers do not bend them."""
+    if not photometric:
         residual = values - intensity
-    return tukey_weights(residual, robust_scale(residual, weight), c)
+        return tukey_weights(residual, robust_scale(residual, weight), c)
+    robust = torch.ones_like(values)
+    for _ in range(_PHOTOMETRIC_ROUNDS):
+        gain, bias = photometric_fit(values, intensity, weight * robust)
+        residual = values - gain.unsqueeze(1) * intensity - bias.unsqueeze(1)
+        robust = tukey_weights(residual, robust_scale(residual, weight), c)
+    return robust
 
 
 class _Working:

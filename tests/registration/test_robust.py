@@ -195,3 +195,48 @@ def test_robust_weights_are_differentiable() -> None:
     reference = torch.rand(2, 8, dtype=torch.float64, requires_grad=True)
     weight = torch.rand(2, 8, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda v, r: photometric_fit(v, r, weight), (values, reference))
+
+
+def _partial_overlap_cases(count: int) -> list:
+    """Similarities that shift the moving view by 30-45 % of the width: half the scene is shared."""
+    import cv2
+    from registration_cases import PHOTOS
+
+    rng = np.random.default_rng(21)
+    cases = []
+    for i in range(count):
+        angle, scale = rng.uniform(-10, 10), rng.uniform(0.9, 1.1)
+        matrix = np.eye(3)
+        matrix[:2] = cv2.getRotationMatrix2D((127.5, 127.5), angle, scale)
+        matrix[0, 2] += rng.uniform(0.3, 0.45) * rng.choice([-1, 1]) * 256
+        matrix[1, 2] += rng.uniform(-0.1, 0.1) * 256
+        cases.append(make_case(rng, PHOTOS[i % len(PHOTOS)], (256, 256), matrix=matrix))
+    return cases
+
+
+def test_feature_candidates_hold_where_phase_correlation_is_misled() -> None:
+    cases = _partial_overlap_cases(16)
+    moving, fixed = to_tensor([c.moving for c in cases]), to_tensor([c.fixed for c in cases])
+    with_features = _errors(register(moving, fixed, "similarity", grey=True), cases)
+    without = _errors(register(moving, fixed, "similarity", grey=True, features=False), cases)
+    assert (with_features < 2).mean() >= 0.8, with_features
+    assert (with_features < 2).sum() > (without < 2).sum(), (with_features, without)
+    # Where both succeed the features change nothing: the dense refinement decides the precision.
+    both = (with_features < 2) & (without < 2)
+    assert np.abs(with_features[both] - without[both]).max() < 0.05
+
+
+def test_feature_candidate_is_close_to_the_truth() -> None:
+    from alignimate.registration.feature_init import feature_candidates
+    from alignimate.registration.frames import matrix_from_model
+    from alignimate.registration.images import build_levels
+
+    rng = np.random.default_rng(22)
+    cases = [make_case(rng, name, (256, 256), homography=True) for name in ("astronaut", "coffee")]
+    moving, fixed = to_tensor([c.moving for c in cases]), to_tensor([c.fixed for c in cases])
+    levels = build_levels(moving, None, 1)[0], build_levels(fixed, None, 1)[0]
+    model, found = feature_candidates(*levels, "homography", (256, 256), (256, 256))
+    assert found.all()
+    matrices = matrix_from_model(model, (256, 256), (256, 256)).numpy()
+    errors = [corner_error(m, c.fixed_H_moving, (256, 256)) for m, c in zip(matrices, cases, strict=True)]
+    assert max(errors) < 1.5, errors
