@@ -29,7 +29,7 @@ SIMILARITY_LOSSES = ("zncc", "ssim", "local_zncc")
 ROBUST_LOSSES = ("zncc", "mse")
 # Re-weighting rounds for the final per-pixel weights (each refits the gain and bias on the
 # samples the previous round kept).
-_FINAL_ROUNDS = 3
+_FINAL_ROUNDS = 2
 
 
 def loss_function(name: str) -> LossFn:

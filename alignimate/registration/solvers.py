@@ -65,9 +65,6 @@ _L1_EPS = 1e-3
 # A fitted gain below this (the contrast all but gone, or reversed) means the pair does not correlate
 # here: take no step rather than divide by it.
 _MIN_GAIN = 0.1
-# Rounds of (gain and bias fit, robust weights) per iteration: the second fit ignores the outliers
-# the first found.
-_PHOTOMETRIC_ROUNDS = 2
 
 
 @dataclass
@@ -159,6 +156,7 @@ def gauss_newton_level(
     t, count, converged, overlap = model_out, count_out, converged_out, overlap_out
     active = torch.ones_like(converged)
     motion_hessian = torch.zeros(t.shape[0], p, p, dtype=dtype, device=device)
+    kept: torch.Tensor | None = None  # the robust weights of the previous iteration
     for it in range(iterations):
         values, inside, moving_mask = sample_moving(work.moving, t, work.coords, perspective)
         weight = inside.to(dtype)
@@ -177,7 +175,8 @@ def gauss_newton_level(
             elif loss == "charbonnier":
                 weight = weight / torch.sqrt(target * target + _CHARBONNIER_EPS**2)
         if tukey:
-            weight = weight * _tukey_weights(values, work.intensity, weight, photometric, robust_c)
+            kept = _tukey_weights(values, work.intensity, weight, kept, photometric, robust_c)
+            weight = weight * kept
         # The motion block of the normal equations changes only through the weights (the overlap at
         # the borders), so it is refreshed every few iterations; everything else is fresh each time,
         # which keeps the fixed point exact.
@@ -223,22 +222,30 @@ def gauss_newton_level(
             if keep.numel() < ids.numel():
                 ids, t, count, converged = ids[keep], t[keep], count[keep], converged[keep]
                 overlap, active, motion_hessian = overlap[keep], active[keep], motion_hessian[keep]
+                kept = None if kept is None else kept[keep]
                 work = work.subset(keep)
     converged_out = converged_out & (overlap_out >= min_overlap)
     return LevelState(model_out, count_out, converged_out, overlap_out)
 
 
 def _tukey_weights(
-    values: torch.Tensor, intensity: torch.Tensor, weight: torch.Tensor, photometric: bool, c: float
+    values: torch.Tensor,
+    intensity: torch.Tensor,
+    weight: torch.Tensor,
+    previous: torch.Tensor | None,
+    photometric: bool,
+    c: float,
 ) -> torch.Tensor:
     """Robust weights ``(B, N)`` of the samples under the current alignment (:mod:`.robust`): the
     residual after the best gain and bias (``zncc``) or the plain difference (``mse``). The gain and
-    bias are refitted on the samples a first round keeps, so outliers do not bend them."""
+    bias are fitted on the samples the ``previous`` iteration kept (on the level's first iteration,
+    on a first round of this one), so outliers do not bend them."""
     if not photometric:
         residual = values - intensity
         return tukey_weights(residual, robust_scale(residual, weight), c)
-    robust = torch.ones_like(values)
-    for _ in range(_PHOTOMETRIC_ROUNDS):
+    rounds = [previous] if previous is not None else [torch.ones_like(values), None]
+    robust = rounds[0]
+    for _ in rounds:
         gain, bias = photometric_fit(values, intensity, weight * robust)
         residual = values - gain.unsqueeze(1) * intensity - bias.unsqueeze(1)
         robust = tukey_weights(residual, robust_scale(residual, weight), c)

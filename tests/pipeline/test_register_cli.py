@@ -236,22 +236,45 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path: Path, monkeypatch
 
 
 @pytest.mark.parametrize(
-    ("loss_name", "converged", "loss", "expected"),
+    ("loss_name", "converged", "loss", "agreement", "expected"),
     [
-        ("zncc", True, 0.004, None),
-        ("zncc", False, 0.03, "kept: not fully converged"),
-        ("zncc", True, 0.65, "registration looks wrong"),
-        ("zncc", False, 1.0, "registration looks wrong"),
-        ("mse", False, 0.001, "registration did not converge"),
-        ("mse", True, 0.5, None),
+        ("zncc", True, 0.004, None, None),
+        ("zncc", False, 0.03, None, "kept: not fully converged"),
+        ("zncc", True, 0.65, None, "registration looks wrong"),
+        ("zncc", False, 1.0, None, "registration looks wrong"),
+        ("mse", False, 0.001, None, "registration did not converge"),
+        ("mse", True, 0.5, None, None),
+        ("zncc", True, 0.004, 0.8, None),
+        ("zncc", True, 0.004, 0.3, "only 30% of the photo agrees"),
     ],
 )
-def test_registration_verdict(loss_name: str, converged: bool, loss: float, expected: str | None) -> None:
-    verdict = register_folder.registration_verdict(loss_name, converged, loss)
+def test_registration_verdict(
+    loss_name: str, converged: bool, loss: float, agreement: float | None, expected: str | None
+) -> None:
+    verdict = register_folder.registration_verdict(loss_name, converged, loss, agreement)
     if expected is None:
         assert verdict is None
     else:
         assert verdict.startswith(expected)
+
+
+def test_a_mostly_occluded_photo_is_reported_not_silently_misaligned(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("scene_00.jpg", "scene_01.jpg", "scene_02.jpg"):
+        shutil.copy(SCENES / name, folder / name)
+    covered = np.asarray(Image.open(folder / "scene_02.jpg")).copy()
+    h, w = covered.shape[:2]
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 256, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
+    covered[: int(h * 0.85)] = blocks.repeat(16, 0).repeat(16, 1)[: int(h * 0.85), :w]
+    Image.fromarray(covered).save(folder / "scene_02.jpg", quality=95)
+    result = register_folder.align_folder(folder, tmp_path / "out", reference="first")
+    records = result.run.by_name()
+    assert records["scene_01.jpg"].status == "aligned"
+    assert records["scene_01.jpg"].extra["agreement"] > 0.8
+    assert records["scene_02.jpg"].status == "skipped", records["scene_02.jpg"]
+    assert "agrees" in records["scene_02.jpg"].reason or "looks wrong" in records["scene_02.jpg"].reason
 
 
 def test_similarity_on_tilted_shots_keeps_them_with_a_note(tmp_path: Path) -> None:
