@@ -120,10 +120,13 @@ def _with_empty_border(image: np.ndarray, rng: np.random.Generator) -> tuple[np.
     return out, valid
 
 
-@pytest.mark.parametrize("model", ("similarity", "affine", "homography"))
+@pytest.mark.parametrize("model", MODELS)
 def test_empty_areas_are_ignored_without_being_told(model: str) -> None:
     rng = np.random.default_rng(6)
-    cases = [make_case(rng, n, (128, 128), homography=model == "homography") for n in ("coffee", "astronaut")]
+    cases = [
+        make_case(rng, n, (128, 128), homography=model == "homography", matrix=_motion_of(model, rng))
+        for n in ("coffee", "astronaut")
+    ]
     for c in cases:
         c.fixed, _ = _with_empty_border(c.fixed, rng)
     moving, fixed = to_tensor([c.moving for c in cases]), to_tensor([c.fixed for c in cases])
