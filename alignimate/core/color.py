@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from alignimate.core._checks import check_image_batch
+from alignimate.core.checks import check_image_batch
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage

@@ -42,7 +42,7 @@ from typing import Literal
 
 import torch
 
-from alignimate.core._checks import check_points
+from alignimate.core.checks import check_points
 from alignimate.core.fit import (
     estimate_affine,
     estimate_homography,

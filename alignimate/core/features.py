@@ -46,7 +46,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
 
-from alignimate.core._checks import check_image_batch
+from alignimate.core.checks import check_image_batch
 from alignimate.core.coords import normalize_pixel_matrix
 from alignimate.core.filters import gaussian_blur2d
 

@@ -53,7 +53,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
 
-from alignimate.core._checks import check_image_batch
+from alignimate.core.checks import check_image_batch
 
 __all__ = [
     "BORDER_TYPES",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from alignimate.core._checks import check_points
+from alignimate.core.checks import check_points
 from alignimate.core.transforms import (
     _affine_from_entries,
     _broadcast_point_sets,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from alignimate.core._checks import check_points
+from alignimate.core.checks import check_points
 
 __all__ = ["HEATMAP_NORMALIZATIONS", "keypoint_heatmaps"]
 

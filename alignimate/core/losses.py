@@ -30,7 +30,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from alignimate.core._checks import check_image_batch
+from alignimate.core.checks import check_image_batch
 from alignimate.core.filters import (
     _canonical_border,
     _filter_valid,

@@ -31,7 +31,7 @@ import functools
 
 import torch
 
-from alignimate.core._checks import check_image_batch
+from alignimate.core.checks import check_image_batch
 from alignimate.core.filters import _canonical_border, _const, _pad_axis, _separable_shared
 
 __all__ = ["PYRAMID_MODES", "build_pyramid", "pyramid_depth", "pyramid_level_matrix", "pyrdown", "pyrup"]

@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
 
-from alignimate.core._checks import check_image_batch
+from alignimate.core.checks import check_image_batch
 
 __all__ = ["RESIZE_MODES", "fit_size", "rescale", "resize", "resize_to_fit", "scaled_size"]
 

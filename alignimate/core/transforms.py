@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from alignimate.core._checks import check_matrices, check_points
+from alignimate.core.checks import check_matrices, check_points
 
 __all__ = [
     "affine_matrix",

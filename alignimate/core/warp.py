@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
 
-from alignimate.core._checks import check_image_batch, check_matrices
+from alignimate.core.checks import check_image_batch, check_matrices
 from alignimate.core.coords import normalize_pixel_matrix
 from alignimate.core.transforms import _broadcast_batch, _check_size, _safe_denominator, invert, to_3x3
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from alignimate.core._checks import check_matrices
+from alignimate.core.checks import check_matrices
 
 __all__ = ["CropBox", "common_crop", "coverage_mask", "largest_rectangle"]
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from alignimate.core._checks import check_image_batch, check_matrices
+from alignimate.core.checks import check_image_batch, check_matrices
 
 from .feature_init import feature_candidates
 from .frames import matrix_from_model, model_from_matrix

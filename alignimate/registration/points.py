@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from alignimate.core._checks import check_points
+from alignimate.core.checks import check_points
 from alignimate.core.fit import (
     estimate_affine,
     estimate_homography,

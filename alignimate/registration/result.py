@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from alignimate.core._checks import check_image_batch
+from alignimate.core.checks import check_image_batch
 from alignimate.core.transforms import compose, invert, scale_matrix_for_resize
 from alignimate.core.warp import warp_perspective
 

@@ -1,9 +1,12 @@
-"""Argument checks shared by the core. They raise ``ValueError`` with the argument's name and
-the shape that was expected, and never synchronise with the device."""
+"""Argument checks for batched tensors, used by the core and by the layers above it (the engine,
+the pipeline). They raise ``TypeError``/``ValueError`` with the argument's name and the shape that
+was expected, and never synchronise with the device. Shapes: docs/conventions.md."""
 
 from __future__ import annotations
 
 import torch
+
+__all__ = ["check_image_batch", "check_matrices", "check_points"]
 
 
 def check_image_batch(x: torch.Tensor, name: str = "images") -> None:
