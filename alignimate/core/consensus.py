@@ -393,8 +393,8 @@ def _squared_errors(
     """``(B, H, N)`` squared reprojection errors ``|dst - M(src)|^2`` of ``matrices`` ``(B, H, 3, 3)``
     on the points ``(B, N, 2)``. Non-finite matrices give NaN or inf errors, which the callers treat
     as outliers."""
-    # One batched (3, 3) @ (3, N) product per hypothesis: about twice as fast on a CPU as nine
-    # broadcast multiply-adds over (B, H, N).
+    # One batched (3, 3) @ (3, N) product per hypothesis: faster on a CPU than nine broadcast
+    # multiply-adds over (B, H, N) (docs/benchmarks.md, design measurements).
     homogeneous = torch.cat([src, torch.ones_like(src[..., :1])], dim=-1).transpose(1, 2).unsqueeze(1)
     mapped = torch.matmul(matrices, homogeneous)  # (B, H, 3, N)
     u, v = mapped[:, :, 0], mapped[:, :, 1]

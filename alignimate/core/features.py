@@ -14,7 +14,8 @@ with fewer keypoints is padded with invalid slots (``valid`` False, point ``(0, 
 Matching returns one candidate per keypoint of the first set plus a validity mask. Nothing loops over
 images or keypoints in Python (only over octaves and orientation bins), and nothing waits for the device
 except ``torch.topk``. On the CPU, where reading a value costs nothing, orientation, description and
-matching skip the trailing invalid slots (natural 256 px photos fill about half of 512).
+matching skip the trailing invalid slots (natural photos leave many empty: docs/benchmarks.md, design
+measurements).
 
 Scale space. Octave ``o`` is sampled every ``2^o`` full-resolution pixels with a *centred* 2x2 decimation,
 so octave pixel ``x_o`` is full-resolution position ``(x_o + 0.5) 2^o - 0.5`` (the ``"centered"`` map of
@@ -30,10 +31,9 @@ side by side in a single *atlas* image; each keypoint reads the coarsest octave 
 its scale (as SIFT reads the Gaussian image of its scale), with its coordinates clamped to that octave's
 pixel centres, which replicates the octave's border and keeps neighbouring tiles apart.
 
-Speed (one CPU thread, a batch of 8 photos of 256 x 256, ~150 keypoints each): detection ~55 ms,
-orientation ~17 ms, description ~30 ms, matching against another batch ~6 ms. Fresh memory is the main
-cost on CPU, so full-size temporaries are kept few, and ``torch.where``/masked fills on large tensors (20-40x
-slower than arithmetic on CPU) are avoided in the hot paths.
+Speed (timings of each step: docs/benchmarks.md, design measurements). Fresh memory is the main cost on
+CPU, so full-size temporaries are kept few, and ``torch.where``/masked fills on large tensors (much slower
+than arithmetic on CPU) are avoided in the hot paths.
 """
 
 from __future__ import annotations
@@ -162,8 +162,8 @@ def detect_keypoints(
             leave at least 3 pixels inside the border margin).
         scales_per_octave: DoG layers searched per octave (``s``).
         sigma: base scale of the scale space in octave pixels (Lowe's 1.6); the smallest keypoint scale.
-            Smaller values find more, less distinctive keypoints (1.2: ~1.5x as many matches, a lower share
-            of them correct on fine texture).
+            Smaller values find more, less distinctive keypoints (more matches, a lower share of them
+            correct on fine texture; docs/benchmarks.md, design measurements).
         threshold: minimum refined ``|DoG|`` (for ``[0, 1]`` images; OpenCV's SIFT uses 0.04 / 3 = 0.013).
         edge_ratio: maximum ratio of principal curvatures (Lowe's ``r``).
         border: keypoints lie at least this many full-resolution pixels (and at least 1 octave pixel) from
@@ -171,8 +171,9 @@ def detect_keypoints(
             image is extended by replicating its border.
         upsample: also search an octave at twice the resolution (Lowe's "octave -1", as OpenCV's SIFT does;
             the input is upsampled bilinearly and assumed to carry 1 pixel of blur there), with scales from
-            ``sigma / 2``. For small images: on 256 px photos it finds about 3x as many keypoints and
-            correct matches, at about 3.5x the detection time.
+            ``sigma / 2``. For small images: on 256 px photos it finds several times as many keypoints
+            and correct matches, at several times the detection time (docs/benchmarks.md, design
+            measurements).
 
     Returns:
         :class:`Keypoints`: ``points (B, K, 2)``, ``scales``, ``responses`` and ``valid``, each ``(B, K)``.
@@ -289,7 +290,8 @@ def _octave_keypoints(
     h, w = dog.shape[-2:]
     strength = dog.abs()
     # Only the window that can hold candidates (margin inside the edges) and its 1-pixel ring are filtered;
-    # the separable 3x3x3 maximum is ~5x faster on CPU than max_pool3d.
+    # a separable 3x3x3 maximum, as max_pool3d is much slower on the CPU (docs/benchmarks.md, design
+    # measurements).
     window = strength[..., margin - 1 : h - margin + 1, margin - 1 : w - margin + 1]
     peak = _max3(_max3(_max3(window, 1), 2), 3)
     centre = window[:, 1:-1, 1:-1, 1:-1]
@@ -424,8 +426,9 @@ def _sampling_grid(
     points = keypoints.points.to(dtype)
     scales = keypoints.scales.to(dtype)
     # The coarsest octave whose blur (_ATLAS_SIGMA octave pixels) does not exceed the keypoint's scale, as in
-    # SIFT: samples 0.75 scale apart then fall 1.2 to 2.4 octave pixels apart (measured: choosing the
-    # nearest octave on a log axis instead blurs too much and loses up to half the matches on fine texture).
+    # SIFT: samples 0.75 scale apart then fall 1.2 to 2.4 octave pixels apart (choosing the nearest octave
+    # on a log axis instead blurs too much and loses matches on fine texture: docs/benchmarks.md, design
+    # measurements).
     octave = torch.floor(torch.log2(scales.clamp_min(1e-6) / _ATLAS_SIGMA)).clamp(0, atlas.octaves - 1).long()
     factor = torch.exp2(octave.to(dtype))
     # Pixel -> normalised coordinates of the atlas (docs/conventions.md), as x' = ax x + bx, y' = ay y + by.
@@ -478,7 +481,8 @@ def _polar(gu: torch.Tensor, gv: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
     A tiny offset on ``gu`` (``16 sqrt(tiny)`` of the dtype, whose square is still a normal number) keeps
     the norm and ``atan2`` differentiable with finite derivatives where the gradient is exactly zero (flat
-    or border-replicated areas), where they would be 0/0; ``torch.where`` guards cost 40x more on CPU.
+    or border-replicated areas), where they would be 0/0; ``torch.where`` guards cost far more on CPU
+    (docs/benchmarks.md, design measurements).
     """
     gu = gu + 16.0 * math.sqrt(torch.finfo(gu.dtype).tiny)
     return torch.hypot(gu, gv), torch.atan2(-gv, gu)
@@ -753,7 +757,7 @@ def _mutual_ratio_matches(
     """Nearest column ``(B, K1)`` of every row and whether it is a valid, mutual, ratio-passing match."""
     distance = torch.cdist(desc1, desc2)
     # Invalid rows and columns are moved to infinity by adding broadcast penalties (a masked fill of the
-    # whole matrix is ~20x slower on CPU).
+    # whole matrix is much slower on CPU: docs/benchmarks.md, design measurements).
     penalty1 = torch.where(valid1, 0.0, math.inf).to(distance.dtype).unsqueeze(2)
     penalty2 = torch.where(valid2, 0.0, math.inf).to(distance.dtype).unsqueeze(1)
     distance = distance + penalty1 + penalty2
@@ -812,7 +816,8 @@ def _active_slots(valid: torch.Tensor) -> int:
     """How many leading slots orientation, description and matching must compute: all of them on an
     accelerator (counting would synchronise with it); on the CPU, where reading a value is free, those up
     to the last valid one, at least 1 (so that descriptors stay connected to the autograd graph). Detected
-    keypoints are sorted valid first, and natural 256 px images fill about half of 512 slots."""
+    keypoints are sorted valid first, and natural images leave many slots empty (docs/benchmarks.md,
+    design measurements)."""
     count = valid.shape[1]
     if valid.device.type != "cpu" or valid.numel() == 0:
         return count

@@ -27,8 +27,8 @@ Conventions (see docs/conventions.md):
   Reflections wider than the image repeat the way OpenCV's ``borderInterpolate`` does, so tiny images
   (even 1 pixel) work with any kernel.
 
-Speed. A single-channel ``conv2d`` on ``(B*C, 1, H, W)`` takes PyTorch's slow im2col path on CPU (several
-ms per 256x256 image), and slicing-and-adding taps costs one memory pass per tap. For float32 on CPU
+Speed. A single-channel ``conv2d`` on ``(B*C, 1, H, W)`` takes PyTorch's slow im2col path on CPU
+(docs/benchmarks.md), and slicing-and-adding taps costs one memory pass per tap. For float32 on CPU
 (oneDNN) a separable filter with one kernel for the batch works on chunks of ``(H, W)`` planes (about 6 MB
 per thread), so that each chunk's padded copy and both passes stay in the CPU caches and the allocator
 recycles their memory (fresh pages for whole-batch temporaries cost more than the filtering itself). Per
@@ -258,8 +258,9 @@ def _pad2d(x: torch.Tensor, pads: tuple[int, int, int, int], border: str) -> tor
 # ----------------------------------------------------------------------------------------------------
 
 # Input bytes per chunk of planes and per thread on the oneDNN path (see the module docstring): a batch of 8
-# RGB 256x256 images is one chunk. Smaller chunks pay the fixed, serial cost of each call (~0.1 ms) too
-# often and copy their results once more; larger ones spill out of the caches.
+# RGB 256x256 images is one chunk. Smaller chunks pay the fixed, serial cost of each call (its size:
+# docs/benchmarks.md, design measurements) too often and copy their results once more; larger ones spill
+# out of the caches.
 _CHUNK_BYTES = 6 << 20
 
 # Phases of the horizontal polyphase pass: 8 float32 lanes, one AVX2 register.

@@ -300,7 +300,8 @@ def _local_moments(
 
 # Bytes of stacked moments (5 or 6 per channel) per chunk of images and per thread on the CPU: the filtering
 # and the element-wise SSIM arithmetic of a chunk stay in the CPU caches instead of streaming whole-batch
-# temporaries through memory (about 4x faster for batches of 256x256 RGB images).
+# temporaries through memory (much faster for batches of 256x256 RGB images: docs/benchmarks.md, design
+# measurements).
 _CHUNK_BYTES = 4 << 20
 
 

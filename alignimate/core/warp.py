@@ -241,7 +241,8 @@ def _warp(
     gs_padding = "zeros" if padding_mode == "constant" else padding_mode
     out_batch = _broadcast_batch(batch, mbatch)
     # A batch of 1 on either side is broadcast with stride-0 views; grid_sample reads them as they are
-    # (measured: folding the batch into channels instead is 3-4x slower on CPU).
+    # (folding the batch into channels instead is several times slower on CPU: docs/benchmarks.md,
+    # design measurements).
     warped = F.grid_sample(
         source.expand(out_batch, -1, -1, -1),
         grid.expand(out_batch, -1, -1, -1),
@@ -278,7 +279,8 @@ def _map_pixel_centres(rows: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -
 
     Written in its separable form, a per-column term plus a per-row term added with broadcasting: the
     same result as a matmul against a ``(h * w, 3)`` pixel grid, but no grid is allocated and the
-    output is written in a single pass (4-7x faster than the matmul on CPU)."""
+    output is written in a single pass (several times faster than the matmul on CPU:
+    docs/benchmarks.md, design measurements)."""
     per_column = xs[None, None, :, None] * rows[:, None, None, :, 0]  # (B, 1, w, k)
     per_row = ys[None, :, None, None] * rows[:, None, None, :, 1] + rows[:, None, None, :, 2]  # (B, h, 1, k)
     return per_row + per_column

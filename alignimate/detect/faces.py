@@ -1,10 +1,11 @@
 """Faces with 5 landmarks from facenet-pytorch's MTCNN (its weights ship in the wheel: works offline).
 
 Photos are shrunk to a working copy whose long side is ``working_size`` pixels before detection
-(a full 12 MP photo takes 4-6 s on one CPU core), boxes and landmarks are mapped back to the
-original photo, and each face is then re-detected on a small full-resolution crop around it
-(``refine``), which restores full-resolution landmark accuracy for small faces. Photos of equal
-working size are batched together (MTCNN needs equal sizes within a batch).
+(a full 12 MP photo takes seconds on one CPU core: docs/benchmarks.md, design measurements), boxes
+and landmarks are mapped back to the original photo, and each face is then re-detected on a small
+full-resolution crop around it (``refine``), which restores full-resolution landmark accuracy for
+small faces. Photos of equal working size are batched together (MTCNN needs equal sizes within a
+batch).
 """
 
 from __future__ import annotations
@@ -30,11 +31,10 @@ __all__ = ["DEFAULT_FACE_WORKING_SIZE", "FACE_LANDMARKS", "FaceDetector"]
 # MTCNN's landmark order. "left" is the image left in an upright photo (the subject's right eye).
 FACE_LANDMARKS: tuple[str, ...] = ("eye_left", "eye_right", "nose", "mouth_left", "mouth_right")
 
-# Long side of the working copy. Measured on one core of a shared 2-core CPU, 4000x3000 photos made
-# from the 14 sample faces (face ~500 px, and ~90-130 px wide), with refinement: 960 px finds every
-# face of both sizes in 0.2-0.3 s per photo (landmarks within 6 % of the eye distance of the truth,
-# as at full resolution, which takes 4-6 s); 640 px misses 1 of the 14 small faces, 480 px 12 of 14.
-# 960 px finds faces down to about 2 % of the photo's long side (MTCNN's 20 px smallest face).
+# Long side of the working copy. With refinement, 960 px finds every sample face, large or small, in
+# a fraction of the time a full-resolution detection takes, with landmarks as accurate as there;
+# smaller working sizes miss small faces (docs/benchmarks.md, design measurements). 960 px finds
+# faces down to about 2 % of the photo's long side (MTCNN's 20 px smallest face).
 DEFAULT_FACE_WORKING_SIZE = 960
 
 # Refinement crops: _REFINE_CROP px square, the face box a half of it.
@@ -205,8 +205,8 @@ class FaceDetector:
     def _refine(self, originals: list[np.ndarray], faces_per_image: list[list[Instance]]) -> None:
         """Re-detect every face on a full-resolution crop around it and keep the re-detection that
         overlaps it most: landmarks found on a reduced copy are off by several percent of the eye
-        distance when the face there is only 20-40 px wide (14 % at 960 px for 90-130 px faces in a
-        12 MP photo, 6 % after refinement)."""
+        distance when the face there is only 20-40 px wide, and refinement brings that error down
+        (docs/benchmarks.md, design measurements)."""
         jobs = [
             (img, faces, j)
             for img, faces in zip(originals, faces_per_image, strict=True)

@@ -141,7 +141,8 @@ _REGISTRY: dict[str, ModelInfo] | None = None
 def _registry() -> dict[str, ModelInfo]:
     global _REGISTRY
     if _REGISTRY is None:
-        # Built on first use: importing torchvision's detection module costs about a second.
+        # Built on first use: importing torchvision's detection module is slow (docs/benchmarks.md,
+        # design measurements).
         _REGISTRY = _build_registry()
     return _REGISTRY
 

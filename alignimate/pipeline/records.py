@@ -117,11 +117,11 @@ class Checkpoint:
     """The checkpoint file of a run in progress: the whole run, rewritten as photos get done.
 
     Each write holds every photo's record, so writing after every photo would make a long run
-    quadratic (measured: 18 ms to write a 100-photo run, i.e. about 3 minutes of writes over a run of
-    1000). :meth:`update` therefore writes at most every ``interval_s`` seconds and otherwise keeps
-    the newest state pending; the run calls :meth:`flush` when it stops for any reason (an error,
-    Ctrl-C), so a resumed run redoes nothing that was finished. Only a hard kill loses the pending
-    state: at most ``interval_s`` seconds of work, redone on the next run.
+    quadratic (what one write costs: docs/benchmarks.md, design measurements). :meth:`update`
+    therefore writes at most every ``interval_s`` seconds and otherwise keeps the newest state
+    pending; the run calls :meth:`flush` when it stops for any reason (an error, Ctrl-C), so a
+    resumed run redoes nothing that was finished. Only a hard kill loses the pending state: at most
+    ``interval_s`` seconds of work, redone on the next run.
     """
 
     def __init__(self, path: Path, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:

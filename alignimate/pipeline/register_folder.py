@@ -222,11 +222,12 @@ def registration_verdict(
     loss (which robust registrations take over the agreeing pixels only).
 
     With ``zncc`` (1 - correlation, the default for photos) the loss itself says whether the
-    alignment is right: correct pairs score about 0.01, wrong ones (a mirror-image match, noise,
-    no overlap) 0.6 to 1. So a pair is kept when its loss is at most :data:`MAX_ZNCC_LOSS`, even if
-    it ran out of iterations just short of the tolerance (common when the model cannot fit the
-    photo exactly, e.g. a similarity on a tilted shot), and skipped above it even if it converged.
-    Other losses have no such absolute scale; there a pair must converge."""
+    alignment is right: correct pairs score near 0, wrong ones (a mirror-image match, noise, no
+    overlap) far higher (observed values: docs/benchmarks.md, design measurements). So a pair is
+    kept when its loss is at most :data:`MAX_ZNCC_LOSS`, even if it ran out of iterations just
+    short of the tolerance (common when the model cannot fit the photo exactly, e.g. a similarity
+    on a tilted shot), and skipped above it even if it converged. Other losses have no such
+    absolute scale; there a pair must converge."""
     if agreement is not None and agreement < MIN_AGREEMENT:
         return (
             f"only {agreement:.0%} of the photo agrees with the reference (mostly occluded, or another "

@@ -11,7 +11,7 @@ Tiles the photo covers completely (all of them with the common crop) take a lean
 mask, no background, the rounding offset folded into the source, and a numpy-built sampling grid fed
 straight to ``grid_sample``. A pure integer translation (the reference photo) is a plain copy. The
 result equals warping the whole float photo at once and rounding, up to float rounding (at most one
-grey level, on well under 0.1 % of the values).
+grey level, on a tiny share of the values: docs/benchmarks.md, design measurements).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ BACKGROUNDS = ("black", "white", "blur", "transparent")
 # nothing at low resolution, and a 12 MP frame would otherwise cost a very large filter.
 _BLUR_FACTOR = 8
 # Output tile (h, w): large enough that per-tile Python overhead is small, small enough that a tile's
-# float band, sampling grid and result (about 5 MB together) stay cache-friendly. Measured on 12 MP
-# frames: 128 x 1024 is as fast as any other size tried (64 to 256 rows, 512 to 2048 columns).
+# float band, sampling grid and result (about 5 MB together) stay cache-friendly. Chosen by timing
+# other tile sizes on 12 MP frames, none faster (docs/benchmarks.md, design measurements).
 _TILE_HW = (128, 1024)
 # Extra source pixels kept around a tile's band: float32 sample coordinates may land a hair outside
 # the exact band, and a tap there must still read the photo, not the zero padding.
@@ -140,7 +140,8 @@ class _Photo:
     Internally both are handled as an ``(H, W, 3)`` numpy view (no copy): torch planes from
     :func:`alignimate.io.planes.read_image_planes` are interleaved in memory (the JPEG decoder's
     layout), and frames are made interleaved too, because the renderer's band conversions and its
-    rounding store are fastest on interleaved pixels (measured: a planar store costs 1.6x more)."""
+    rounding store are fastest on interleaved pixels (a planar store costs more: docs/benchmarks.md,
+    design measurements)."""
 
     def __init__(self, pixels: np.ndarray | torch.Tensor) -> None:
         self.planar = isinstance(pixels, torch.Tensor)
@@ -287,9 +288,10 @@ class _Frame:
     def warp_covered(self, window: _Window, y0: int, x0: int, size: tuple[int, int]) -> torch.Tensor:
         """``(C, h, w)`` warped tile plus 0.5, for a tile whose samples all lie inside the photo.
 
-        The hot path of a frame. On the CPU the sampling grid is built with numpy: 3-4x faster than
-        the general grid (its per-pixel (x, y) pairs are written as rows of ``2 w`` values) and free of
-        torch's intra-op threads, which only cost time when several frames render at once."""
+        The hot path of a frame. On the CPU the sampling grid is built with numpy: several times
+        faster than the general grid (docs/benchmarks.md, design measurements; its per-pixel (x, y)
+        pairs are written as rows of ``2 w`` values) and free of torch's intra-op threads, which only
+        cost time when several frames render at once."""
         # +0.5 folded into the source is exact (the weights sum to one and no tap is padding), so
         # truncating the result to uint8 rounds it.
         band = self.band(window, 0.5)
@@ -394,7 +396,8 @@ def _inside_grid(
     if affine:
         m = band_norm_H_tile / band_norm_H_tile[2, 2]
         # Each coordinate is an outer sum (per row + per column), written into its half of the
-        # interleaved grid: 3x faster than one sum over (x, y) pairs, whose inner loop is 2 long.
+        # interleaved grid: much faster than one sum over (x, y) pairs, whose inner loop is 2 long
+        # (docs/benchmarks.md, design measurements).
         grid = np.empty((h, w, 2), np.float32)
         for k in range(2):
             per_row = (ys * m[k, 1] + m[k, 2]).astype(np.float32)
@@ -415,7 +418,7 @@ def _store_rounded(values: torch.Tensor, out: np.ndarray) -> None:
     """Store a ``(C, h, w)`` float tile, already offset by 0.5 and inside [0, 256), into ``out``
     ``(h, w, C)`` uint8: the cast truncates, which rounds the offset values."""
     planes = values.cpu().numpy()
-    # One contiguous plane at a time into the interleaved output: about 3x faster than one
-    # transposing copy of the whole tile.
+    # One contiguous plane at a time into the interleaved output: much faster than one transposing
+    # copy of the whole tile (docs/benchmarks.md, design measurements).
     for channel, plane in enumerate(planes):
         np.copyto(out[..., channel], plane, casting="unsafe")

@@ -21,11 +21,10 @@ Pipeline (all batched, on one device, no learning rate to tune):
    the finest level (robust: over the agreeing pixels, with the per-pixel weights and the agreeing
    fraction).
 
-Solver choice: inverse-compositional Gauss-Newton is the default. In benchmarks/registration.py
-(CPU, 256 px, 32 pairs per batch) it was about 10x faster than the Adam solver and 2-4x more
-precise (median corner error 0.02 px vs 0.07 px for similarities), with equal or better success,
-and it needs no step size. Adam remains for the losses Gauss-Newton cannot express (``ssim``,
-``local_zncc``).
+Solver choice: inverse-compositional Gauss-Newton is the default. In benchmarks/registration.py it
+was much faster than the Adam solver and more precise, with equal or better success (figures:
+docs/benchmarks.md, design measurements), and it needs no step size. Adam remains for the losses
+Gauss-Newton cannot express (``ssim``, ``local_zncc``).
 
 On the CPU, chunks of pairs go through the pipeline together (about a million pixels at full
 resolution, 16 pairs per solver run) so their arrays stay in cache; on other devices the whole
@@ -64,8 +63,8 @@ SOLVERS = ("gauss_newton", "adam")
 DEFAULT_ITERATIONS = {"gauss_newton": (30,), "adam": (100, 60, 40)}
 # Pixels per chunk on the CPU: whole pipeline (16 pairs of 512 x 384, the CLI's working size) and per
 # solver run (16 pairs of 16384 samples). Chunks keep the arrays in the cache; many small chunks cost
-# Python time per iteration instead (at 512 x 384, 1 << 20 made chunks of 5 pairs and was 15-25 %
-# slower; at 256 x 256 the two sizes are equally fast).
+# Python time per iteration instead (a smaller pipeline chunk was slower at 512 x 384 and no faster
+# at 256 x 256: docs/benchmarks.md, design measurements).
 _CPU_BATCH_PIXELS = 1 << 22
 _CPU_CHUNK_PIXELS = 1 << 18
 # Levels above the finest only need to land well inside the next level's basin.
@@ -77,10 +76,11 @@ _CANDIDATE_ITERATIONS = 10
 # below) also try a feature-based candidate.
 _FEATURE_GATE = 0.9
 # Fixed-image samples per pair on the finest level (see .sampling): all pixels up to 128 x 128,
-# the best of each 2 x 2 block at 256 x 256. Fewer cost accuracy (p90 corner error +20-40 %).
+# the best of each 2 x 2 block at 256 x 256. Fewer cost accuracy (a larger p90 corner error:
+# docs/benchmarks.md, design measurements).
 _MAX_PIXELS = 1 << 14
 # Levels above the finest only need to land inside the next level's basin: fewer samples do
-# (same accuracy on the benchmark cases, a third less time).
+# (same accuracy on the benchmark cases, in less time: docs/benchmarks.md, design measurements).
 _MAX_COARSE_PIXELS = 1 << 12
 # Side of the smallest block of exact zeros that ``ignore_empty`` treats as an empty area, and the
 # least share of an image such blocks must cover to be masked.

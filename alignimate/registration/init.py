@@ -29,9 +29,10 @@ from .sampling import products
 
 __all__ = ["CANVAS", "CanvasView", "global_candidates", "phase_correlation"]
 
-# Canvas side in pixels. At 64 px the estimates are good to a canvas pixel or two (the angle to
-# about a degree), well inside the Gauss-Newton basin on the ~32 px level where refinement starts;
-# on the benchmark cases 96 and 128 px canvases cost 2-4x more and were no more reliable.
+# Canvas side in pixels. At 64 px the estimates are good to a canvas pixel or two, well inside the
+# Gauss-Newton basin on the ~32 px level where refinement starts; on the benchmark cases larger
+# canvases cost several times more and were no more reliable (docs/benchmarks.md, design
+# measurements).
 CANVAS = 64
 # Radii of the log-polar map in spectrum pixels: below ~n/32 the window's own spectrum dominates;
 # above ~0.4 n the corners of the spectrum are aliased and noisy.
