@@ -5,7 +5,8 @@ Steps, each of which drops a photo with a reason instead of stopping the run:
 1. discover and order the photos (EXIF date, then name; or name only);
 2. detect every face with its 5 landmarks (MTCNN on a ``detect_size`` working copy), and embed each
    face for the identity test; both are cached per photo by content hash
-   (:class:`~alignimate.detect.cache.DetectionCache`), so a rerun only looks at new or changed photos;
+   (:class:`~alignimate.detect.cache.DetectionCache`), so a rerun only looks at new or changed photos
+   (:mod:`alignimate.pipeline.face_detection`);
 3. choose the person's face in each photo (:func:`~alignimate.detect.identity.select_identity`):
    ``auto`` (the person in most photos), ``largest``, or the largest face of a reference photo;
 4. drop faces that are not frontal (:func:`~alignimate.detect.frontal.check_frontal`; the measured
@@ -21,35 +22,22 @@ Steps, each of which drops a photo with a reason instead of stopping the run:
    closed-form matrix, onto the heatmaps of the series' reference face: the per-point median of the
    closed-form aligned landmarks, i.e. the template as this person's face fills it (onto the bare
    template the overlap objective is pulled away from the least-squares fit by the subject's own
-   proportions). A refinement that does not converge, or fits worse, is not used;
-9. ``smooth``: temporal Gaussian smoothing of the similarities (:func:`smooth_similarities`);
+   proportions; :mod:`alignimate.pipeline.face_refine`). A refinement that does not converge, or fits
+   worse, is not used;
+9. ``smooth``: temporal Gaussian smoothing of the similarities
+   (:func:`~alignimate.pipeline.face_geometry.smooth_similarities`);
 10. warp each original onto the canvas (black background), write the frames atomically, then
     ``transforms.json``, ``report.csv``, ``contact_sheet.jpg`` and the animation.
 
-Templates (points in MTCNN order: left eye, right eye, nose, left and right mouth corner, "left" being
-the viewer's left; canvas ``S x S``; fractions of ``S`` are measured from the canvas *edge*, so a
-point at fraction ``f`` is the pixel coordinate ``f * S - 0.5``, docs/conventions.md):
-
-- ``"arcface"``: the ArcFace/InsightFace 112 x 112 template
-  (:data:`~alignimate.detect.identity.ARCFACE_TEMPLATE_112`) scaled to ``S`` edge to edge. A tight
-  crop: the eyes are 0.31 S apart and the face fills the canvas.
-- ``"eyes"`` (default): the timelapse convention of fixed eye targets, left eye at (0.35 S, 0.40 S)
-  and right eye at (0.65 S, 0.40 S); nose and mouth corners are placed with the ArcFace proportions
-  (the ArcFace template moved by the similarity that takes its eyes onto the targets), so the fit
-  uses all 5 points. Eyes 0.30 S apart, mouth at about 0.75 S: head and some hair in the frame.
-- ``"ffhq"``: FFHQ-like framing. The FFHQ quad construction (NVlabs ffhq-dataset) applied to the
-  ArcFace template as an average face: ``x = eye_to_eye - R90(eye_to_mouth)``, scaled to
-  ``max(2.0 |eye_to_eye|, 1.8 |eye_to_mouth|)``, ``y = R90(x)``, centre ``eye_avg + 0.1
-  eye_to_mouth``; the quad ``c -+ x -+ y`` becomes the canvas. For the average face the eye-to-mouth
-  term wins, so the eyes are 0.24 S apart at height 0.47 S and the mouth at 0.75 S: the whole head
-  with context.
+Templates (``"eyes"``, the default, ``"arcface"``, ``"ffhq"``), the FFHQ quad, the temporal smoothing
+and their point and matrix conventions: :mod:`alignimate.pipeline.face_geometry`.
 
 The template does not match any real face exactly: after the fit each landmark sits a few percent of
-``S`` from its template point by the subject's own proportions. The RMS of that residual, as a
-fraction of ``S``, is each record's ``loss`` (column ``loss`` of report.csv). On the sample timeline
-(tests/pipeline/test_faces.py) the astronaut's proportions put her landmarks 2.1 % to 5.2 % of ``S``
-from the "eyes" template points; MTCNN run again on the output frames finds them within a median
-1.0 % (worst 2.7 %) of ``S`` of where a perfect alignment puts them.
+the output size ``S`` from its template point by the subject's own proportions. The RMS of that
+residual, as a fraction of ``S``, is each record's ``loss`` (column ``loss`` of report.csv). On the
+sample timeline (tests/pipeline/test_faces.py) the astronaut's proportions put her landmarks 2.1 % to
+5.2 % of ``S`` from the "eyes" template points; MTCNN run again on the output frames finds them
+within a median 1.0 % (worst 2.7 %) of ``S`` of where a perfect alignment puts them.
 
 Files in the frames folder: one JPEG per kept photo (named after the photo), ``transforms.json``
 (format of :mod:`alignimate.pipeline.records`; each ``matrix`` is ``frame_H_photo``, since the canvas is
@@ -77,34 +65,29 @@ from alignimate.config import check_values
 from alignimate.core import (
     estimate_similarity,
     gaussian_blur2d,
-    invert,
-    keypoint_heatmaps,
     rgb_to_grayscale,
     scale_matrix_for_resize,
-    transform_points,
     warp_affine,
 )
-from alignimate.detect.base import Detector, Instance, detect_each
+from alignimate.detect.base import Detector, Instance
 from alignimate.detect.cache import DetectionCache
 from alignimate.detect.frontal import FrontalThresholds, check_frontal
-from alignimate.detect.identity import (
-    ARCFACE_TEMPLATE_112,
-    FaceEmbedder,
-    IdentitySelection,
-    embed_faces,
-    select_identity,
-)
-from alignimate.io import (
-    AnimationInfo,
-    PhotoError,
-    check_fps,
-    read_image,
-    read_images_parallel,
-    save_image,
-)
+from alignimate.detect.identity import FaceEmbedder, IdentitySelection, select_identity
+from alignimate.io import AnimationInfo, PhotoError, check_fps, read_image, save_image
 from alignimate.limits import DEFAULT_MAX_PIXELS
 from alignimate.pipeline.animate import animate
 from alignimate.pipeline.contact_sheet import contact_sheet
+from alignimate.pipeline.face_detection import _reference_embedding, detect_faces
+from alignimate.pipeline.face_geometry import (
+    TEMPLATES,
+    _apply,
+    _region_for_frame,
+    face_template,
+    ffhq_quad,
+    similarity_parameters,
+    smooth_similarities,
+)
+from alignimate.pipeline.face_refine import refine_with_heatmaps
 from alignimate.pipeline.outputs import (
     OutputFolder,
     check_animation_target,
@@ -124,7 +107,6 @@ from alignimate.pipeline.records import (
 )
 from alignimate.pipeline.register_folder import AlignResult, UsageError, open_output, pick_device
 from alignimate.pipeline.render import linear_scale, render_frame
-from alignimate.registration import register
 
 __all__ = [
     "CONTACT_SHEET_NAME",
@@ -141,7 +123,6 @@ __all__ = [
     "smooth_similarities",
 ]
 
-TEMPLATES = ("eyes", "arcface", "ffhq")
 EVERY = ("all", "day", "week", "month")
 REFINES = ("none", "heatmaps")
 CONTACT_SHEET_NAME = "contact_sheet.jpg"
@@ -158,19 +139,10 @@ DEDUPE_THRESHOLD = 0.016
 _DEDUPE_BLUR = 1.0
 _DEDUPE_THUMB = 32
 _DEDUPE_BOX_EYES = 2.5
-# Photos per face-detector call.
-_DETECT_BATCH = 8
 
-# Heatmap refinement: working canvas side, Gaussian sigma as a fraction of it.
-_REFINE_SIZE = 128
-_REFINE_SIGMA_FRAC = 0.03
-# A refinement is used only if it leaves the landmarks at most this much (fraction of S, RMS) farther
-# from the reference face than the closed-form fit.
+# A heatmap refinement is used only if it leaves the landmarks at most this much (fraction of S, RMS)
+# farther from the reference face than the closed-form fit.
 _REFINE_SLACK = 0.005
-# Gauss-Newton iterations per pyramid level, and the convergence tolerance in pixels of each level
-# (0.05 px of the 128 px canvas is 0.3 px of a 768 px frame).
-_REFINE_ITERATIONS = 60
-_REFINE_TOLERANCE = 0.05
 
 # Drop categories ("drop" in a record's extra): "unreadable", "no_face", "identity" and "not_frontal"
 # are problems (exit status 1); these two are the user's selection.
@@ -189,126 +161,6 @@ _RECORDED = (
     "smooth",
     "detect_size",
 )
-
-
-# ------------------------------------------------------------------------------------------------
-# templates
-# ------------------------------------------------------------------------------------------------
-
-
-def _arcface_points() -> np.ndarray:
-    return np.array(ARCFACE_TEMPLATE_112, dtype=np.float64)
-
-
-def _similarity_np(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity ``dst_H_src`` (3, 3) between two (N, 2) point sets."""
-    return estimate_similarity(torch.from_numpy(src)[None], torch.from_numpy(dst)[None])[0].numpy()
-
-
-def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ matrix[:2, :2].T + matrix[:2, 2]
-
-
-def _r90(v: np.ndarray) -> np.ndarray:
-    return np.array([-v[1], v[0]])
-
-
-def ffhq_quad(points: np.ndarray) -> np.ndarray:
-    """The FFHQ crop quad ``(4, 2)`` (top-left, bottom-left, bottom-right, top-right, y down) of a face
-    given by its 5 landmarks ``(5, 2)`` in MTCNN order (see the module docstring)."""
-    eye_left, eye_right, _, mouth_left, mouth_right = points
-    eye_avg = 0.5 * (eye_left + eye_right)
-    eye_to_eye = eye_right - eye_left
-    eye_to_mouth = 0.5 * (mouth_left + mouth_right) - eye_avg
-    x = eye_to_eye - _r90(eye_to_mouth)
-    x = x / np.linalg.norm(x) * max(2.0 * np.linalg.norm(eye_to_eye), 1.8 * np.linalg.norm(eye_to_mouth))
-    y = _r90(x)
-    c = eye_avg + 0.1 * eye_to_mouth
-    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
-
-
-def face_template(kind: str, size: int) -> np.ndarray:
-    """Template points ``(5, 2)`` float64 (pixel ``(x, y)``, MTCNN order) on a ``size`` x ``size`` canvas.
-
-    ``kind``: ``"eyes"``, ``"arcface"`` or ``"ffhq"`` (module docstring). Conventions: docs/conventions.md.
-    """
-    if kind not in TEMPLATES:
-        raise ValueError(f"template must be one of {', '.join(TEMPLATES)}, got {kind!r}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 16:
-        raise ValueError(f"size must be an int of at least 16 pixels, got {size!r}")
-    arcface = _arcface_points()
-    if kind == "arcface":
-        resize = scale_matrix_for_resize((112, 112), (size, size), dtype=torch.float64)[0].numpy()
-        return _apply(resize, arcface)
-    if kind == "eyes":
-        eyes = np.array([[0.35 * size - 0.5, 0.40 * size - 0.5], [0.65 * size - 0.5, 0.40 * size - 0.5]])
-        return _apply(_similarity_np(arcface[:2], eyes), arcface)
-    quad = ffhq_quad(arcface)
-    edges = np.array([[-0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5], [size - 0.5, -0.5]])
-    return _apply(_similarity_np(quad, edges), arcface)
-
-
-# ------------------------------------------------------------------------------------------------
-# temporal smoothing
-# ------------------------------------------------------------------------------------------------
-
-
-def _centres(sizes: Sequence[Sequence[int]]) -> np.ndarray:
-    return np.array([[(w - 1) / 2.0, (h - 1) / 2.0] for h, w in sizes], dtype=np.float64)
-
-
-def similarity_parameters(matrices: np.ndarray, sizes: Sequence[Sequence[int]]) -> np.ndarray:
-    """``(N, 4)`` parameters ``(log_scale, angle, tx, ty)`` of similarities ``canvas_H_photo`` ``(N, 3, 3)``.
-
-    ``angle`` in radians, counter-clockwise on screen (linear part ``s [[cos, sin], [-sin, cos]]``,
-    docs/conventions.md), unwrapped along the sequence; ``(tx, ty)`` is where the centre of photo ``i``
-    (of ``sizes[i] = (h, w)``) lands on the canvas, so the translation does not depend on the angle."""
-    m = np.asarray(matrices, dtype=np.float64)
-    a, b = m[:, 0, 0], m[:, 0, 1]
-    angle = np.unwrap(np.arctan2(b, a))
-    log_scale = np.log(np.hypot(a, b))
-    centres = _centres(sizes)
-    t = np.einsum("nij,nj->ni", m[:, :2, :2], centres) + m[:, :2, 2]
-    return np.column_stack([log_scale, angle, t])
-
-
-def _matrices_from_parameters(params: np.ndarray, sizes: Sequence[Sequence[int]]) -> np.ndarray:
-    scale = np.exp(params[:, 0])
-    cos, sin = scale * np.cos(params[:, 1]), scale * np.sin(params[:, 1])
-    linear = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], axis=1)
-    out = np.tile(np.eye(3), (len(params), 1, 1))
-    out[:, :2, :2] = linear
-    out[:, :2, 2] = params[:, 2:] - np.einsum("nij,nj->ni", linear, _centres(sizes))
-    return out
-
-
-def smooth_similarities(matrices: np.ndarray, sizes: Sequence[Sequence[int]], sigma: float) -> np.ndarray:
-    """Gaussian smoothing over the frame index of similarities ``canvas_H_photo`` ``(N, 3, 3)``.
-
-    Each of ``(log_scale, angle, tx, ty)`` (:func:`similarity_parameters`) is replaced by its Gaussian-
-    weighted mean over the frames within ``3 sigma`` (``sigma`` in frames; the weights are renormalised
-    at the ends of the sequence, so the first and last frames are not pulled towards zero). ``sigma = 0``
-    returns the matrices unchanged.
-
-    Meant for series with a common framing (a webcam or tripod photo-a-day, frames of a video), where
-    the matrices differ by head movement and landmark jitter; across freely framed photos it averages
-    unrelated framings and moves faces off their template position.
-    """
-    m = np.asarray(matrices, dtype=np.float64)
-    if m.ndim != 3 or m.shape[1:] != (3, 3):
-        raise ValueError(f"matrices must have shape (N, 3, 3), got {m.shape}")
-    if len(sizes) != len(m):
-        raise ValueError(f"sizes has {len(sizes)} entries for {len(m)} matrices")
-    if not sigma >= 0:
-        raise ValueError(f"sigma must be >= 0 frames, got {sigma}")
-    if sigma == 0 or len(m) < 2:
-        return m.copy()
-    params = similarity_parameters(m, sizes)
-    index = np.arange(len(m), dtype=np.float64)
-    distance = index[:, None] - index[None, :]
-    weights = np.exp(-0.5 * (distance / sigma) ** 2) * (np.abs(distance) <= math.ceil(3 * sigma))
-    weights /= weights.sum(axis=1, keepdims=True)
-    return _matrices_from_parameters(weights @ params, sizes)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -352,23 +204,6 @@ def _read_for_scale(
     image = read_image(path, max_side=wanted if wanted < long_side else None)
     work_H_photo = scale_matrix_for_resize(tuple(size_hw), tuple(image.shape[:2]), dtype=torch.float64)
     return image, work_H_photo[0].numpy()
-
-
-def _region_for_frame(
-    image: np.ndarray, frame_H_image: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The part of ``image`` that the ``size`` square frame shows (plus a 2 px margin for the bilinear
-    taps), and ``frame_H_region``: a face fills a small part of a large photo, and only that part
-    needs converting to float for the warp."""
-    h, w = image.shape[:2]
-    corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
-    inside = _apply(np.linalg.inv(frame_H_image), corners)
-    x0 = int(np.clip(np.floor(inside[:, 0].min()) - 2, 0, w - 1))
-    y0 = int(np.clip(np.floor(inside[:, 1].min()) - 2, 0, h - 1))
-    x1 = int(np.clip(np.ceil(inside[:, 0].max()) + 3, x0 + 1, w))
-    y1 = int(np.clip(np.ceil(inside[:, 1].max()) + 3, y0 + 1, h))
-    shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
-    return image[y0:y1, x0:x1], frame_H_image @ shift
 
 
 def _prefetch(items: Sequence[Any], load: Callable[[Any], Any], window: int = 2) -> Iterator[tuple[Any, Any]]:
@@ -439,16 +274,6 @@ class FacesResult(AlignResult):
 # ------------------------------------------------------------------------------------------------
 # the run
 # ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Job:
-    """A photo the cache could not fully answer: ``detect`` when its faces are missing too."""
-
-    item: _Item
-    det_key: str
-    emb_key: str | None = None
-    detect: bool = True
 
 
 @dataclass
@@ -556,78 +381,15 @@ class _FacesRun:
 
     # -- 2. detection and embeddings (cached) --------------------------------------------------------
     def detect(self, detector: Detector, embedder: FaceEmbedder | None) -> None:
-        """Faces (and their embeddings, unless ``embedder`` is None) of every photo, from the cache where
-        it has them; the photos missing from it are read and run through the detector in batches."""
-        det_settings = detector.settings()
-        emb_model = None if embedder is None else f"{embedder.name}@{detector.name}"
-        emb_settings = (
-            None
-            if embedder is None
-            else {"detector": det_settings, "crop": embedder.crop_size, "face_scale": embedder.face_scale}
-        )
-        todo: list[_Job] = []
-        for item in self.items:
-            digest = item.record.extra.get("sha256") or self.cache.photo_hash(item.photo.path)
-            item.record.extra["sha256"] = digest
-            job = _Job(item, self.cache.key(digest, detector.name, det_settings))
-            if emb_model is not None:
-                job.emb_key = self.cache.key(digest, emb_model, emb_settings)
-            faces = self.cache.load_instances(detector.name, job.det_key)
-            if faces is None:
-                todo.append(job)
-                continue
-            self.cached += 1
-            item.faces = faces
-            job.detect = False
-            if emb_model is None or not faces:
-                continue
-            embeddings = self.cache.load_array(emb_model, job.emb_key or "")
-            if embeddings is None or len(embeddings) != len(faces):
-                todo.append(job)  # detections known, embeddings missing
-                continue
-            for face, e in zip(faces, embeddings, strict=True):
-                face.embedding = np.asarray(e, dtype=np.float32)
-        if todo:
-            self._detect_missing(todo, detector, embedder, emb_model)
+        """Faces (and their embeddings, unless ``embedder`` is None) of every photo
+        (:func:`~alignimate.pipeline.face_detection.detect_faces`)."""
 
-    def _detect_missing(
-        self, todo: list[_Job], detector: Detector, embedder: FaceEmbedder | None, emb_model: str | None
-    ) -> None:
-        batch: list[tuple[_Job, np.ndarray]] = []
-        reads = read_images_parallel([job.item.photo.path for job in todo])
-        for job, (_, image) in self.bar(zip(todo, reads, strict=True), len(todo), "detecting faces"):
-            if isinstance(image, PhotoError):
-                self.drop(job.item, "unreadable", image.reason)
-                continue
-            batch.append((job, image))
-            if len(batch) == _DETECT_BATCH:
-                self._detect_batch(batch, detector, embedder, emb_model)
-                batch = []
-        if batch:
-            self._detect_batch(batch, detector, embedder, emb_model)
+        def unreadable(item: _Item, reason: str) -> None:
+            self.drop(item, "unreadable", reason)
 
-    def _detect_batch(
-        self,
-        batch: list[tuple[_Job, np.ndarray]],
-        detector: Detector,
-        embedder: FaceEmbedder | None,
-        emb_model: str | None,
-    ) -> None:
-        needs = [(job, image) for job, image in batch if job.detect]
-        found = detect_each(detector, [image for _, image in needs])
-        for (job, _), faces in zip(needs, found, strict=True):
-            if faces is None:
-                self.drop(job.item, "unreadable", "face detection failed on this photo")
-                continue
-            self.cache.save_instances(detector.name, job.det_key, faces)
-            job.item.faces = faces
-            self.detected += 1
-        if embedder is None or emb_model is None:
-            return
-        for job, image in batch:
-            if job.item.faces and job.item.record.status != "skipped":
-                embeddings = embed_faces(image, job.item.faces, embedder)
-                self.cache.save_array(emb_model, job.emb_key or "", embeddings)
+        detected, cached = detect_faces(self.items, detector, embedder, self.cache, unreadable, self.bar)
+        self.detected += detected
+        self.cached += cached
 
     # -- 3. identity ---------------------------------------------------------------------------------
     def choose_identity(self, identity: str | np.ndarray, max_distance: float | None) -> None:
@@ -771,41 +533,17 @@ class _FacesRun:
 
     # -- 8. heatmap refinement -----------------------------------------------------------------------
     def refine(self) -> None:
-        """Register each photo's landmark heatmaps onto the heatmaps of the series' reference face (the
-        per-point median of the closed-form aligned landmarks: the template as this person's face fills
-        it), starting from the closed-form matrix. The Gaussian-overlap (MSE) objective is robust: a
-        landmark that moved against the others (an open mouth) pulls less than in the least-squares fit.
-        A refinement is used when it converged and leaves the landmarks no farther (RMS) from the
+        """Register each photo's landmark heatmaps onto the heatmaps of the series' reference face
+        (:func:`~alignimate.pipeline.face_refine.refine_with_heatmaps`), starting from the closed-form
+        matrix. A refinement is used when it converged and leaves the landmarks no farther (RMS) from the
         reference face than the closed-form fit did, up to ``_REFINE_SLACK``."""
         items = self.kept()
         if not items:
             return
-        size = self.settings["output_size"]
-        r = _REFINE_SIZE
-        sigma = _REFINE_SIGMA_FRAC * r
         landmarks = torch.tensor(np.stack([self._landmarks(item) for item in items]))
         matrices = torch.tensor(np.stack([np.asarray(item.record.matrix) for item in items]))
-        reference = np.median(transform_points(matrices, landmarks).numpy(), axis=0)
-        fixed_H_canvas = scale_matrix_for_resize((size, size), (r, r), dtype=torch.float64)
-        fixed_points = transform_points(fixed_H_canvas, torch.from_numpy(reference)[None])
-        fixed = keypoint_heatmaps(fixed_points.float(), (r, r), sigma)
-        moving_H_photo = self._refine_frames(landmarks, matrices, size, r)
-        moving = keypoint_heatmaps(transform_points(moving_H_photo, landmarks).float(), (r, r), sigma)
-        init = fixed_H_canvas @ matrices @ invert(moving_H_photo)
-        result = register(
-            moving,
-            fixed,
-            "similarity",
-            init=init.float(),
-            loss="mse",
-            max_iterations=_REFINE_ITERATIONS,
-            tolerance=_REFINE_TOLERANCE,
-            device=self.device,
-            # Heatmaps are 0 almost everywhere: content, not empty borders (see pipeline.semantic).
-            robust=False,
-            ignore_empty=False,
-        )
-        refined = invert(fixed_H_canvas) @ result.matrix.double().cpu() @ moving_H_photo
+        size = self.settings["output_size"]
+        reference, refined, result = refine_with_heatmaps(landmarks, matrices, size, self.device)
         for i, item in enumerate(items):
             before = self._landmark_rms(item, matrices[i].numpy(), reference)
             after = self._landmark_rms(item, refined[i].numpy(), reference)
@@ -825,19 +563,6 @@ class _FacesRun:
                 self._set_matrix(item, refined[i].numpy())
             else:
                 self.log(f"{item.record.name}: heatmap refinement not used (kept the closed-form fit)")
-
-    @staticmethod
-    def _refine_frames(landmarks: torch.Tensor, matrices: torch.Tensor, size: int, r: int) -> torch.Tensor:
-        """``moving_H_photo`` (N, 3, 3): a square of the photo around the landmarks, as large as the canvas
-        is at the face's scale, resized to ``r`` px, so the face has its canvas size in both heatmaps."""
-        scale = torch.sqrt(torch.det(matrices[:, :2, :2]).abs())
-        k = r / (size / scale)
-        centre = landmarks.mean(dim=1)
-        out = torch.zeros_like(matrices)
-        out[:, 0, 0], out[:, 1, 1], out[:, 2, 2] = k, k, 1.0
-        out[:, 0, 2] = (r - 1) / 2 - k * centre[:, 0]
-        out[:, 1, 2] = (r - 1) / 2 - k * centre[:, 1]
-        return out
 
     # -- 9. temporal smoothing -----------------------------------------------------------------------
     def smooth(self, sigma: float) -> None:
@@ -923,27 +648,6 @@ def _validate(folder: Path, output: Path, s: dict[str, Any]) -> None:
             raise UsageError(f"caption age: needs a date as YYYY-MM-DD, got {caption[4:]!r}") from None
 
 
-def _reference_embedding(
-    path: Path, detector: Detector, embedder: FaceEmbedder, cache: DetectionCache
-) -> np.ndarray:
-    """Embedding of the largest face of the ``--identity`` photo (cached like the others)."""
-    try:
-        image = read_image(path)
-    except PhotoError as err:
-        raise UsageError(f"identity photo {err.path}: {err.reason}") from None
-    key = cache.key(cache.photo_hash(path), f"{embedder.name}@reference", {"detector": detector.settings()})
-    cached = cache.load_array(f"{embedder.name}@reference", key)
-    if cached is not None:
-        return np.asarray(cached, dtype=np.float32)
-    faces = detector.detect([image])[0]
-    if not faces:
-        raise UsageError(f"identity photo {path}: no face found in it")
-    largest = max(faces, key=lambda f: f.area)
-    embedding = embed_faces(image, [largest], embedder)[0]
-    cache.save_array(f"{embedder.name}@reference", key, embedding)
-    return embedding
-
-
 def _exclude_output(photos: list[Photo], output: Path) -> list[Photo]:
     if not output.exists():
         return photos
@@ -996,7 +700,8 @@ def make_face_timeline(
     The aligned frames, ``transforms.json``, ``report.csv`` and ``contact_sheet.jpg`` go to ``out_dir``
     (default: ``<output stem>_frames/`` next to ``output``); rerunning with the same folders reuses the
     detection cache and the frames already written, so only new or changed photos cost time. The
-    animation is always rewritten. Steps and templates: see the module docstring.
+    animation is always rewritten. Steps: see the module docstring; templates:
+    :mod:`alignimate.pipeline.face_geometry`.
 
     identity: ``"auto"`` | ``"largest"`` | path of a photo of the person (its largest face).
     max_yaw, max_roll: frontal filter thresholds (:class:`~alignimate.detect.frontal.FrontalThresholds`).

@@ -25,16 +25,8 @@ import alignimate.pipeline.faces as faces_module
 from alignimate.detect.base import Instance
 from alignimate.detect.faces import FACE_LANDMARKS, FaceDetector
 from alignimate.io import count_output_frames, read_image
-from alignimate.pipeline.faces import (
-    DEDUPE_THRESHOLD,
-    FacesResult,
-    face_template,
-    ffhq_quad,
-    make_face_timeline,
-    period_key,
-    similarity_parameters,
-    smooth_similarities,
-)
+from alignimate.pipeline.face_geometry import face_template, similarity_parameters
+from alignimate.pipeline.faces import DEDUPE_THRESHOLD, FacesResult, make_face_timeline, period_key
 from alignimate.pipeline.register_folder import UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -353,73 +345,8 @@ def test_dedupe_and_heatmap_refinement(sample_run: dict[str, Any], tmp_path: Pat
 
 
 # ------------------------------------------------------------------------------------------------
-# templates and smoothing
+# smoothing in the pipeline (the smoothing itself: tests/pipeline/test_face_geometry.py)
 # ------------------------------------------------------------------------------------------------
-
-
-def test_templates_follow_their_definitions() -> None:
-    np.testing.assert_allclose(face_template("arcface", 112), ARCFACE, atol=1e-9)
-    np.testing.assert_allclose(face_template("arcface", 224), (ARCFACE + 0.5) * 2 - 0.5, atol=1e-9)
-    eyes = face_template("eyes", 500)
-    np.testing.assert_allclose(eyes[:2], [[174.5, 199.5], [324.5, 199.5]], atol=1e-9)
-    # Nose and mouth keep the ArcFace proportions: the same shape up to a similarity.
-    np.testing.assert_allclose(_map(_fit(ARCFACE, eyes), ARCFACE), eyes, atol=1e-6)
-    # FFHQ: for the average face, the quad side is 2 max(2 |eye_to_eye|, 1.8 |eye_to_mouth|), its centre
-    # eye_avg + 0.1 eye_to_mouth, and the quad becomes the whole canvas.
-    size = 1024
-    ffhq = face_template("ffhq", size)
-    eye_to_eye = ARCFACE[1] - ARCFACE[0]
-    eye_avg = ARCFACE[:2].mean(axis=0)
-    eye_to_mouth = ARCFACE[3:].mean(axis=0) - eye_avg
-    qsize = 2 * max(2.0 * np.linalg.norm(eye_to_eye), 1.8 * np.linalg.norm(eye_to_mouth))
-    k = size / qsize
-    got_eye_avg = ffhq[:2].mean(axis=0)
-    got_mouth = ffhq[3:].mean(axis=0)
-    assert np.linalg.norm(ffhq[1] - ffhq[0]) == pytest.approx(k * np.linalg.norm(eye_to_eye))
-    assert np.linalg.norm(got_mouth - got_eye_avg) == pytest.approx(k * np.linalg.norm(eye_to_mouth))
-    centre = got_eye_avg + 0.1 * (got_mouth - got_eye_avg)
-    np.testing.assert_allclose(centre, [(size - 1) / 2, (size - 1) / 2], atol=1e-6)
-    quad = ffhq_quad(ARCFACE)
-    assert np.linalg.norm(quad[3] - quad[0]) == pytest.approx(qsize)
-    with pytest.raises(ValueError, match="template"):
-        face_template("dlib", 512)
-
-
-def _similarities(params: np.ndarray, sizes: list[tuple[int, int]]) -> np.ndarray:
-    """Matrices with the given (log_scale, angle, tx, ty), built independently with scikit-image."""
-    out = []
-    for (log_scale, angle, tx, ty), (h, w) in zip(params, sizes, strict=True):
-        # Our angle is counter-clockwise on screen: scikit-image's rotation with the opposite sign.
-        linear = SimilarityTransform(scale=np.exp(log_scale), rotation=-angle).params
-        centre = np.array([(w - 1) / 2, (h - 1) / 2])
-        linear[:2, 2] = np.array([tx, ty]) - linear[:2, :2] @ centre
-        out.append(linear)
-    return np.stack(out)
-
-
-def test_smoothing_reduces_frame_to_frame_jitter() -> None:
-    rng = np.random.default_rng(3)
-    n = 40
-    sizes = [(480 + 40 * (i % 3), 640) for i in range(n)]
-    t = np.linspace(0, 1, n)
-    trend = np.column_stack([0.1 * t, 0.05 * np.sin(3 * t), 300 + 40 * t, 250 - 20 * t])
-    noise = rng.normal(0, 1, (n, 4)) * np.array([0.02, 0.02, 4.0, 4.0])
-    jittered = _similarities(trend + noise, sizes)
-    np.testing.assert_allclose(similarity_parameters(jittered, sizes), trend + noise, atol=1e-9)
-    smoothed = smooth_similarities(jittered, sizes, sigma=2.0)
-    raw_steps = np.diff(trend + noise, axis=0).var(axis=0)
-    smooth_steps = np.diff(similarity_parameters(smoothed, sizes), axis=0).var(axis=0)
-    assert np.all(smooth_steps < raw_steps / 5), (raw_steps, smooth_steps)
-    # It follows the trend: closer to it than the jittered input.
-    error_raw = np.abs(noise).mean(axis=0)
-    error_smooth = np.abs(similarity_parameters(smoothed, sizes) - trend).mean(axis=0)
-    assert np.all(error_smooth < 0.6 * error_raw)
-    # A steady series is left as it is, and sigma 0 changes nothing.
-    steady = _similarities(np.tile(trend[:1], (n, 1)), sizes)
-    np.testing.assert_allclose(smooth_similarities(steady, sizes, 3.0), steady, atol=1e-9)
-    np.testing.assert_array_equal(smooth_similarities(jittered, sizes, 0.0), jittered)
-    with pytest.raises(ValueError, match="sigma"):
-        smooth_similarities(jittered, sizes, -1.0)
 
 
 def test_smoothing_in_the_pipeline_steadies_a_fixed_camera_series(

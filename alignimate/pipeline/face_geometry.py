@@ -1,0 +1,206 @@
+"""Face geometry of ``alignimate faces``: pure numpy functions, no I/O and no run state.
+
+What it holds:
+
+- the templates, where the 5 landmarks of a face go on the square output canvas
+  (:func:`face_template`, :data:`TEMPLATES`), and the FFHQ crop quad of a face (:func:`ffhq_quad`);
+- the least-squares similarity between two point sets and the mapping of points by a matrix;
+- temporal smoothing of a series of similarities (:func:`similarity_parameters`,
+  :func:`smooth_similarities`);
+- the part of a photo that a square frame shows (the only pixels a frame's warp needs).
+
+Conventions (docs/conventions.md): a point is a pixel ``(x, y)``, ``(0, 0)`` the centre of the
+top-left pixel, so a ``W x H`` image covers ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``; a matrix
+``dst_H_src`` ``(3, 3)`` maps source points to destination points; angles are in radians,
+counter-clockwise on screen. Unlike the batched torch functions of :mod:`alignimate.core`, point sets
+here are single ``(N, 2)`` float64 arrays and a series of matrices is ``(N, 3, 3)``. The 5 face
+landmarks are in MTCNN order: left eye, right eye, nose, left and right mouth corner, "left" being the
+viewer's left.
+
+Templates (canvas ``S x S``; fractions of ``S`` are measured from the canvas *edge*, so a point at
+fraction ``f`` is the pixel coordinate ``f * S - 0.5``):
+
+- ``"arcface"``: the ArcFace/InsightFace 112 x 112 template
+  (:data:`~alignimate.detect.identity.ARCFACE_TEMPLATE_112`) scaled to ``S`` edge to edge. A tight
+  crop: the eyes are 0.31 S apart and the face fills the canvas.
+- ``"eyes"`` (default): the timelapse convention of fixed eye targets, left eye at (0.35 S, 0.40 S)
+  and right eye at (0.65 S, 0.40 S); nose and mouth corners are placed with the ArcFace proportions
+  (the ArcFace template moved by the similarity that takes its eyes onto the targets), so the fit
+  uses all 5 points. Eyes 0.30 S apart, mouth at about 0.75 S: head and some hair in the frame.
+- ``"ffhq"``: FFHQ-like framing. The FFHQ quad construction (NVlabs ffhq-dataset) applied to the
+  ArcFace template as an average face: ``x = eye_to_eye - R90(eye_to_mouth)``, scaled to
+  ``max(2.0 |eye_to_eye|, 1.8 |eye_to_mouth|)``, ``y = R90(x)``, centre ``eye_avg + 0.1
+  eye_to_mouth``; the quad ``c -+ x -+ y`` becomes the canvas. For the average face the eye-to-mouth
+  term wins, so the eyes are 0.24 S apart at height 0.47 S and the mouth at 0.75 S: the whole head
+  with context.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from alignimate.core import estimate_similarity, scale_matrix_for_resize
+from alignimate.detect.identity import ARCFACE_TEMPLATE_112
+
+__all__ = [
+    "TEMPLATES",
+    "face_template",
+    "ffhq_quad",
+    "similarity_parameters",
+    "smooth_similarities",
+]
+
+TEMPLATES = ("eyes", "arcface", "ffhq")
+
+
+# ------------------------------------------------------------------------------------------------
+# points and similarities
+# ------------------------------------------------------------------------------------------------
+
+
+def _arcface_points() -> np.ndarray:
+    return np.array(ARCFACE_TEMPLATE_112, dtype=np.float64)
+
+
+def _similarity_np(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity ``dst_H_src`` (3, 3) between two (N, 2) point sets."""
+    return estimate_similarity(torch.from_numpy(src)[None], torch.from_numpy(dst)[None])[0].numpy()
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The points ``(N, 2)`` mapped by the affine part of ``matrix`` ``(3, 3)``."""
+    return points @ matrix[:2, :2].T + matrix[:2, 2]
+
+
+def _r90(v: np.ndarray) -> np.ndarray:
+    return np.array([-v[1], v[0]])
+
+
+# ------------------------------------------------------------------------------------------------
+# templates
+# ------------------------------------------------------------------------------------------------
+
+
+def ffhq_quad(points: np.ndarray) -> np.ndarray:
+    """The FFHQ crop quad ``(4, 2)`` (top-left, bottom-left, bottom-right, top-right, y down) of a face
+    given by its 5 landmarks ``(5, 2)`` in MTCNN order (see the module docstring)."""
+    eye_left, eye_right, _, mouth_left, mouth_right = points
+    eye_avg = 0.5 * (eye_left + eye_right)
+    eye_to_eye = eye_right - eye_left
+    eye_to_mouth = 0.5 * (mouth_left + mouth_right) - eye_avg
+    x = eye_to_eye - _r90(eye_to_mouth)
+    x = x / np.linalg.norm(x) * max(2.0 * np.linalg.norm(eye_to_eye), 1.8 * np.linalg.norm(eye_to_mouth))
+    y = _r90(x)
+    c = eye_avg + 0.1 * eye_to_mouth
+    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+
+
+def face_template(kind: str, size: int) -> np.ndarray:
+    """Template points ``(5, 2)`` float64 (pixel ``(x, y)``, MTCNN order) on a ``size`` x ``size`` canvas.
+
+    ``kind``: ``"eyes"``, ``"arcface"`` or ``"ffhq"`` (module docstring). Conventions: docs/conventions.md.
+    """
+    if kind not in TEMPLATES:
+        raise ValueError(f"template must be one of {', '.join(TEMPLATES)}, got {kind!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 16:
+        raise ValueError(f"size must be an int of at least 16 pixels, got {size!r}")
+    arcface = _arcface_points()
+    if kind == "arcface":
+        resize = scale_matrix_for_resize((112, 112), (size, size), dtype=torch.float64)[0].numpy()
+        return _apply(resize, arcface)
+    if kind == "eyes":
+        eyes = np.array([[0.35 * size - 0.5, 0.40 * size - 0.5], [0.65 * size - 0.5, 0.40 * size - 0.5]])
+        return _apply(_similarity_np(arcface[:2], eyes), arcface)
+    quad = ffhq_quad(arcface)
+    edges = np.array([[-0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5], [size - 0.5, -0.5]])
+    return _apply(_similarity_np(quad, edges), arcface)
+
+
+# ------------------------------------------------------------------------------------------------
+# temporal smoothing
+# ------------------------------------------------------------------------------------------------
+
+
+def _centres(sizes: Sequence[Sequence[int]]) -> np.ndarray:
+    return np.array([[(w - 1) / 2.0, (h - 1) / 2.0] for h, w in sizes], dtype=np.float64)
+
+
+def similarity_parameters(matrices: np.ndarray, sizes: Sequence[Sequence[int]]) -> np.ndarray:
+    """``(N, 4)`` parameters ``(log_scale, angle, tx, ty)`` of similarities ``canvas_H_photo`` ``(N, 3, 3)``.
+
+    ``angle`` in radians, counter-clockwise on screen (linear part ``s [[cos, sin], [-sin, cos]]``,
+    docs/conventions.md), unwrapped along the sequence; ``(tx, ty)`` is where the centre of photo ``i``
+    (of ``sizes[i] = (h, w)``) lands on the canvas, so the translation does not depend on the angle."""
+    m = np.asarray(matrices, dtype=np.float64)
+    a, b = m[:, 0, 0], m[:, 0, 1]
+    angle = np.unwrap(np.arctan2(b, a))
+    log_scale = np.log(np.hypot(a, b))
+    centres = _centres(sizes)
+    t = np.einsum("nij,nj->ni", m[:, :2, :2], centres) + m[:, :2, 2]
+    return np.column_stack([log_scale, angle, t])
+
+
+def _matrices_from_parameters(params: np.ndarray, sizes: Sequence[Sequence[int]]) -> np.ndarray:
+    """Similarities ``(N, 3, 3)`` from parameters ``(N, 4)``: the inverse of :func:`similarity_parameters`."""
+    scale = np.exp(params[:, 0])
+    cos, sin = scale * np.cos(params[:, 1]), scale * np.sin(params[:, 1])
+    linear = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], axis=1)
+    out = np.tile(np.eye(3), (len(params), 1, 1))
+    out[:, :2, :2] = linear
+    out[:, :2, 2] = params[:, 2:] - np.einsum("nij,nj->ni", linear, _centres(sizes))
+    return out
+
+
+def smooth_similarities(matrices: np.ndarray, sizes: Sequence[Sequence[int]], sigma: float) -> np.ndarray:
+    """Gaussian smoothing over the frame index of similarities ``canvas_H_photo`` ``(N, 3, 3)``.
+
+    Each of ``(log_scale, angle, tx, ty)`` (:func:`similarity_parameters`) is replaced by its Gaussian-
+    weighted mean over the frames within ``3 sigma`` (``sigma`` in frames; the weights are renormalised
+    at the ends of the sequence, so the first and last frames are not pulled towards zero). ``sigma = 0``
+    returns the matrices unchanged.
+
+    Meant for series with a common framing (a webcam or tripod photo-a-day, frames of a video), where
+    the matrices differ by head movement and landmark jitter; across freely framed photos it averages
+    unrelated framings and moves faces off their template position.
+    """
+    m = np.asarray(matrices, dtype=np.float64)
+    if m.ndim != 3 or m.shape[1:] != (3, 3):
+        raise ValueError(f"matrices must have shape (N, 3, 3), got {m.shape}")
+    if len(sizes) != len(m):
+        raise ValueError(f"sizes has {len(sizes)} entries for {len(m)} matrices")
+    if not sigma >= 0:
+        raise ValueError(f"sigma must be >= 0 frames, got {sigma}")
+    if sigma == 0 or len(m) < 2:
+        return m.copy()
+    params = similarity_parameters(m, sizes)
+    index = np.arange(len(m), dtype=np.float64)
+    distance = index[:, None] - index[None, :]
+    weights = np.exp(-0.5 * (distance / sigma) ** 2) * (np.abs(distance) <= math.ceil(3 * sigma))
+    weights /= weights.sum(axis=1, keepdims=True)
+    return _matrices_from_parameters(weights @ params, sizes)
+
+
+# ------------------------------------------------------------------------------------------------
+# frames
+# ------------------------------------------------------------------------------------------------
+
+
+def _region_for_frame(
+    image: np.ndarray, frame_H_image: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The part of ``image`` that the ``size`` square frame shows (plus a 2 px margin for the bilinear
+    taps), and ``frame_H_region``: a face fills a small part of a large photo, and only that part
+    needs converting to float for the warp."""
+    h, w = image.shape[:2]
+    corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
+    inside = _apply(np.linalg.inv(frame_H_image), corners)
+    x0 = int(np.clip(np.floor(inside[:, 0].min()) - 2, 0, w - 1))
+    y0 = int(np.clip(np.floor(inside[:, 1].min()) - 2, 0, h - 1))
+    x1 = int(np.clip(np.ceil(inside[:, 0].max()) + 3, x0 + 1, w))
+    y1 = int(np.clip(np.ceil(inside[:, 1].max()) + 3, y0 + 1, h))
+    shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+    return image[y0:y1, x0:x1], frame_H_image @ shift
