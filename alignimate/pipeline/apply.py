@@ -30,8 +30,8 @@ from alignimate.pipeline.records import (
     write_report,
     write_transforms,
 )
-from alignimate.pipeline.register_folder import AlignResult, pick_device, resolve_workers
 from alignimate.pipeline.render import BACKGROUNDS, resize_matrix, translation
+from alignimate.pipeline.run import AlignResult, pick_device, resolve_workers
 
 __all__ = ["apply_transforms"]
 

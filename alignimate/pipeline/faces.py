@@ -73,6 +73,7 @@ from alignimate.detect.base import Detector, Instance
 from alignimate.detect.cache import DetectionCache
 from alignimate.detect.frontal import FrontalThresholds, check_frontal
 from alignimate.detect.identity import FaceEmbedder, IdentitySelection, select_identity
+from alignimate.errors import UsageError
 from alignimate.io import AnimationInfo, PhotoError, check_fps, read_image, save_image
 from alignimate.limits import DEFAULT_MAX_PIXELS
 from alignimate.pipeline.animate import animate
@@ -105,8 +106,8 @@ from alignimate.pipeline.records import (
     write_report,
     write_transforms,
 )
-from alignimate.pipeline.register_folder import AlignResult, UsageError, open_output, pick_device
 from alignimate.pipeline.render import linear_scale, render_frame
+from alignimate.pipeline.run import AlignResult, open_output, pick_device, stat_key
 
 __all__ = [
     "CONTACT_SHEET_NAME",
@@ -181,11 +182,6 @@ def period_key(when: datetime | None, every: str) -> str | None:
         year, week, _ = when.isocalendar()
         return f"{year}-W{week:02d}"
     return f"{when.year:04d}-{when.month:02d}"
-
-
-def _stat_key(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns]
 
 
 def _frame_name(name: str, taken: set[str], out: OutputFolder) -> str:
@@ -350,7 +346,7 @@ class _FacesRun:
     def add_photos(self, photos: list[Photo], unreadable: list[Skipped], previous: RunRecord | None) -> None:
         old = previous.by_name() if previous is not None else {}
         for photo in photos:
-            stat = _stat_key(photo.path)
+            stat = stat_key(photo.path)
             record = PhotoRecord(
                 name=photo.name,
                 source=str(photo.path.resolve()),

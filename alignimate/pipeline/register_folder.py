@@ -17,7 +17,6 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from alignimate.config import check_values
 from alignimate.errors import UsageError
 from alignimate.io import PhotoError, read_image, read_image_planes, read_images_parallel, save_image_planes
 from alignimate.limits import DEFAULT_MAX_PIXELS
-from alignimate.pipeline.frame_writer import FrameJob, default_workers, write_frames
+from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.framing import common_crop
 from alignimate.pipeline.outputs import OutputFolder, check_not_input, failure_from_os_error
 from alignimate.pipeline.photos import Photo, Skipped, discover_photos
@@ -40,12 +39,12 @@ from alignimate.pipeline.records import (
     Checkpoint,
     PhotoRecord,
     RunRecord,
-    load_previous,
     matrix_problem,
     write_report,
     write_transforms,
 )
 from alignimate.pipeline.render import linear_scale, resize_matrix, translation
+from alignimate.pipeline.run import AlignResult, open_output, pick_device, resolve_workers, stat_key
 from alignimate.pipeline.semantic import (
     SEMANTIC_MODES,
     SemanticSource,
@@ -55,7 +54,7 @@ from alignimate.pipeline.semantic import (
 )
 from alignimate.registration import RegistrationResult, register
 
-__all__ = ["AlignResult", "UsageError", "align_folder", "open_output", "pick_device", "resolve_workers"]
+__all__ = ["AlignResult", "UsageError", "align_folder", "registration_verdict"]
 
 MODES = ("pixels", *SEMANTIC_MODES)
 MAX_ZNCC_LOSS = 0.25
@@ -77,56 +76,6 @@ _RESULT_SETTINGS = (
 )
 
 
-@dataclass
-class AlignResult:
-    """What :func:`align_folder` did: the output folder and the run record (also in transforms.json)."""
-
-    out: Path
-    run: RunRecord
-
-    @property
-    def aligned(self) -> list[PhotoRecord]:
-        return [p for p in self.run.photos if p.usable and p.output]
-
-    @property
-    def skipped(self) -> list[PhotoRecord]:
-        return [p for p in self.run.photos if p.status == "skipped"]
-
-    @property
-    def exit_code(self) -> int:
-        """0 when every photo was aligned, 1 when some were skipped."""
-        return 1 if self.skipped else 0
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "out": str(self.out),
-            "aligned": len(self.aligned),
-            "skipped": [{"name": p.name, "reason": p.reason} for p in self.skipped],
-            "reference": self.run.reference,
-            "output_size": self.run.output_size,
-        }
-
-
-def pick_device(device: str) -> torch.device:
-    """``"auto"`` means CUDA when available, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for, but no CUDA device is available")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise UsageError(f"device must be auto, cpu or cuda, got {device!r}")
-    return torch.device(device)
-
-
-def resolve_workers(workers: int | None) -> int:
-    """``workers``, or the default (one per CPU core, at most 4); a UsageError when not a positive int."""
-    if workers is None:
-        return default_workers()
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise UsageError(f"workers must be a positive int, got {workers!r}")
-    return workers
-
-
 def _validate(folder: Path, settings: dict[str, Any]) -> None:
     if not folder.is_dir():
         raise UsageError(f"{folder}: not a folder")
@@ -137,36 +86,6 @@ def _validate(folder: Path, settings: dict[str, Any]) -> None:
         raise UsageError(f"detect_size must be at least 32 pixels, got {settings['detect_size']}")
     if settings["keypoints"] and settings["mode"] in ("pixels", "masks"):
         raise UsageError(f"--keypoints is not used by --mode {settings['mode']}")
-
-
-def open_output(
-    out: Path,
-    overwrite: bool,
-    *,
-    command: str,
-    inputs: Sequence[Path],
-    extra_names: Sequence[str] = (),
-    label: str = "output folder",
-    hint: str = "choose an empty or new folder",
-) -> tuple[OutputFolder, RunRecord | None]:
-    """Open the output folder of a ``register`` or ``faces`` run (rules: :mod:`.outputs`) and claim its
-    report files and ``extra_names``; returns it with the earlier run of the same ``command`` found
-    there (checkpoint first) to resume from, or None. The caller closes the folder."""
-    folder = OutputFolder.open(
-        out, command=command, overwrite=overwrite, inputs=inputs, label=label, hint=hint
-    )
-    try:
-        names = [TRANSFORMS_NAME, REPORT_NAME, *extra_names]
-        taken = [n for n in names if not folder.is_free(n)]
-        if taken:
-            raise UsageError(
-                f"{out}: holds {', '.join(taken)} that alignimate did not write; move it away or {hint}"
-            )
-        folder.claim(names)
-        return folder, load_previous(folder, command)
-    except BaseException:
-        folder.close()
-        raise
 
 
 def _pick_reference(photos: list[Photo], reference: str, folder: Path) -> Photo:
@@ -181,11 +100,6 @@ def _pick_reference(photos: list[Photo], reference: str, folder: Path) -> Photo:
         if any(c.exists() and os.path.samefile(c, photo.path) for c in candidates) or photo.name == reference:
             return photo
     raise UsageError(f"reference photo {reference!r} is not one of the usable photos in {folder}")
-
-
-def _stat_key(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns]
 
 
 def _frame_name(photo: Photo, taken: set[str], background: str, out: OutputFolder) -> str:
@@ -320,7 +234,7 @@ class _Run:
         reusable = previous.by_name() if previous is not None and self._same_settings(previous) else {}
         for photo in photos:
             old = reusable.get(photo.name)
-            stat = _stat_key(photo.path)
+            stat = stat_key(photo.path)
             # Reuse what an earlier run decided for an unchanged file: its matrix, or that it did not
             # converge (registration is deterministic, so trying again would give the same answer).
             decided = old is not None and (old.usable or old.converged is False)

@@ -1,0 +1,110 @@
+"""What every job shares (the run kernel): the result type, the output folder of a resumable run,
+device and worker choices, and the key that tells whether a photo changed since the last run.
+
+Jobs (``register``, ``apply``, ``faces``) import from here and from the services below them
+(:mod:`.outputs`, :mod:`.records`, :mod:`.photos`, the frame writer); a job never imports another
+job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alignimate.errors import UsageError
+from alignimate.pipeline.frame_writer import default_workers
+from alignimate.pipeline.outputs import OutputFolder
+from alignimate.pipeline.records import REPORT_NAME, TRANSFORMS_NAME, PhotoRecord, RunRecord, load_previous
+
+__all__ = ["AlignResult", "open_output", "pick_device", "resolve_workers", "stat_key"]
+
+
+@dataclass
+class AlignResult:
+    """What a job (``register``, ``apply``) did: the output folder and the run record (also in
+    transforms.json)."""
+
+    out: Path
+    run: RunRecord
+
+    @property
+    def aligned(self) -> list[PhotoRecord]:
+        return [p for p in self.run.photos if p.usable and p.output]
+
+    @property
+    def skipped(self) -> list[PhotoRecord]:
+        return [p for p in self.run.photos if p.status == "skipped"]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every photo was aligned, 1 when some were skipped."""
+        return 1 if self.skipped else 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "aligned": len(self.aligned),
+            "skipped": [{"name": p.name, "reason": p.reason} for p in self.skipped],
+            "reference": self.run.reference,
+            "output_size": self.run.output_size,
+        }
+
+
+def pick_device(device: str) -> torch.device:
+    """``"auto"`` means CUDA when available, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but no CUDA device is available")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UsageError(f"device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+def resolve_workers(workers: int | None) -> int:
+    """``workers``, or the default (one per CPU core, at most 4); a UsageError when not a positive int."""
+    if workers is None:
+        return default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"workers must be a positive int, got {workers!r}")
+    return workers
+
+
+def open_output(
+    out: Path,
+    overwrite: bool,
+    *,
+    command: str,
+    inputs: Sequence[Path],
+    extra_names: Sequence[str] = (),
+    label: str = "output folder",
+    hint: str = "choose an empty or new folder",
+) -> tuple[OutputFolder, RunRecord | None]:
+    """Open the output folder of a ``register`` or ``faces`` run (rules: :mod:`.outputs`) and claim its
+    report files and ``extra_names``; returns it with the earlier run of the same ``command`` found
+    there (checkpoint first) to resume from, or None. The caller closes the folder."""
+    folder = OutputFolder.open(
+        out, command=command, overwrite=overwrite, inputs=inputs, label=label, hint=hint
+    )
+    try:
+        names = [TRANSFORMS_NAME, REPORT_NAME, *extra_names]
+        taken = [n for n in names if not folder.is_free(n)]
+        if taken:
+            raise UsageError(
+                f"{out}: holds {', '.join(taken)} that alignimate did not write; move it away or {hint}"
+            )
+        folder.claim(names)
+        return folder, load_previous(folder, command)
+    except BaseException:
+        folder.close()
+        raise
+
+
+def stat_key(path: Path) -> list[int]:
+    """``[size, mtime_ns]`` of a photo: an unchanged key means an unchanged file, for a resume."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
