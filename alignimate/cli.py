@@ -424,7 +424,7 @@ def faces(
     quiet: bool = QUIET,
     as_json: bool = JSON,
 ) -> None:
-    from alignimate.pipeline.faces import make_face_timeline
+    from alignimate.pipeline.face_timeline import make_face_timeline
 
     _use_threads(threads)
     presets = _load(config)

@@ -25,7 +25,7 @@ from PIL import Image
 from alignimate import __version__
 from alignimate.detect.faces import FaceDetector
 from alignimate.io import read_image
-from alignimate.pipeline.faces import make_face_timeline
+from alignimate.pipeline.face_timeline import make_face_timeline
 
 FACES = Path(__file__).resolve().parents[1] / "sample_data" / "faces"
 SIZE_WH = (4000, 3000)

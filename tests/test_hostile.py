@@ -130,8 +130,8 @@ def test_register_rerun_ignores_a_hostile_output_in_its_transforms(world) -> Non
 
 def fake_faces(world: dict[str, Path], **options):
     """``make_face_timeline`` on the photos with a detector that finds one face in each (no model)."""
-    from alignimate.pipeline.faces import make_face_timeline
-    from tests.pipeline.test_faces import FakeDetector, MeanColourEmbedder, _face
+    from alignimate.pipeline.face_timeline import make_face_timeline
+    from tests.pipeline.test_face_timeline import FakeDetector, MeanColourEmbedder, _face
 
     detector = FakeDetector()
     for path in sorted(world["photos"].glob("*.jpg")):

@@ -67,7 +67,7 @@ def refine_with_heatmaps(
         max_iterations=_REFINE_ITERATIONS,
         tolerance=_REFINE_TOLERANCE,
         device=device,
-        # Heatmaps are 0 almost everywhere: content, not empty borders (see pipeline.semantic).
+        # Heatmaps are 0 almost everywhere: content, not empty borders (see pipeline.semantic_sources).
         robust=False,
         ignore_empty=False,
     )

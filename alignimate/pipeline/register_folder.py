@@ -45,7 +45,7 @@ from alignimate.pipeline.records import (
 )
 from alignimate.pipeline.render import linear_scale, resize_matrix, translation
 from alignimate.pipeline.run import AlignResult, open_output, pick_device, resolve_workers, stat_key
-from alignimate.pipeline.semantic import (
+from alignimate.pipeline.semantic_sources import (
     SEMANTIC_MODES,
     SemanticSource,
     keypoint_init,
@@ -652,8 +652,9 @@ def align_folder(
     """Align every photo in ``folder`` onto a reference photo and write frames to ``out``.
 
     mode: ``"pixels"`` registers the photos themselves; ``"body"``, ``"faces"``, ``"keypoints"`` and
-    ``"masks"`` register semantic images instead (see :mod:`alignimate.pipeline.semantic`): the last two
-    read ``source``, a keypoint file or a mask folder (``mode="keypoints:points.json"`` works too).
+    ``"masks"`` register semantic images instead (see :mod:`alignimate.pipeline.semantic_sources`):
+    the last two read ``source``, a keypoint file or a mask folder (``mode="keypoints:points.json"``
+    works too).
     keypoints: keypoint names to align on (body default: left ear, shoulder and hip).
     detect_size: long side of the detector's input (body: 800, faces: 960). detector: replaces the
     body or face model (any :class:`~alignimate.detect.base.Detector`). cache_dir, use_cache: the

@@ -3,7 +3,7 @@
 Pipeline (all batched, on one device, no learning rate to tune):
 
 1. masks: the given ones, times the images' empty areas (``ignore_empty``: blocks of exact zeros);
-   optional grey conversion; frame-aware pyramids (:mod:`.images`) by normalised convolution, as
+   optional grey conversion; frame-aware pyramids (:mod:`.levels`) by normalised convolution, as
    deep as keeps the fixed image's shorter side >= 24 px; the finest level is lightly smoothed
    ([1, 2, 1] / 4, as ECC blurs).
 2. without ``init``: global candidates from phase correlation on a 64 px canvas (:mod:`.init`);
@@ -44,15 +44,15 @@ from alignimate.core.checks import check_image_batch, check_matrices
 
 from .feature_init import feature_candidates
 from .frames import matrix_from_model, model_from_matrix
-from .images import Level, build_levels, level_count
-from .images import grey as grey_image
 from .init import CANVAS, CanvasView, global_candidates
-from .losses import LOSS_NAMES, ROBUST_LOSSES, candidate_scores, final_loss, loss_function
+from .levels import Level, build_levels, level_count
+from .levels import grey as grey_image
 from .models import MODELS, MotionModel, get_model
 from .points import FITS
 from .result import RegistrationResult
 from .robust import TUKEY_C
 from .sampling import sample_fixed
+from .scoring import LOSS_NAMES, ROBUST_LOSSES, candidate_scores, final_loss, loss_function
 from .solvers import GN_LOSSES, LevelState, adam_level, gauss_newton_level
 
 __all__ = ["DEFAULT_ITERATIONS", "SOLVERS", "register"]
@@ -449,7 +449,7 @@ def _best_candidate(
     candidates: torch.Tensor, moving: Level, fixed: Level, motion: MotionModel, iterations: int, options: dict
 ) -> tuple[LevelState, torch.Tensor]:
     """Refine every candidate ``(B, K, 3, 3)`` on one level and keep, per pair, the one that ends
-    with the best :func:`~.losses.candidate_scores`; returns its state and that score ``(B,)``."""
+    with the best :func:`~.scoring.candidate_scores`; returns its state and that score ``(B,)``."""
     batch, k = candidates.shape[:2]
     flat = _project(candidates.reshape(batch * k, 3, 3), motion).to(moving.image.dtype)
     moving_k = _repeat_level(moving, k)

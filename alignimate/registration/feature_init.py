@@ -5,7 +5,7 @@ Phase correlation (:mod:`.init`) looks at the whole image at once, so a large oc
 foreground or a partial overlap can pull all of its candidates away. Matched keypoints are local:
 as long as enough of the scene is visible, RANSAC finds the motion of that part and ignores the rest.
 The candidate it gives competes with the phase-correlation ones on the robust score
-(:func:`~.losses.candidate_scores`), so it is used only where it explains the images better.
+(:func:`~.scoring.candidate_scores`), so it is used only where it explains the images better.
 
 Keypoints come from the finest level of each image (its working resolution, lightly smoothed);
 those that fall outside an image's mask are dropped. A pair with too few consistent matches gets the
@@ -22,7 +22,7 @@ from alignimate.core.consensus import ransac
 from alignimate.core.features import Keypoints, detect_and_describe, match_descriptors, matched_points
 
 from .frames import model_from_matrix
-from .images import Level
+from .levels import Level
 
 __all__ = ["MAX_KEYPOINTS", "feature_candidates"]
 

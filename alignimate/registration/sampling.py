@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from .images import MIN_CONFIDENCE, Level
+from .levels import MIN_CONFIDENCE, Level
 
 __all__ = ["FixedSamples", "corner_points", "products", "sample_fixed", "sample_moving", "tile_channels"]
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .images import Level
+from .levels import Level
 from .models import MotionModel
 from .robust import photometric_fit, robust_scale, tukey_weights
 from .sampling import FixedSamples, corner_points, products, sample_moving, tile_channels

@@ -18,7 +18,7 @@ from alignimate.pipeline.face_geometry import (
     similarity_parameters,
     smooth_similarities,
 )
-from alignimate.pipeline.faces import face_template as reexported_face_template
+from alignimate.pipeline.face_timeline import face_template as reexported_face_template
 
 # ArcFace 112 x 112 template (peers.md section 3: the 96 x 112 SphereFace points with x + 8).
 ARCFACE = np.array(

@@ -28,7 +28,7 @@ from alignimate.core import warp_perspective
 from alignimate.detect.base import Instance
 from alignimate.detect.weights import model_info
 from alignimate.pipeline import UsageError
-from alignimate.pipeline.semantic import keypoint_init, parse_mode, working_size
+from alignimate.pipeline.semantic_sources import keypoint_init, parse_mode, working_size
 
 ROOT = Path(__file__).resolve().parents[2]
 FACES = ROOT / "sample_data" / "faces"

@@ -15,8 +15,8 @@ from registration_cases import make_case, to_tensor
 from alignimate.core.warp import warp_perspective
 from alignimate.registration import RegistrationResult, register_points
 from alignimate.registration.frames import frame_from_pixels, matrix_from_model, model_from_matrix
-from alignimate.registration.images import build_levels, level_count
 from alignimate.registration.init import CanvasView, global_candidates, phase_correlation
+from alignimate.registration.levels import build_levels, level_count
 from alignimate.registration.models import MODEL_NAMES, get_model
 from alignimate.registration.sampling import sample_fixed, sample_moving
 

@@ -232,7 +232,7 @@ def test_feature_candidates_hold_where_phase_correlation_is_misled() -> None:
 def test_feature_candidate_is_close_to_the_truth() -> None:
     from alignimate.registration.feature_init import feature_candidates
     from alignimate.registration.frames import matrix_from_model
-    from alignimate.registration.images import build_levels
+    from alignimate.registration.levels import build_levels
 
     rng = np.random.default_rng(22)
     cases = [make_case(rng, name, (256, 256), homography=True) for name in ("astronaut", "coffee")]

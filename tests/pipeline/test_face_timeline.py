@@ -21,13 +21,13 @@ import torch
 from PIL import Image
 from skimage.transform import SimilarityTransform
 
-import alignimate.pipeline.faces as faces_module
+import alignimate.pipeline.face_timeline as faces_module
 from alignimate.detect.base import Instance
 from alignimate.detect.faces import FACE_LANDMARKS, FaceDetector
 from alignimate.errors import UsageError
 from alignimate.io import count_output_frames, read_image
 from alignimate.pipeline.face_geometry import face_template, similarity_parameters
-from alignimate.pipeline.faces import DEDUPE_THRESHOLD, FacesResult, make_face_timeline, period_key
+from alignimate.pipeline.face_timeline import DEDUPE_THRESHOLD, FacesResult, make_face_timeline, period_key
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data" / "faces"

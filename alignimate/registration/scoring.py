@@ -7,7 +7,7 @@ import torch
 
 from alignimate.core.losses import get_loss, zncc
 
-from .images import Level
+from .levels import Level
 from .robust import agreement, photometric_fit, robust_scale, tukey_weights
 from .sampling import sample_moving
 from .solvers import LossFn

@@ -35,7 +35,7 @@ and their point and matrix conventions: :mod:`alignimate.pipeline.face_geometry`
 The template does not match any real face exactly: after the fit each landmark sits a few percent of
 the output size ``S`` from its template point by the subject's own proportions. The RMS of that
 residual, as a fraction of ``S``, is each record's ``loss`` (column ``loss`` of report.csv). On the
-sample timeline (tests/pipeline/test_faces.py) the astronaut's proportions put her landmarks 2.1 % to
+sample timeline (tests/pipeline/test_face_timeline.py) the astronaut's proportions put her landmarks 2.1 % to
 5.2 % of ``S`` from the "eyes" template points; MTCNN run again on the output frames finds them
 within a median 1.0 % (worst 2.7 %) of ``S`` of where a perfect alignment puts them.
 
@@ -132,7 +132,7 @@ ANIMATION_SUFFIXES = (".mp4", ".webm", ".gif")
 # Near-duplicates: mean absolute difference, in [0, 1] grey levels, of two 32 x 32 grey thumbnails of
 # the aligned face (a square of 2.5 eye distances around the template's landmarks), each blurred with a
 # Gaussian of sigma 1 px so that landmark jitter between two shots matters less than their content.
-# Measured (tests/pipeline/test_faces.py): a burst-like copy of a sample photo (turned 0.7 degrees,
+# Measured (tests/pipeline/test_face_timeline.py): a burst-like copy of a sample photo (turned 0.7 degrees,
 # moved 3 px, 1 % larger, sensor noise, JPEG re-encoded) differs by about 0.010; consecutive photos of
 # the sample timeline, the same portrait in other light a week apart, by 0.027 to 0.25. Brightness is
 # deliberately not normalised: the same face in other light is not a duplicate.
