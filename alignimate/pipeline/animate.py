@@ -66,6 +66,8 @@ def _check_caption(
         text = format_caption(caption, Path(name), 0, when or datetime(2000, 1, 1), caption_format, total=1)
     except Exception as err:  # str.format and strftime raise several kinds for a bad pattern
         reason = f"{type(err).__name__}: {err}"
+        if caption_format is None:
+            raise UsageError(f"--caption {caption!r} cannot be used ({reason})") from None
         raise UsageError(f"--caption-format {caption_format!r} cannot be used ({reason})") from None
     if text is not None and len(text) > 1000:
         raise UsageError(f"--caption-format {caption_format!r} makes captions over 1000 characters long")

@@ -162,6 +162,18 @@ def apply_transforms(
         return AlignResult(folder.path, result)
 
 
+def _frame_name(record: PhotoRecord, suffix: str | None, taken: set[str], folder: OutputFolder) -> str:
+    """The record's own output name (with ``suffix`` when one is required), or a fresh one when it
+    has none or that name is taken or held by a file alignimate did not write."""
+    name = record.output
+    if name is not None and suffix is not None and not name.lower().endswith(suffix):
+        name = Path(name).stem + suffix
+    if name is not None and name not in taken and folder.is_free(name):
+        taken.add(name)
+        return name
+    return folder.fresh_name(Path(record.name).name, suffix or ".jpg", taken)
+
+
 def _check_frame_size(size: list[int], transforms: Path) -> None:
     h, w = size
     if not (0 < h <= MAX_FRAME_SIDE and 0 < w <= MAX_FRAME_SIDE and h * w <= MAX_FRAME_PIXELS):
@@ -190,10 +202,14 @@ def _write_all(
     new_records: list[PhotoRecord] = []
     jobs: list[FrameJob] = []
     taken = {TRANSFORMS_NAME, REPORT_NAME}
+    # A transparent background needs an alpha channel, which JPEG frames cannot hold.
+    suffix = ".png" if background == "transparent" else None
     for record in run.photos:
         new = PhotoRecord(**{**record.__dict__, "extra": dict(record.extra), "output": None})
         new_records.append(new)
         if not record.usable:
+            if record.status == "pending":
+                _skip(new, "never registered (the run that wrote this file was interrupted)", log)
             continue
         path = _source_for(record, versions, images is not None)
         if path is None:
@@ -210,11 +226,7 @@ def _write_all(
             continue
         canvas_H_photo = new_H_canvas @ np.asarray(record.matrix) @ resize_matrix(size, tuple(record.size))
         new.matrix, new.size, new.source = canvas_H_photo.tolist(), list(size), str(path.resolve())
-        if record.output is not None and record.output not in taken and folder.is_free(record.output):
-            name = record.output
-            taken.add(name)
-        else:
-            name = folder.fresh_name(Path(record.name).name, ".jpg", taken)
+        name = _frame_name(record, suffix, taken, folder)
         jobs.append(FrameJob(path, offset @ canvas_H_photo, folder.path / name, key=new))
     # Every frame's name is recorded as alignimate's before the first one is written.
     folder.claim(job.target.name for job in jobs)

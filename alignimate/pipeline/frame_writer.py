@@ -3,8 +3,9 @@
 Worker threads read a photo and warp it (:func:`alignimate.pipeline.render.render_frame`); the
 calling thread saves the finished frames one at a time, in job order. Decoding, warping and JPEG
 encoding all run outside the GIL (Pillow, numpy, torch), so on a machine with ``n`` cores about ``n``
-frames are in progress at once, while memory stays bounded: at most ``workers + 1`` jobs are in flight
-(a decoded photo and a finished frame each), never the whole series.
+frames are in progress at once, while memory stays bounded: at most ``workers + 2`` frames are held
+at once (``workers + 1`` jobs submitted, each a decoded photo and then a finished frame, plus the one
+being saved), never the whole series.
 
 Because only the calling thread saves, and in order, a consumer that records each yielded outcome
 (a checkpoint) knows exactly which frames exist: an interruption (Ctrl-C, an error while saving)
