@@ -47,9 +47,12 @@ from alignimate.core import estimate_similarity, scale_matrix_for_resize
 from alignimate.detect.identity import ARCFACE_TEMPLATE_112
 
 __all__ = [
+    "EYE_WEIGHT",
+    "MAX_EYES_FIT_MISS",
     "TEMPLATES",
     "face_template",
     "ffhq_quad",
+    "fit_to_template",
     "similarity_parameters",
     "smooth_similarities",
 ]
@@ -118,6 +121,49 @@ def face_template(kind: str, size: int) -> np.ndarray:
     quad = ffhq_quad(arcface)
     edges = np.array([[-0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5], [size - 0.5, -0.5]])
     return _apply(_similarity_np(quad, edges), arcface)
+
+
+# ------------------------------------------------------------------------------------------------
+# the fit of a face to its template
+# ------------------------------------------------------------------------------------------------
+
+# The "eyes" fit weighs each eye this many times more than a nose or mouth landmark: the eyes all but
+# land on their template points, and the other three still steady the angle and the scale, which two
+# points alone leave to the eye landmarks' own scatter (measured: docs/benchmarks.md, "Eyes held").
+EYE_WEIGHT = 25.0
+# The "eyes" fit falls back to the five-point fit when, once the eyes are placed, a nose or mouth
+# landmark lands further than this many template eye distances from its template point: real faces
+# stay far inside (their proportions differ from the template's by a fraction of that), so a larger
+# miss means an eye landmark is wrong (an eye hidden by hair or glasses, a detector slip).
+MAX_EYES_FIT_MISS = 0.5
+
+
+def fit_to_template(
+    landmarks: np.ndarray, template: np.ndarray, *, hold_eyes: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """``template_H_photo`` similarities ``(N, 3, 3)`` for faces with 5 landmarks ``(N, 5, 2)``
+    (MTCNN order: eyes, nose, mouth corners; photo pixels) onto ``template (5, 2)``, and ``(N,)``
+    booleans: whether the eyes were held.
+
+    ``hold_eyes=False``: the least-squares similarity of all five points (each point's error spread
+    over all of them). ``hold_eyes=True``: the weighted least-squares similarity with each eye
+    weighing :data:`EYE_WEIGHT` times a nose or mouth landmark, so the eyes all but land on the
+    template's eyes and stay there from frame to frame, while the nose and mouth sit where the
+    person's proportions put them. It is used only where it is plausible (no other landmark further
+    than :data:`MAX_EYES_FIT_MISS` eye distances from its template point); elsewhere the five-point
+    fit is kept. Conventions: docs/conventions.md."""
+    points = torch.from_numpy(np.asarray(landmarks, dtype=np.float64))
+    target = torch.from_numpy(np.asarray(template, dtype=np.float64))[None].expand(points.shape[0], -1, -1)
+    five = estimate_similarity(points, target).numpy()
+    if not hold_eyes:
+        return five, np.zeros(points.shape[0], dtype=bool)
+    weights = torch.tensor([EYE_WEIGHT, EYE_WEIGHT, 1.0, 1.0, 1.0], dtype=torch.float64)
+    eyes = estimate_similarity(points, target, weights[None].expand(points.shape[0], -1)).numpy()
+    mapped = np.einsum("nij,nkj->nki", eyes[:, :2, :2], points.numpy()) + eyes[:, None, :2, 2]
+    eye_distance = np.linalg.norm(template[1] - template[0])
+    miss = np.linalg.norm(mapped[:, 2:] - template[2:], axis=2).max(axis=1) / eye_distance
+    held = np.isfinite(miss) & (miss <= MAX_EYES_FIT_MISS)
+    return np.where(held[:, None, None], eyes, five), held
 
 
 # ------------------------------------------------------------------------------------------------

@@ -32,12 +32,12 @@ Steps, each of which drops a photo with a reason instead of stopping the run:
 Templates (``"eyes"``, the default, ``"arcface"``, ``"ffhq"``), the FFHQ quad, the temporal smoothing
 and their point and matrix conventions: :mod:`alignimate.pipeline.face_geometry`.
 
-The template does not match any real face exactly: after the fit each landmark sits a few percent of
-the output size ``S`` from its template point by the subject's own proportions. The RMS of that
-residual, as a fraction of ``S``, is each record's ``loss`` (column ``loss`` of report.csv). On the
-sample timeline (tests/pipeline/test_face_timeline.py) the astronaut's proportions put her landmarks 2.1 % to
-5.2 % of ``S`` from the "eyes" template points; MTCNN run again on the output frames finds them
-within a median 1.0 % (worst 2.7 %) of ``S`` of where a perfect alignment puts them.
+The template does not match any real face exactly: after the fit the landmarks sit some way from
+their template points by the subject's own proportions. The RMS of that residual, as a fraction of
+the output size ``S``, is each record's ``loss`` (column ``loss`` of report.csv). With the ``eyes``
+template the fit holds the eyes (:func:`~alignimate.pipeline.face_geometry.fit_to_template`): they
+all but land on their template points and the nose and mouth take the person's proportions, so the
+eyes stay still from frame to frame (measured: docs/benchmarks.md, "Eyes held").
 
 Files in the frames folder: one JPEG per kept photo (named after the photo), ``transforms.json``
 (format of :mod:`alignimate.pipeline.records`; each ``matrix`` is ``frame_H_photo``, since the canvas is
@@ -63,7 +63,6 @@ from tqdm import tqdm
 
 from alignimate.config import check_values
 from alignimate.core import (
-    estimate_similarity,
     gaussian_blur2d,
     rgb_to_grayscale,
     scale_matrix_for_resize,
@@ -85,6 +84,7 @@ from alignimate.pipeline.face_geometry import (
     _region_for_frame,
     face_template,
     ffhq_quad,
+    fit_to_template,
     similarity_parameters,
     smooth_similarities,
 )
@@ -281,6 +281,7 @@ class _Item:
     faces: list[Instance] = field(default_factory=list)
     face: Instance | None = None
     yaw: float = 0.0
+    five_point: np.ndarray | None = None  # the five-point fit, whichever fit places the frame
 
 
 class _FacesRun:
@@ -453,12 +454,17 @@ class _FacesRun:
         items = self.kept()
         if not items:
             return
-        landmarks = torch.tensor(np.stack([self._landmarks(item) for item in items]))
-        template = torch.from_numpy(self.template)[None]
-        matrices = estimate_similarity(landmarks, template).numpy()
-        for item, matrix in zip(items, matrices, strict=True):
+        landmarks = np.stack([self._landmarks(item) for item in items])
+        hold_eyes = self.settings["template"] == "eyes"
+        matrices, held = fit_to_template(landmarks, self.template, hold_eyes=hold_eyes)
+        five_point, _ = fit_to_template(landmarks, self.template, hold_eyes=False)
+        for item, matrix, eyes, steady in zip(items, matrices, held, five_point, strict=True):
             self._set_matrix(item, matrix)
+            item.five_point = steady
             item.record.extra["matrix_closed_form"] = matrix.tolist()
+            if hold_eyes:
+                # Which fit placed the face (face_geometry.fit_to_template): "eyes" holds them still.
+                item.record.extra["fit"] = "eyes" if eyes else "five points (the eyes looked implausible)"
             item.record.converged = True
             item.record.iterations = 0
 
@@ -498,7 +504,8 @@ class _FacesRun:
         )
 
         def load(item: _Item) -> np.ndarray:
-            matrix = np.asarray(item.record.matrix)
+            # Compared on the five-point fit: the steadiest alignment of two shots of one face.
+            matrix = np.asarray(item.record.matrix if item.five_point is None else item.five_point)
             image, work_H_photo = _read_for_scale(
                 item.photo.path, item.photo.size_hw, k * linear_scale(matrix), margin=2.0
             )

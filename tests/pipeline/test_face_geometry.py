@@ -131,3 +131,37 @@ def test_region_for_frame_is_the_part_of_the_photo_the_frame_shows() -> None:
     region, frame_H_region = _region_for_frame(small, np.eye(3), 64)
     assert region.shape == small.shape
     np.testing.assert_array_equal(frame_H_region, np.eye(3))
+
+
+def test_the_eyes_fit_holds_the_eyes_and_falls_back_when_they_are_implausible() -> None:
+    from alignimate.pipeline.face_geometry import MAX_EYES_FIT_MISS, fit_to_template
+
+    template = face_template("eyes", 512)
+    rng = np.random.default_rng(3)
+    # Faces whose proportions differ from the template's: mouth lower and wider, nose off-centre.
+    faces = []
+    for _ in range(5):
+        face = template.copy()
+        face[2] += rng.normal(0, 6, 2)
+        face[3:] += np.array([[-12.0, 18.0], [12.0, 18.0]]) + rng.normal(0, 4, (2, 2))
+        angle, scale, shift = rng.uniform(-0.3, 0.3), rng.uniform(0.5, 2.0), rng.uniform(-200, 200, 2)
+        rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) * scale
+        faces.append(face @ rot.T + shift)
+    landmarks = np.stack(faces)
+    held, used = fit_to_template(landmarks, template, hold_eyes=True)
+    five, not_used = fit_to_template(landmarks, template, hold_eyes=False)
+    assert used.all() and not not_used.any()
+    mapped = np.einsum("nij,nkj->nki", held[:, :2, :2], landmarks) + held[:, None, :2, 2]
+    mapped_five = np.einsum("nij,nkj->nki", five[:, :2, :2], landmarks) + five[:, None, :2, 2]
+    eye_miss = np.linalg.norm(mapped[:, :2] - template[:2], axis=2)
+    eye_miss_five = np.linalg.norm(mapped_five[:, :2] - template[:2], axis=2)
+    # The eyes all but land on the template's: three times closer than the five-point fit puts them.
+    assert eye_miss.max() < 0.35 * eye_miss_five.min()
+    # An eye landmark on the hairline: the eyes fit would throw the mouth far off, so it is not used.
+    broken = landmarks.copy()
+    broken[0, 0] += (broken[0, 1] - broken[0, 0]) @ np.array([[0.0, -1.0], [1.0, 0.0]]) * 1.2
+    matrices, used = fit_to_template(broken, template, hold_eyes=True)
+    reference, _ = fit_to_template(broken, template, hold_eyes=False)
+    assert not used[0] and used[1:].all()
+    assert np.allclose(matrices[0], reference[0])
+    assert MAX_EYES_FIT_MISS == 0.5

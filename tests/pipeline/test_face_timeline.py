@@ -67,6 +67,17 @@ def _map(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:2, :2].T + matrix[:2, 2]
 
 
+def _weighted_similarity_map(src: np.ndarray, dst: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``src`` mapped by the weighted least-squares similarity onto ``dst``, solved independently of
+    alignimate as complex numbers: ``dst ~ a * src + b`` with ``a`` a complex scale-rotation."""
+    z, t = src[:, 0] + 1j * src[:, 1], dst[:, 0] + 1j * dst[:, 1]
+    zc = z - np.average(z, weights=weights)
+    tc = t - np.average(t, weights=weights)
+    a = np.sum(weights * np.conj(zc) * tc) / np.sum(weights * np.abs(zc) ** 2)
+    mapped = a * zc + np.average(t, weights=weights)
+    return np.stack([mapped.real, mapped.imag], axis=1)
+
+
 def _eyes_template(size: int) -> np.ndarray:
     """The documented "eyes" template: ArcFace moved so its eyes land on (0.35 S, 0.40 S), (0.65 S, 0.40 S)
     (edge-based fractions: pixel coordinate = f * S - 0.5)."""
@@ -128,7 +139,9 @@ def test_redetected_landmarks_lie_on_the_template(sample_run: dict[str, Any]) ->
     np.testing.assert_allclose(face_template("eyes", size), template, atol=1e-6)
     truth = _truth()
     source = np.array([truth["landmarks_source"][k] for k in ORDER])
-    subject = _map(_fit(source, template), source)
+    # The "eyes" template holds the eyes (face_geometry.fit_to_template): the same eye-weighted fit of
+    # the true landmarks (weights 25 on each eye) gives where this person's face belongs.
+    subject = _weighted_similarity_map(source, template, np.array([25.0, 25.0, 1.0, 1.0, 1.0]))
     shape_offset = np.linalg.norm(subject - template, axis=1) / size
     detector = FaceDetector()  # as the pipeline runs it
     to_subject, to_template = [], []
@@ -147,9 +160,15 @@ def test_redetected_landmarks_lie_on_the_template(sample_run: dict[str, Any]) ->
         f"to the bare template: median {np.median(d_template):.4f}, worst {d_template.max():.4f}; "
         f"shape offset per point {np.round(shape_offset, 4).tolist()}"
     )
+    eyes = np.stack(to_template)[:, :2]
+    numbers += f"; eyes to the template's eyes: median {np.median(eyes):.4f}, worst {eyes.max():.4f}"
     print(numbers)
     assert np.median(d_subject) < 0.015, numbers
     assert d_subject.max() < 0.03, numbers
+    # Held eyes (issue #16 asks for 0.5 % / 1.5 %; measured 0.96 % / 1.8 %, with the five-point fit
+    # 1.9 % / 3.7 %: docs/benchmarks.md, "Eyes held"). What remains is mostly MTCNN's own landmark
+    # scatter between a photo and its aligned frame.
+    assert np.median(eyes) < 0.012 and eyes.max() < 0.022, numbers
     # The distance to the bare template is the subject's shape offset plus that alignment error.
     assert np.all(np.abs(np.stack(to_template) - shape_offset) <= np.stack(to_subject) + 1e-9), numbers
 
@@ -163,7 +182,9 @@ def test_matrices_map_the_true_landmarks_onto_the_template(sample_run: dict[str,
     np.testing.assert_allclose(template, _eyes_template(768), atol=1e-3)
     truth = _truth()
     source = np.array([truth["landmarks_source"][k] for k in ORDER])
-    subject = _map(_fit(source, template), source)
+    # The "eyes" template holds the eyes (face_geometry.fit_to_template): the same eye-weighted fit of
+    # the true landmarks (weights 25 on each eye) gives where this person's face belongs.
+    subject = _weighted_similarity_map(source, template, np.array([25.0, 25.0, 1.0, 1.0, 1.0]))
     records = {p["name"]: p for p in run["photos"]}
     errors = []
     for frame in truth["frames"]:
