@@ -393,6 +393,9 @@ def faces(
     identity: str = typer.Option(None, help="auto | largest | PATH of a reference photo of the person."),
     max_yaw: float = typer.Option(None, help="Largest accepted yaw asymmetry, 0 (frontal) to 1 (profile)."),
     max_roll: float = typer.Option(None, help="Largest accepted head roll, degrees."),
+    max_pitch: float = typer.Option(
+        None, help="Largest accepted nod, looking up or down: 0 (level) to 1; default 0.3."
+    ),
     template: str = typer.Option(None, help="eyes | arcface | ffhq: where the face goes on the canvas."),
     output_size: int = typer.Option(None, help="Side of the square frames, pixels."),
     refine: str = typer.Option(None, help="none | heatmaps: gradient-descent refinement of the fit."),
@@ -432,6 +435,7 @@ def faces(
         identity=identity,
         max_yaw=max_yaw,
         max_roll=max_roll,
+        max_pitch=max_pitch,
         template=template,
         output_size=output_size,
         refine=refine,

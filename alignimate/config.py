@@ -153,6 +153,12 @@ _FACES = {
         (int, float), 0.35, "largest accepted yaw asymmetry (0 frontal, 1 profile)", bounds=(0, 1)
     ),
     "max_roll": Option((int, float), 30.0, "largest accepted head roll, degrees", bounds=(0, 180)),
+    "max_pitch": Option(
+        (int, float),
+        0.3,
+        "largest accepted nod (looking up or down): nose height off its frontal value",
+        bounds=(0, 1),
+    ),
     "template": Option(
         str, "eyes", "where the landmarks go on the canvas", choices=("eyes", "arcface", "ffhq")
     ),

@@ -153,6 +153,7 @@ _RECORDED = (
     "identity",
     "max_yaw",
     "max_roll",
+    "max_pitch",
     "template",
     "output_size",
     "refine",
@@ -670,6 +671,7 @@ def make_face_timeline(
     identity: str = "auto",
     max_yaw: float = 0.35,
     max_roll: float = 30.0,
+    max_pitch: float = 0.3,
     template: str = "eyes",
     output_size: int = 768,
     refine: str = "none",
@@ -707,7 +709,8 @@ def make_face_timeline(
     :mod:`alignimate.pipeline.face_geometry`.
 
     identity: ``"auto"`` | ``"largest"`` | path of a photo of the person (its largest face).
-    max_yaw, max_roll: frontal filter thresholds (:class:`~alignimate.detect.frontal.FrontalThresholds`).
+    max_yaw, max_roll, max_pitch: frontal filter thresholds
+    (:class:`~alignimate.detect.frontal.FrontalThresholds`).
     template: ``"eyes"`` | ``"arcface"`` | ``"ffhq"``; output_size: side of the square frames, pixels.
     refine: ``"none"`` | ``"heatmaps"``. sort: ``"date"`` | ``"name"``.
     every: ``"all"`` | ``"day"`` | ``"week"`` | ``"month"``. dedupe: drop near-duplicates
@@ -728,6 +731,7 @@ def make_face_timeline(
         "identity": str(identity),
         "max_yaw": float(max_yaw),
         "max_roll": float(max_roll),
+        "max_pitch": float(max_pitch),
         "template": template,
         "output_size": int(output_size),
         "refine": refine,
@@ -844,7 +848,11 @@ def _run_faces(
         max_distance = None if embedder is None else embedder.default_max_distance
         run.choose_identity(chosen, max_distance)
         run.filter_frontal(
-            FrontalThresholds(max_yaw=settings["max_yaw"], max_roll_deg=settings["max_roll"])
+            FrontalThresholds(
+                max_yaw=settings["max_yaw"],
+                max_roll_deg=settings["max_roll"],
+                max_pitch=settings["max_pitch"],
+            )
         )
         run.thin(settings["every"])
         run.fit()

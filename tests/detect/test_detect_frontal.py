@@ -126,3 +126,21 @@ def test_sample_faces_are_all_frontal() -> None:
         # The frames were rendered with a known on-screen rotation; the eye line carries it.
         eye_line_source = math.degrees(math.atan2(-(102.5 - 100.5), 246.0 - 202.5))
         assert r.measures.roll_deg == pytest.approx(frame["angle_deg"] + eye_line_source, abs=0.05)
+
+
+def test_pitch_grows_with_the_nod_and_default_drops_strong_nods() -> None:
+    # The generic head bowed (positive pitch: looking down) and raised; values quoted in frontal.py.
+    measured = {deg: frontal_measures(project(0, deg)).pitch for deg in (-30, -20, -10, 0, 10, 20, 30)}
+    assert all(measured[a] < measured[b] for a, b in itertools.pairwise(sorted(measured)))
+    for deg, pitch in ((10, 0.07), (20, 0.14), (30, 0.23)):
+        # -0.044: the generic head's own nose height (0.556) against the level value (0.6).
+        assert measured[deg] == pytest.approx(pitch - 0.044, abs=0.01)
+    assert check_frontal(project(0, 20)).keep and check_frontal(project(0, -20)).keep
+    down, up = check_frontal(project(0, 50)), check_frontal(project(0, -40))
+    assert not down.keep and "pitch" in down.reason and "looking down" in down.reason
+    assert not up.keep and "pitch" in up.reason and "looking up" in up.reason
+    # Roll does not change it: the nose height is measured across the eye line.
+    tilted = rotate_on_screen(project(0, 20), 25.0)
+    assert frontal_measures(tilted).pitch == pytest.approx(measured[20], abs=1e-9)
+    # A yawed face keeps its pitch measure close to the frontal one.
+    assert abs(frontal_measures(project(20, 0)).pitch - measured[0]) < 0.01
