@@ -553,3 +553,22 @@ def test_every_photo_named_entry_is_in_the_report(world) -> None:
     for name in ("folder.jpg", "pipe.jpg", "broken.jpg", "loop.jpg"):
         assert name in report
     assert "notes.txt" not in report and ".hidden.jpg" not in report
+
+
+def test_a_photo_that_vanishes_before_detection_is_skipped_alone(world, monkeypatch) -> None:
+    from alignimate.detect.cache import DetectionCache
+
+    real_hash = DetectionCache.photo_hash
+
+    def vanishing(self, path):
+        if Path(path).name == "IMG_2.jpg":
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_hash(self, path)
+
+    monkeypatch.setattr(DetectionCache, "photo_hash", vanishing)
+    result = fake_faces(world)
+    assert sorted(p.name for p in result.aligned) == ["IMG_1.jpg", "IMG_3.jpg"]
+    assert [(p.name, p.reason) for p in result.skipped] == [
+        ("IMG_2.jpg", "cannot be read (No such file or directory)")
+    ]
+    assert result.exit_code == 1

@@ -89,7 +89,11 @@ def detect_faces(
     cached = 0
     todo: list[_Job[T]] = []
     for item in items:
-        digest = item.record.extra.get("sha256") or cache.photo_hash(item.photo.path)
+        try:
+            digest = item.record.extra.get("sha256") or cache.photo_hash(item.photo.path)
+        except OSError as err:  # gone or unreadable since it was found: this photo only
+            drop(item, f"cannot be read ({err.strerror or type(err).__name__})")
+            continue
         item.record.extra["sha256"] = digest
         job = _Job(item, cache.key(digest, detector.name, det_settings))
         if emb_model is not None:

@@ -212,7 +212,11 @@ class SemanticSource:
         choices: list[_Choice | None] = [None] * len(photos)
         if self.cache is not None:
             for i, photo in enumerate(photos):
-                keys[i] = self.cache.key(self.cache.photo_hash(photo.path), self.detector.name, settings)
+                try:
+                    digest = self.cache.photo_hash(photo.path)
+                except OSError:
+                    continue  # unreadable now: the read below reports it for this photo alone
+                keys[i] = self.cache.key(digest, self.detector.name, settings)
                 found[i] = self.cache.load_instances(self.detector.name, keys[i])
         todo = [i for i in range(len(photos)) if found[i] is None]
         images: list[np.ndarray] = []
