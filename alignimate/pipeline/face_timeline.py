@@ -107,7 +107,7 @@ from alignimate.pipeline.records import (
     write_transforms,
 )
 from alignimate.pipeline.render import linear_scale, render_frame
-from alignimate.pipeline.run import AlignResult, open_output, pick_device, stat_key
+from alignimate.pipeline.run import AlignResult, fresh_record, open_output, pick_device, stat_key
 
 __all__ = [
     "CONTACT_SHEET_NAME",
@@ -349,14 +349,7 @@ class _FacesRun:
         old = previous.by_name() if previous is not None else {}
         for photo in photos:
             stat = stat_key(photo.path)
-            record = PhotoRecord(
-                name=photo.name,
-                source=str(photo.path.resolve()),
-                status="pending",
-                size=list(photo.size_hw),
-                datetime=photo.datetime.isoformat() if photo.datetime else None,
-                extra={"stat": stat},
-            )
+            record = fresh_record(photo, stat)
             before = old.get(photo.name)
             if before is not None and before.extra.get("stat") == stat and before.extra.get("sha256"):
                 # Unchanged file: its hash is known, and its frame may already be written.

@@ -44,7 +44,14 @@ from alignimate.pipeline.records import (
     write_transforms,
 )
 from alignimate.pipeline.render import linear_scale, resize_matrix, translation
-from alignimate.pipeline.run import AlignResult, open_output, pick_device, resolve_workers, stat_key
+from alignimate.pipeline.run import (
+    AlignResult,
+    fresh_record,
+    open_output,
+    pick_device,
+    resolve_workers,
+    stat_key,
+)
 from alignimate.pipeline.semantic_sources import (
     SEMANTIC_MODES,
     SemanticSource,
@@ -242,14 +249,7 @@ class _Run:
                 record = old
                 record.source = str(photo.path.resolve())  # never a path read back from disk
             else:
-                record = PhotoRecord(
-                    name=photo.name,
-                    source=str(photo.path.resolve()),
-                    status="pending",
-                    size=list(photo.size_hw),
-                    datetime=photo.datetime.isoformat() if photo.datetime else None,
-                    extra={"stat": stat},
-                )
+                record = fresh_record(photo, stat)
             self.records[photo.name] = record
             self.order.append(photo.name)
         for item in skipped:

@@ -18,9 +18,10 @@ import torch
 from alignimate.errors import UsageError
 from alignimate.pipeline.frame_writer import default_workers
 from alignimate.pipeline.outputs import OutputFolder
+from alignimate.pipeline.photos import Photo
 from alignimate.pipeline.records import REPORT_NAME, TRANSFORMS_NAME, PhotoRecord, RunRecord, load_previous
 
-__all__ = ["AlignResult", "open_output", "pick_device", "resolve_workers", "stat_key"]
+__all__ = ["AlignResult", "fresh_record", "open_output", "pick_device", "resolve_workers", "stat_key"]
 
 
 @dataclass
@@ -108,3 +109,16 @@ def stat_key(path: Path) -> list[int]:
     """``[size, mtime_ns]`` of a photo: an unchanged key means an unchanged file, for a resume."""
     st = path.stat()
     return [st.st_size, st.st_mtime_ns]
+
+
+def fresh_record(photo: Photo, stat: list[int]) -> PhotoRecord:
+    """The record of a photo no earlier run decided: ``pending``, with its source, size, capture time
+    and ``stat`` (:func:`stat_key`) for the next resume to compare."""
+    return PhotoRecord(
+        name=photo.name,
+        source=str(photo.path.resolve()),
+        status="pending",
+        size=list(photo.size_hw),
+        datetime=photo.datetime.isoformat() if photo.datetime else None,
+        extra={"stat": stat},
+    )
