@@ -504,7 +504,7 @@ def _with_feature_candidates(
     return merged
 
 
-def _take_level(level: Level, index: torch.Tensor) -> Level:
+def _take_level(level: Level, index: torch.Tensor | slice) -> Level:
     """The pairs ``index`` of a level (a level shared by the batch stays as it is)."""
     if level.image.shape[0] == 1:
         return level
@@ -587,8 +587,8 @@ def _run_level(
         sub = LevelState(
             state.model[part], state.iterations[part], state.converged[part], state.overlap[part]
         )
-        m_level = _slice_level(moving, part)
-        f_level = fixed if shared else _slice_level(fixed, part)
+        m_level = _take_level(moving, part)
+        f_level = _take_level(fixed, part)
         if solver == "gauss_newton":
             samples = shared_samples if shared_samples is not None else sample_fixed(f_level, max_pixels)
             result = gauss_newton_level(
@@ -620,7 +620,3 @@ def _run_level(
         converged=torch.cat([p.converged for p in pieces]),
         overlap=torch.cat([p.overlap for p in pieces]),
     )
-
-
-def _slice_level(level: Level, part: slice) -> Level:
-    return level.with_images(level.image[part], None if level.mask is None else level.mask[part])
