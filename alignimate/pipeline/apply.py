@@ -31,7 +31,7 @@ from alignimate.pipeline.records import (
     write_transforms,
 )
 from alignimate.pipeline.render import BACKGROUNDS, resize_matrix, translation
-from alignimate.pipeline.run import AlignResult, pick_device, resolve_workers
+from alignimate.pipeline.run import AlignResult, open_output, pick_device, resolve_workers
 
 __all__ = ["apply_transforms"]
 
@@ -134,11 +134,8 @@ def apply_transforms(
     inputs = {transforms.parent} | ({images_dir} if images_dir is not None else set())
     if images_dir is None:
         inputs |= {Path(r.source).parent for r in run.photos if r.usable and r.source}
-    opened = OutputFolder.open(out, command="apply", overwrite=overwrite, inputs=inputs, resumable=False)
-    with opened as folder:
-        if not (folder.is_free(TRANSFORMS_NAME) and folder.is_free(REPORT_NAME)):
-            raise UsageError(f"{out}: holds a {TRANSFORMS_NAME} or {REPORT_NAME} alignimate did not write")
-        folder.claim([TRANSFORMS_NAME, REPORT_NAME])
+    folder, _ = open_output(Path(out), overwrite, command="apply", inputs=sorted(inputs), resumable=False)
+    with folder:
         try:
             result = _write_all(
                 run,

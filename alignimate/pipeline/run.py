@@ -84,12 +84,20 @@ def open_output(
     extra_names: Sequence[str] = (),
     label: str = "output folder",
     hint: str = "choose an empty or new folder",
+    resumable: bool = True,
 ) -> tuple[OutputFolder, RunRecord | None]:
-    """Open the output folder of a ``register`` or ``faces`` run (rules: :mod:`.outputs`) and claim its
-    report files and ``extra_names``; returns it with the earlier run of the same ``command`` found
-    there (checkpoint first) to resume from, or None. The caller closes the folder."""
+    """Open the output folder of a run (rules: :mod:`.outputs`; ``resumable=False`` for a job that
+    cannot resume, such as ``apply``) and claim its report files and ``extra_names``; returns it with
+    the earlier run of the same ``command`` found there (checkpoint first) to resume from, or None.
+    The caller closes the folder."""
     folder = OutputFolder.open(
-        out, command=command, overwrite=overwrite, inputs=inputs, label=label, hint=hint
+        out,
+        command=command,
+        overwrite=overwrite,
+        inputs=inputs,
+        label=label,
+        hint=hint,
+        resumable=resumable,
     )
     try:
         names = [TRANSFORMS_NAME, REPORT_NAME, *extra_names]
