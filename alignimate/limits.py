@@ -14,6 +14,7 @@ __all__ = [
     "MAX_FRAME_SIDE",
     "MAX_PHOTOS",
     "MAX_PIXELS_RANGE",
+    "size_problem",
 ]
 
 MAX_FRAME_SIDE = 65_500
@@ -33,3 +34,12 @@ MAX_ANIMATION_SIDE = 8192
 
 MAX_PHOTOS = 10_000_000
 """Largest number of photo entries read from a transforms.json."""
+
+
+def size_problem(
+    h: int, w: int, max_side: int = MAX_FRAME_SIDE, max_pixels: int = MAX_FRAME_PIXELS
+) -> str | None:
+    """Why ``h x w`` is outside a pixel budget (by default a frame's), or None when it is within."""
+    if 0 < h <= max_side and 0 < w <= max_side and h * w <= max_pixels:
+        return None
+    return f"{h}x{w} is outside the pixel budget (sides 1 to {max_side}, at most {max_pixels} pixels)"

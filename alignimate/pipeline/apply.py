@@ -18,7 +18,7 @@ import numpy as np
 from alignimate.config import check_values
 from alignimate.errors import UsageError
 from alignimate.io import PhotoError, find_images, probe_image
-from alignimate.limits import DEFAULT_MAX_PIXELS, MAX_FRAME_PIXELS, MAX_FRAME_SIDE
+from alignimate.limits import DEFAULT_MAX_PIXELS, size_problem
 from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.outputs import OutputFolder, failure_from_os_error
 from alignimate.pipeline.records import (
@@ -172,12 +172,9 @@ def _frame_name(record: PhotoRecord, suffix: str | None, taken: set[str], folder
 
 
 def _check_frame_size(size: list[int], transforms: Path) -> None:
-    h, w = size
-    if not (0 < h <= MAX_FRAME_SIDE and 0 < w <= MAX_FRAME_SIDE and h * w <= MAX_FRAME_PIXELS):
-        raise UsageError(
-            f"{transforms}: frames of {h}x{w} pixels are outside the budget (sides 1 to {MAX_FRAME_SIDE}, "
-            f"at most {MAX_FRAME_PIXELS} pixels); use smaller versions of the photos (--images)"
-        )
+    problem = size_problem(*size)
+    if problem is not None:
+        raise UsageError(f"{transforms}: frames of {problem}; use smaller versions of the photos (--images)")
 
 
 def _write_all(

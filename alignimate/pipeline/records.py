@@ -32,7 +32,7 @@ import numpy as np
 
 from alignimate import __version__
 from alignimate.io import write_csv, write_json
-from alignimate.limits import MAX_FRAME_PIXELS, MAX_FRAME_SIDE, MAX_PHOTOS, MAX_PIXELS_RANGE
+from alignimate.limits import MAX_FRAME_PIXELS, MAX_FRAME_SIDE, MAX_PHOTOS, MAX_PIXELS_RANGE, size_problem
 from alignimate.pipeline.outputs import CHECKPOINT_NAME, OutputFolder, is_frame_name_of, plain_name_problem
 
 __all__ = [
@@ -250,11 +250,9 @@ def _size(value: Any, what: str, max_side: int, max_pixels: int) -> list[int]:
     if not (isinstance(value, list) and len(value) == 2 and all(_is_int(v) for v in value)):
         raise _BadValueError(f"{what} must be [height, width] in whole pixels, got {_short_repr(value)}")
     h, w = value
-    if not (0 < h <= max_side and 0 < w <= max_side and h * w <= max_pixels):
-        raise _BadValueError(
-            f"{what} {h}x{w} is outside the pixel budget (sides 1 to {max_side}, at most "
-            f"{max_pixels} pixels)"
-        )
+    problem = size_problem(h, w, max_side, max_pixels)
+    if problem is not None:
+        raise _BadValueError(f"{what} {problem}")
     return [h, w]
 
 
