@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import typer
 
 from alignimate import __version__
-from alignimate.config import ConfigError, check_values, load_config, resolve
+from alignimate.config import check_values, load_config, resolve
 from alignimate.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -72,11 +72,6 @@ THREADS = typer.Option(
 )
 
 
-def _fail_usage(message: str) -> None:
-    typer.echo(f"alignimate: error: {message}", err=True)
-    raise typer.Exit(EXIT_USAGE)
-
-
 def _debugging() -> bool:
     return _DEBUG["on"] or os.environ.get("ALIGNIMATE_DEBUG", "") not in ("", "0")
 
@@ -119,20 +114,15 @@ def _guarded(command: F) -> F:
 
 
 def _load(config: Path | None) -> dict:
-    if config is None:
-        return {}
-    try:
-        return load_config(config)
-    except ConfigError as err:
-        _fail_usage(str(err))
-    return {}
+    # A bad file raises ConfigError, a UsageError: the command's guard reports it (exit 2).
+    return {} if config is None else load_config(config)
 
 
 def _use_threads(threads: int | None) -> None:
     if threads is None:
         return
     if not 1 <= threads <= 256:
-        _fail_usage(f"--threads must be between 1 and 256, got {threads}")
+        raise UsageError(f"--threads must be between 1 and 256, got {threads}")
     import torch
 
     torch.set_num_threads(threads)
@@ -498,7 +488,7 @@ def _model_or_usage(name: str):
     try:
         return _weights().model_info(name)
     except ValueError as err:
-        _fail_usage(str(err))
+        raise UsageError(str(err)) from None
 
 
 @models_app.command(
