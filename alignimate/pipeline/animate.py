@@ -34,7 +34,7 @@ from alignimate.limits import MAX_ANIMATION_SIDE
 from alignimate.pipeline.outputs import check_animation_target
 from alignimate.pipeline.records import TRANSFORMS_NAME, read_transforms
 
-__all__ = ["animate", "frame_list"]
+__all__ = ["animate", "check_animation_options", "frame_list"]
 
 
 def frame_list(frames: Path) -> list[tuple[Path, str, datetime | None]]:
@@ -71,6 +71,16 @@ def _check_caption(
         raise UsageError(f"--caption-format {caption_format!r} cannot be used ({reason})") from None
     if text is not None and len(text) > 1000:
         raise UsageError(f"--caption-format {caption_format!r} makes captions over 1000 characters long")
+
+
+def check_animation_options(output: Path, **values: object) -> None:
+    """Check the ``[animate]`` options in ``values`` (:data:`alignimate.config.SCHEMA`) and the frame
+    rate against ``output``'s container, before any work; a :class:`UsageError` names the option."""
+    check_values("animate", values)
+    try:
+        check_fps(values["fps"], output.suffix.lower())  # type: ignore[arg-type]
+    except ValueError as err:
+        raise UsageError(f"--{err}") from None
 
 
 def _check_animation_size(first: Path, scale: float, max_width: int | None) -> None:
@@ -119,13 +129,9 @@ def animate(
     checked against :data:`alignimate.config.SCHEMA` first (UsageError naming the value and its range).
     Returns what was written (frame count, size, fps)."""
     log = log or (lambda _msg: None)
-    timeline = {"fps": fps, "hold_first": hold_first, "hold_last": hold_last, "crossfade": crossfade}
-    check_values("animate", {**timeline, "quality": quality, "scale": scale, "caption": caption})
     output = Path(output)
-    try:
-        check_fps(fps, output.suffix.lower())
-    except ValueError as err:
-        raise UsageError(f"--{err}") from None
+    options = {"fps": fps, "hold_first": hold_first, "hold_last": hold_last, "crossfade": crossfade}
+    check_animation_options(output, **options, quality=quality, scale=scale, caption=caption)
     items = frame_list(Path(frames))
     if not items:
         raise UsageError(f"{frames}: no frames to animate")

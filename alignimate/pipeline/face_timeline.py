@@ -73,9 +73,9 @@ from alignimate.detect.cache import DetectionCache
 from alignimate.detect.frontal import FrontalThresholds, check_frontal
 from alignimate.detect.identity import FaceEmbedder, IdentitySelection, select_identity
 from alignimate.errors import UsageError
-from alignimate.io import AnimationInfo, PhotoError, check_fps, read_image, save_image
+from alignimate.io import AnimationInfo, PhotoError, read_image, save_image
 from alignimate.limits import DEFAULT_MAX_PIXELS
-from alignimate.pipeline.animate import animate
+from alignimate.pipeline.animate import animate, check_animation_options
 from alignimate.pipeline.contact_sheet import contact_sheet
 from alignimate.pipeline.face_detection import _reference_embedding, detect_faces
 from alignimate.pipeline.face_geometry import (
@@ -736,15 +736,15 @@ def make_face_timeline(
         "caption": caption,
     }
     _validate(folder, output, settings)
-    check_values(
-        "animate",
-        {"fps": fps, "hold_first": hold_first, "hold_last": hold_last, "crossfade": crossfade},
+    check_animation_options(
+        output,
+        fps=fps,
+        hold_first=hold_first,
+        hold_last=hold_last,
+        crossfade=crossfade,
+        quality=quality,
+        scale=scale,
     )
-    check_values("animate", {"quality": quality, "scale": scale})
-    try:
-        check_fps(fps, output.suffix.lower())
-    except ValueError as err:
-        raise UsageError(f"--{err}") from None
     check_values("faces", {"max_pixels": max_pixels})
     try:
         output.parent.mkdir(parents=True, exist_ok=True)  # like `register --out`, create what is missing
