@@ -761,6 +761,8 @@ def make_face_timeline(
         settings["identity"] = str(identity_path.resolve())
     torch_device = pick_device(device)
     out = Path(out_dir) if out_dir is not None else output.parent / f"{output.stem}_frames"
+    # Before discovery, which leaves the output folder out: an output folder that is the input folder
+    # would otherwise end in "no photos found" instead of this refusal (open_output checks it again).
     check_not_input(out, [folder], what="frames folder")
     photos, unreadable = discover_photos(folder, sort=sort, exclude=out, max_pixels=max_pixels)
     photos = _exclude_output(photos, output)

@@ -696,6 +696,8 @@ def align_folder(
     }
     _validate(folder, settings)
     check_values("register", {"batch_size": batch_size, "max_pixels": max_pixels})
+    # Before discovery, which leaves the output folder out: an output folder that is the input folder
+    # would otherwise end in "no photos found" instead of this refusal (open_output checks it again).
     check_not_input(out, [folder])
     workers = resolve_workers(workers)
     torch_device = pick_device(device)

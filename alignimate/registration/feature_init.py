@@ -33,13 +33,6 @@ _THRESHOLD_FRACTION = 0.008
 _MIN_THRESHOLD = 2.0
 # The fewest inliers that make a candidate (the minimal sample of a homography plus a margin).
 _MIN_INLIERS = 8
-_RANSAC_MODEL = {
-    "translation": "translation",
-    "rigid": "rigid",
-    "similarity": "similarity",
-    "affine": "affine",
-    "homography": "homography",
-}
 
 
 def _describe(level: Level, batch: int) -> tuple[Keypoints, torch.Tensor]:
@@ -78,7 +71,7 @@ def feature_candidates(
         matches, match_valid = match_descriptors(desc_m, desc_f, kp_m.valid, kp_f.valid)
         src, dst, weights = matched_points(kp_m, kp_f, matches, match_valid)
         threshold = max(_MIN_THRESHOLD, _THRESHOLD_FRACTION * max(fixed_size))
-        fit = ransac(src, dst, _RANSAC_MODEL[model], valid=weights > 0, threshold=threshold)
+        fit = ransac(src, dst, model, valid=weights > 0, threshold=threshold)
     found = fit.inlier_count >= _MIN_INLIERS
     identity = torch.eye(3, dtype=fit.matrix.dtype, device=fit.matrix.device).expand_as(fit.matrix)
     fixed_H_moving = torch.where(found[:, None, None], fit.matrix, identity)
