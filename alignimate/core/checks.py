@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_image_batch", "check_matrices", "check_points"]
+__all__ = ["check_image_batch", "check_matrices", "check_points", "check_positive_int"]
 
 
 def check_image_batch(x: torch.Tensor, name: str = "images") -> None:
@@ -38,3 +38,9 @@ def check_points(p: torch.Tensor, name: str = "points") -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(p).__name__}")
     if p.dim() != 3 or p.shape[-1] != 2:
         raise ValueError(f"{name} must have shape (B, N, 2), got {tuple(p.shape)}")
+
+
+def check_positive_int(value: object, name: str) -> None:
+    """Raise unless ``value`` is an int of at least 1 (a bool is not)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")

@@ -46,7 +46,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
 
-from alignimate.core.checks import check_image_batch
+from alignimate.core.checks import check_image_batch, check_positive_int
 from alignimate.core.coords import normalize_pixel_matrix
 from alignimate.core.filters import gaussian_blur2d
 
@@ -179,9 +179,9 @@ def detect_keypoints(
         :class:`Keypoints`: ``points (B, K, 2)``, ``scales``, ``responses`` and ``valid``, each ``(B, K)``.
     """
     check_image_batch(images)
-    _check_positive_int(max_keypoints, "max_keypoints")
-    _check_positive_int(n_octaves, "n_octaves")
-    _check_positive_int(scales_per_octave, "scales_per_octave")
+    check_positive_int(max_keypoints, "max_keypoints")
+    check_positive_int(n_octaves, "n_octaves")
+    check_positive_int(scales_per_octave, "scales_per_octave")
     if isinstance(border, bool) or not isinstance(border, int) or border < 0:
         raise ValueError(f"border must be a non-negative int, got {border!r}")
     for name, value in (("sigma", sigma), ("threshold", threshold), ("edge_ratio", edge_ratio)):
@@ -856,8 +856,3 @@ def _normalizer(size: tuple[int, int], dtype: torch.dtype, device: torch.device)
 
 def _grey(images: torch.Tensor) -> torch.Tensor:
     return images if images.shape[1] == 1 else images.mean(dim=1, keepdim=True)
-
-
-def _check_positive_int(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")

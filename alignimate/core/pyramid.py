@@ -31,7 +31,7 @@ import functools
 
 import torch
 
-from alignimate.core.checks import check_image_batch
+from alignimate.core.checks import check_image_batch, check_positive_int
 from alignimate.core.filters import _canonical_border, _const, _pad_axis, _separable_shared
 
 __all__ = ["PYRAMID_MODES", "build_pyramid", "pyramid_depth", "pyramid_level_matrix", "pyrdown", "pyrup"]
@@ -166,8 +166,7 @@ def pyramid_level_matrix(
 def pyramid_depth(size: tuple[int, int], min_size: int = 16) -> int:
     """Number of levels :func:`build_pyramid` makes for ``size=(h, w)`` (at least 1): halve while the next
     level's shorter side, ``(s + 1) // 2``, stays ``>= min_size``."""
-    if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 1:
-        raise ValueError(f"min_size must be a positive int, got {min_size!r}")
+    check_positive_int(min_size, "min_size")
     shorter = min(size)
     depth = 1
     while shorter > 1 and (shorter + 1) // 2 >= min_size:

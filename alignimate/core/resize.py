@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
 
-from alignimate.core.checks import check_image_batch
+from alignimate.core.checks import check_image_batch, check_positive_int
 
 __all__ = ["RESIZE_MODES", "fit_size", "rescale", "resize", "resize_to_fit", "scaled_size"]
 
@@ -93,8 +93,7 @@ def fit_size(size: tuple[int, int], max_side: int, *, allow_upscale: bool = Fals
     one ``round(short * max_side / long)`` (half up, at least 1). A size that already fits is returned
     unchanged unless ``allow_upscale``."""
     h, w = _check_size(size)
-    if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 1:
-        raise ValueError(f"max_side must be a positive int, got {max_side!r}")
+    check_positive_int(max_side, "max_side")
     longer = max(h, w)
     if longer <= max_side and not allow_upscale:
         return h, w
