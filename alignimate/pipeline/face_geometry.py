@@ -233,20 +233,3 @@ def smooth_similarities(matrices: np.ndarray, sizes: Sequence[Sequence[int]], si
 # ------------------------------------------------------------------------------------------------
 # frames
 # ------------------------------------------------------------------------------------------------
-
-
-def _region_for_frame(
-    image: np.ndarray, frame_H_image: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The part of ``image`` that the ``size`` square frame shows (plus a 2 px margin for the bilinear
-    taps), and ``frame_H_region``: a face fills a small part of a large photo, and only that part
-    needs converting to float for the warp."""
-    h, w = image.shape[:2]
-    corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
-    inside = _apply(np.linalg.inv(frame_H_image), corners)
-    x0 = int(np.clip(np.floor(inside[:, 0].min()) - 2, 0, w - 1))
-    y0 = int(np.clip(np.floor(inside[:, 1].min()) - 2, 0, h - 1))
-    x1 = int(np.clip(np.ceil(inside[:, 0].max()) + 3, x0 + 1, w))
-    y1 = int(np.clip(np.ceil(inside[:, 1].max()) + 3, y0 + 1, h))
-    shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
-    return image[y0:y1, x0:x1], frame_H_image @ shift

@@ -48,7 +48,6 @@ written with the same matrix are not written again.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -65,7 +64,6 @@ from alignimate.config import check_values
 from alignimate.core import (
     gaussian_blur2d,
     rgb_to_grayscale,
-    scale_matrix_for_resize,
     warp_affine,
 )
 from alignimate.detect.base import Detector, Instance
@@ -73,7 +71,7 @@ from alignimate.detect.cache import DetectionCache
 from alignimate.detect.frontal import FrontalThresholds, check_frontal
 from alignimate.detect.identity import FaceEmbedder, IdentitySelection, select_identity
 from alignimate.errors import UsageError
-from alignimate.io import AnimationInfo, PhotoError, read_image, save_image
+from alignimate.io import AnimationInfo, PhotoError, save_image
 from alignimate.limits import DEFAULT_MAX_PIXELS
 from alignimate.pipeline.animate import animate, check_animation_options
 from alignimate.pipeline.contact_sheet import contact_sheet
@@ -81,7 +79,6 @@ from alignimate.pipeline.face_detection import _reference_embedding, detect_face
 from alignimate.pipeline.face_geometry import (
     TEMPLATES,
     _apply,
-    _region_for_frame,
     face_template,
     ffhq_quad,
     fit_to_template,
@@ -89,6 +86,7 @@ from alignimate.pipeline.face_geometry import (
     smooth_similarities,
 )
 from alignimate.pipeline.face_refine import refine_with_heatmaps
+from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.outputs import (
     OutputFolder,
     check_animation_target,
@@ -106,8 +104,15 @@ from alignimate.pipeline.records import (
     write_report,
     write_transforms,
 )
-from alignimate.pipeline.render import linear_scale, render_frame
-from alignimate.pipeline.run import AlignResult, fresh_record, open_output, pick_device, stat_key
+from alignimate.pipeline.render import linear_scale, read_for_scale
+from alignimate.pipeline.run import (
+    AlignResult,
+    fresh_record,
+    open_output,
+    pick_device,
+    resolve_workers,
+    stat_key,
+)
 
 __all__ = [
     "CONTACT_SHEET_NAME",
@@ -189,18 +194,6 @@ def _frame_name(name: str, taken: set[str], out: OutputFolder) -> str:
     """A fresh frame name for the photo ``name``, never one of the run's own files."""
     taken |= {TRANSFORMS_NAME, REPORT_NAME, CHECKPOINT_NAME, CONTACT_SHEET_NAME}
     return out.fresh_name(name, ".jpg", taken)
-
-
-def _read_for_scale(
-    path: Path, size_hw: Sequence[int], scale: float, margin: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``path`` just large enough for a warp that scales it by ``scale`` (``margin`` times that
-    resolution, never more than the original); returns the image and ``work_H_photo`` (3, 3)."""
-    long_side = max(size_hw)
-    wanted = min(long_side, max(16, math.ceil(long_side * scale * margin)))
-    image = read_image(path, max_side=wanted if wanted < long_side else None)
-    work_H_photo = scale_matrix_for_resize(tuple(size_hw), tuple(image.shape[:2]), dtype=torch.float64)
-    return image, work_H_photo[0].numpy()
 
 
 def _prefetch(items: Sequence[Any], load: Callable[[Any], Any], window: int = 2) -> Iterator[tuple[Any, Any]]:
@@ -309,6 +302,7 @@ class _FacesRun:
         self.template = face_template(settings["template"], settings["output_size"])
         self.detected = 0
         self.cached = 0
+        self.workers = resolve_workers(None)
 
     # -- bookkeeping -------------------------------------------------------------------------------
     def bar(self, iterable: Iterable[Any], total: int, desc: str) -> Any:
@@ -500,7 +494,7 @@ class _FacesRun:
         def load(item: _Item) -> np.ndarray:
             # Compared on the five-point fit: the steadiest alignment of two shots of one face.
             matrix = np.asarray(item.record.matrix if item.five_point is None else item.five_point)
-            image, work_H_photo = _read_for_scale(
+            image, work_H_photo = read_for_scale(
                 item.photo.path, item.photo.size_hw, k * linear_scale(matrix), margin=2.0
             )
             thumb_H_work = thumb_H_canvas @ matrix @ np.linalg.inv(work_H_photo)
@@ -589,22 +583,25 @@ class _FacesRun:
             todo.append((item, signature))
         # Every frame's name is recorded as alignimate's before the first one is written.
         self.outputs.claim(item.record.output for item, _ in todo)
-
-        def load(job: tuple[_Item, dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-            item = job[0]
-            # Decoding at about the output's resolution is an antialiased downscale (and cheap for JPEG).
-            return _read_for_scale(item.photo.path, item.photo.size_hw, linear_scale(item.record.matrix), 1.5)
-
-        for (item, signature), loaded in self.bar(_prefetch(todo, load), len(todo), "writing frames"):
-            if isinstance(loaded, Exception):
-                reason = loaded.reason if isinstance(loaded, PhotoError) else str(loaded)
-                self.drop(item, "unreadable", reason)
+        # Decoding at about the output's resolution (1.5x) is an antialiased downscale, and cheap for
+        # JPEG; only the part of the photo the frame shows is warped.
+        jobs = [
+            FrameJob(
+                item.photo.path,
+                np.asarray(item.record.matrix),
+                self.outputs.path_of(item.record.output),
+                key=(item, signature),
+                size_hw=item.photo.size_hw,
+                read_margin=1.5,
+            )
+            for item, signature in todo
+        ]
+        frames = write_frames(jobs, (size, size), device=self.device, workers=self.workers, save=save_image)
+        for outcome in self.bar(frames, len(jobs), "writing frames"):
+            item, signature = outcome.job.key
+            if outcome.error is not None:
+                self.drop(item, "unreadable", outcome.error.reason)
                 continue
-            image, work_H_photo = loaded
-            frame_H_work = np.asarray(item.record.matrix) @ np.linalg.inv(work_H_photo)
-            region, frame_H_region = _region_for_frame(image, frame_H_work, size)
-            frame = render_frame(region, frame_H_region, (size, size), background="black", device=self.device)
-            save_image(self.outputs.path_of(item.record.output), frame)
             item.record.extra["frame"] = signature
             self.checkpoint()
 

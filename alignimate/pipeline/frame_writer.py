@@ -1,11 +1,14 @@
-"""Writing many warped frames: read -> warp -> save, overlapped on a small thread pool.
+"""Writing many warped frames: the one frame-writing path of every job (``register``, ``apply``,
+``faces``).
 
-Worker threads read a photo and warp it (:func:`alignimate.pipeline.render.render_frame`); the
-calling thread saves the finished frames one at a time, in job order. Decoding, warping and JPEG
-encoding all run outside the GIL (Pillow, numpy, torch), so on a machine with ``n`` cores about ``n``
-frames are in progress at once, while memory stays bounded: at most ``workers + 2`` frames are held
-at once (``workers + 1`` jobs submitted, each a decoded photo and then a finished frame, plus the one
-being saved), never the whole series.
+:class:`WarpFrame` is the stage that reads a photo and warps it
+(:func:`alignimate.pipeline.render.render_frame`); :func:`write_frames` runs it on the local executor
+(:func:`alignimate.pipeline.stages.run_stages`, one frame per batch) and saves the finished frames in
+the calling thread, one at a time, in job order. Decoding, warping and JPEG encoding all run outside
+the GIL (Pillow, numpy, torch), so on a machine with ``n`` cores about ``n`` frames are in progress at
+once, while memory stays bounded: at most ``workers + 2`` frames are held at once (``workers + 1``
+jobs submitted, each a decoded photo and then a finished frame, plus the one being saved), never the
+whole series.
 
 Because only the calling thread saves, and in order, a consumer that records each yielded outcome
 (a checkpoint) knows exactly which frames exist: an interruption (Ctrl-C, an error while saving)
@@ -16,9 +19,7 @@ leaves every earlier frame written and recorded and no later frame written. Save
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,10 @@ import numpy as np
 import torch
 
 from alignimate.io import PhotoError, read_image_planes, save_image, save_image_planes
-from alignimate.pipeline.render import BACKGROUNDS, render_frame
+from alignimate.pipeline.render import BACKGROUNDS, read_for_scale, region_for_frame, render_frame
+from alignimate.pipeline.stages import Row, RowStage, run_stages
 
-__all__ = ["FrameJob", "FrameOutcome", "default_workers", "save_frame", "write_frames"]
+__all__ = ["FrameJob", "FrameOutcome", "WarpFrame", "default_workers", "save_frame", "write_frames"]
 
 # More workers than this gains nothing measurable and each holds two full-resolution images.
 _MAX_DEFAULT_WORKERS = 4
@@ -39,12 +41,19 @@ _MAX_DEFAULT_WORKERS = 4
 class FrameJob:
     """One frame to write: read ``source``, warp it by ``frame_H_photo`` (3x3 pixel matrix from the
     photo to the frame, docs/conventions.md) and save it at ``target``. ``key`` is the caller's own
-    label (e.g. the photo's name), handed back in the outcome."""
+    label (e.g. the photo's name), handed back in the outcome.
+
+    ``size_hw`` and ``read_margin`` (both or neither): the photo's size, and that the frame needs only
+    ``read_margin`` times the resolution the warp keeps, so the photo is decoded at reduced size and
+    only the part the frame shows is warped (a face timeline's frame shows a small part of a large
+    photo). Without them the photo is read whole, at full resolution."""
 
     source: Path
     frame_H_photo: np.ndarray  # noqa: N815 (matrix naming convention, docs/conventions.md)
     target: Path
     key: Any = None
+    size_hw: tuple[int, int] | None = None
+    read_margin: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,38 +109,48 @@ def write_frames(
     count = default_workers() if workers is None else workers
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
-    size = (int(out_size[0]), int(out_size[1]))
-    remaining = iter(jobs)
+    stage = WarpFrame((int(out_size[0]), int(out_size[1])), background, device, read)
+    for batch in run_stages(({"job": job} for job in jobs), [stage], batch_size=1, workers=count):
+        job, frame = batch["job"][0], batch.get("frame", [None])[0]
+        if frame is None:
+            yield FrameOutcome(job, batch["error"][0])
+            continue
+        save(job.target, frame)
+        del frame, batch  # a full-resolution frame: do not keep it while waiting for the next one
+        yield FrameOutcome(job)
 
-    def render(job: FrameJob) -> np.ndarray | torch.Tensor | PhotoError:
+
+class WarpFrame(RowStage):
+    """The stage that makes a frame: row ``{"job": FrameJob}`` -> ``{"frame": ...}``, the warped photo
+    in the layout ``read`` gives (:func:`~alignimate.pipeline.render.render_frame`), or the row
+    skipped with the reason the photo could not be read (and the :class:`~alignimate.io.PhotoError`
+    in ``error``)."""
+
+    def __init__(
+        self,
+        out_size: tuple[int, int],
+        background: str = "black",
+        device: torch.device | str = "cpu",
+        read: Callable[[Path], np.ndarray | torch.Tensor] = read_image_planes,
+    ) -> None:
+        self.out_size, self.background, self.device, self.read = out_size, background, device, read
+
+    def process(self, row: Row) -> Row:
         try:
-            photo = read(job.source)
+            return {"frame": self._warp(row["job"])}
         except PhotoError as err:
-            return err
-        return render_frame(photo, job.frame_H_photo, size, background=background, device=device)
+            return {"status": "skipped", "reason": err.reason, "error": err}
 
-    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="alignimate-frames") as pool:
-        pending: deque[tuple[FrameJob, Future[np.ndarray | torch.Tensor | PhotoError]]] = deque()
-
-        def submit_next() -> None:
-            job = next(remaining, None)
-            if job is not None:
-                pending.append((job, pool.submit(render, job)))
-
-        try:
-            # One more job than workers keeps every worker busy while this thread saves.
-            for _ in range(count + 1):
-                submit_next()
-            while pending:
-                job, future = pending.popleft()
-                result = future.result()
-                submit_next()
-                if isinstance(result, PhotoError):
-                    yield FrameOutcome(job, result)
-                    continue
-                save(job.target, result)
-                del result  # a full-resolution frame: do not keep it while waiting for the next one
-                yield FrameOutcome(job)
-        finally:
-            for _, future in pending:
-                future.cancel()
+    def _warp(self, job: FrameJob) -> np.ndarray | torch.Tensor:
+        if job.read_margin is None or job.size_hw is None:
+            photo, frame_H_photo = self.read(job.source), job.frame_H_photo
+        else:
+            frame_H_photo = np.asarray(job.frame_H_photo, dtype=np.float64)
+            scale = float(np.sqrt(abs(np.linalg.det(frame_H_photo[:2, :2]))))
+            small, small_H_photo = read_for_scale(job.source, job.size_hw, scale, job.read_margin)
+            photo, frame_H_photo = region_for_frame(
+                small, frame_H_photo @ np.linalg.inv(small_H_photo), self.out_size
+            )
+        return render_frame(
+            photo, frame_H_photo, self.out_size, background=self.background, device=self.device
+        )

@@ -17,7 +17,9 @@ grey level, on a tiny share of the values: docs/benchmarks.md, design measuremen
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,8 +27,17 @@ import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
 from PIL import Image
 
 from alignimate.core import gaussian_blur2d, normalize_pixel_matrix, scale_matrix_for_resize, warp_perspective
+from alignimate.io import read_image
 
-__all__ = ["BACKGROUNDS", "linear_scale", "render_frame", "resize_matrix", "translation"]
+__all__ = [
+    "BACKGROUNDS",
+    "linear_scale",
+    "read_for_scale",
+    "region_for_frame",
+    "render_frame",
+    "resize_matrix",
+    "translation",
+]
 
 BACKGROUNDS = ("black", "white", "blur", "transparent")
 # The blurred background is made at 1/_BLUR_FACTOR of the output size: a blur this strong loses
@@ -56,6 +67,39 @@ def linear_scale(matrix: np.ndarray) -> float:
 def resize_matrix(src: tuple[int, int], dst: tuple[int, int]) -> np.ndarray:
     """3x3 float64 pixel matrix from an image of size ``src=(h, w)`` to the same image resized to ``dst``."""
     return scale_matrix_for_resize(src, dst, dtype=torch.float64)[0].numpy()
+
+
+def read_for_scale(
+    path: Path, size_hw: Sequence[int], scale: float, margin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode ``path`` (a photo of ``size_hw``) just large enough for a warp that scales it by
+    ``scale``: ``margin`` times that resolution, never more than the original (JPEG decodes at 1/2,
+    1/4, 1/8 scale almost for free). Returns the ``(h, w, 3)`` uint8 image and ``small_H_photo``
+    ``(3, 3)``, the pixel matrix from the photo to the decoded copy."""
+    long_side = max(size_hw)
+    wanted = min(long_side, max(16, math.ceil(long_side * scale * margin)))
+    image = read_image(path, max_side=wanted if wanted < long_side else None)
+    small_H_photo = scale_matrix_for_resize(tuple(size_hw), tuple(image.shape[:2]), dtype=torch.float64)
+    return image, small_H_photo[0].numpy()
+
+
+def region_for_frame(
+    image: np.ndarray, frame_H_image: np.ndarray, out_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The part of ``image`` ``(H, W, C)`` that a frame of ``out_size=(h, w)`` shows (plus a 2 px
+    margin for the bilinear taps), and ``frame_H_region``: a face fills a small part of a large photo,
+    and only that part needs converting to float for the warp."""
+    h, w = image.shape[:2]
+    oh, ow = out_size
+    corners = np.array([[-0.5, -0.5], [ow - 0.5, -0.5], [-0.5, oh - 0.5], [ow - 0.5, oh - 0.5]])
+    mapped = np.c_[corners, np.ones(4)] @ np.linalg.inv(frame_H_image).T
+    inside = mapped[:, :2] / mapped[:, 2:3]
+    x0 = int(np.clip(np.floor(inside[:, 0].min()) - 2, 0, w - 1))
+    y0 = int(np.clip(np.floor(inside[:, 1].min()) - 2, 0, h - 1))
+    x1 = int(np.clip(np.ceil(inside[:, 0].max()) + 3, x0 + 1, w))
+    y1 = int(np.clip(np.ceil(inside[:, 1].max()) + 3, y0 + 1, h))
+    shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+    return image[y0:y1, x0:x1], frame_H_image @ shift
 
 
 def render_frame(

@@ -1,5 +1,5 @@
 """The face geometry of ``alignimate faces`` (:mod:`alignimate.pipeline.face_geometry`): templates, the
-FFHQ quad, temporal smoothing of similarities, the region of a photo a frame shows.
+FFHQ quad, temporal smoothing of similarities; and the region of a photo a frame shows (render).
 
 Pure numpy functions, checked against their documented definitions and against scikit-image's
 similarities (an independent implementation); no detector and no photo involved.
@@ -12,13 +12,13 @@ import pytest
 from skimage.transform import SimilarityTransform
 
 from alignimate.pipeline.face_geometry import (
-    _region_for_frame,
     face_template,
     ffhq_quad,
     similarity_parameters,
     smooth_similarities,
 )
 from alignimate.pipeline.face_timeline import face_template as reexported_face_template
+from alignimate.pipeline.render import region_for_frame
 
 # ArcFace 112 x 112 template (peers.md section 3: the 96 x 112 SphereFace points with x + 8).
 ARCFACE = np.array(
@@ -116,7 +116,7 @@ def test_region_for_frame_is_the_part_of_the_photo_the_frame_shows() -> None:
     # The frame shows the photo at half scale from (100, 50): 64 frame pixels cover photo x in
     # [99, 227] and y in [49, 177] (pixel edges), plus 2 px either side for the bilinear taps.
     frame_H_image = np.array([[0.5, 0.0, -50.0], [0.0, 0.5, -25.0], [0.0, 0.0, 1.0]])
-    region, frame_H_region = _region_for_frame(image, frame_H_image, 64)
+    region, frame_H_region = region_for_frame(image, frame_H_image, (64, 64))
     x0, y0 = 97, 47
     assert region.shape == (180 - y0, 230 - x0, 3)
     assert np.shares_memory(region, image)  # a view: nothing copied before the warp
@@ -128,7 +128,7 @@ def test_region_for_frame_is_the_part_of_the_photo_the_frame_shows() -> None:
     )
     # A frame larger than the photo gets the whole photo, and the matrix unchanged.
     small = image[:32, :48]
-    region, frame_H_region = _region_for_frame(small, np.eye(3), 64)
+    region, frame_H_region = region_for_frame(small, np.eye(3), (64, 64))
     assert region.shape == small.shape
     np.testing.assert_array_equal(frame_H_region, np.eye(3))
 
