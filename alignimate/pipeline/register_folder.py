@@ -14,9 +14,7 @@ redoing registrations or frames that are already done.
 from __future__ import annotations
 
 import os
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from tqdm import tqdm
 
 from alignimate.config import check_values
 from alignimate.errors import UsageError
-from alignimate.io import PhotoError, read_image, read_image_planes, read_images_parallel, save_image_planes
+from alignimate.io import PhotoError, read_image, read_image_planes, save_image_planes
 from alignimate.limits import DEFAULT_MAX_PIXELS
 from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.framing import common_crop
@@ -39,11 +37,17 @@ from alignimate.pipeline.records import (
     Checkpoint,
     PhotoRecord,
     RunRecord,
-    matrix_problem,
     write_report,
     write_transforms,
 )
-from alignimate.pipeline.render import linear_scale, resize_matrix, translation
+from alignimate.pipeline.register_stages import (
+    FindSemantic,
+    ReadWorkingCopy,
+    RegisterPixels,
+    RegisterSemantic,
+    SemanticReference,
+)
+from alignimate.pipeline.render import translation
 from alignimate.pipeline.run import (
     AlignResult,
     fresh_record,
@@ -52,20 +56,12 @@ from alignimate.pipeline.run import (
     resolve_workers,
     stat_key,
 )
-from alignimate.pipeline.semantic_sources import (
-    SEMANTIC_MODES,
-    SemanticSource,
-    keypoint_init,
-    parse_mode,
-    working_size,
-)
-from alignimate.registration import RegistrationResult, register
+from alignimate.pipeline.semantic_sources import SEMANTIC_MODES, SemanticSource, parse_mode
+from alignimate.pipeline.stages import Row, Stage, batch_length, batch_rows, run_stages
 
-__all__ = ["AlignResult", "UsageError", "align_folder", "registration_verdict"]
+__all__ = ["AlignResult", "UsageError", "align_folder"]
 
 MODES = ("pixels", *SEMANTIC_MODES)
-MAX_ZNCC_LOSS = 0.25
-MIN_AGREEMENT = 0.5
 # Settings that change the result; a resumed run must have the same ones.
 _RESULT_SETTINGS = (
     "mode",
@@ -113,74 +109,6 @@ def _frame_name(photo: Photo, taken: set[str], background: str, out: OutputFolde
     """A fresh frame name for ``photo``: its relative name flattened, never the reports' names."""
     suffix = ".png" if background == "transparent" else ".jpg"
     return out.fresh_name(photo.name, suffix, taken)
-
-
-def _as_tensor(images: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    batch = torch.from_numpy(np.stack(images)).to(device)
-    return batch.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
-
-
-def _full_resolution_matrix(
-    fixed_H_moving: np.ndarray,
-    moving_work: tuple[int, int],
-    moving_full: tuple[int, int],
-    fixed_work: tuple[int, int],
-    fixed_full: tuple[int, int],
-) -> np.ndarray:
-    """Turn a working-resolution ``fixed_H_moving`` into ``canvas_H_photo`` between full-size images."""
-    return resize_matrix(fixed_work, fixed_full) @ fixed_H_moving @ resize_matrix(moving_full, moving_work)
-
-
-def registration_verdict(
-    loss_name: str, converged: bool, loss: float, agreement: float | None = None
-) -> str | None:
-    """``None`` for a clean result, a reason starting with "kept" for a usable one worth a note,
-    any other reason for a photo to skip.
-
-    ``agreement`` (robust registrations): the fraction of the overlap the alignment explains
-    (:attr:`~alignimate.registration.RegistrationResult.agreement`). Below :data:`MIN_AGREEMENT` the
-    photo is mostly occluded or shows another scene, and is skipped with that reason, whatever its
-    loss (which robust registrations take over the agreeing pixels only).
-
-    With ``zncc`` (1 - correlation, the default for photos) the loss itself says whether the
-    alignment is right: correct pairs score near 0, wrong ones (a mirror-image match, noise, no
-    overlap) far higher (observed values: docs/benchmarks.md, design measurements). So a pair is
-    kept when its loss is at most :data:`MAX_ZNCC_LOSS`, even if it ran out of iterations just
-    short of the tolerance (common when the model cannot fit the photo exactly, e.g. a similarity
-    on a tilted shot), and skipped above it even if it converged. Other losses have no such
-    absolute scale; there a pair must converge."""
-    if agreement is not None and agreement < MIN_AGREEMENT:
-        return (
-            f"only {agreement:.0%} of the photo agrees with the reference (mostly occluded, or another "
-            f"scene); at least {MIN_AGREEMENT:.0%} is needed"
-        )
-    if loss_name == "zncc":
-        if loss > MAX_ZNCC_LOSS:
-            return f"registration looks wrong (zncc loss {loss:.3f} > {MAX_ZNCC_LOSS})"
-        return None if converged else f"kept: not fully converged (zncc loss {loss:.3f})"
-    return None if converged else f"registration did not converge ({loss_name} loss {loss:.3g})"
-
-
-def _keypoint_rms(
-    fixed_H_moving: np.ndarray,
-    moving: tuple[np.ndarray, np.ndarray],
-    fixed: tuple[np.ndarray, np.ndarray],
-    fixed_size: tuple[int, int],
-) -> float:
-    """Weighted RMS distance between the mapped moving keypoints and the reference's, as a fraction of
-    the reference's longer side (a diagnostic stored per photo in transforms.json)."""
-    weights = moving[1] * fixed[1]
-    if weights.sum() <= 0:
-        return float("nan")
-    pts = np.c_[moving[0], np.ones(len(moving[0]))] @ fixed_H_moving.T
-    mapped = pts[:, :2] / pts[:, 2:3]
-    squared = ((mapped - fixed[0]) ** 2).sum(axis=1)
-    return round(float(np.sqrt((weights * squared).sum() / weights.sum()) / max(fixed_size)), 6)
-
-
-def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class _Run:
@@ -284,101 +212,36 @@ class _Run:
     def register_all(self, photos: list[Photo], reference: Photo, fixed_image: np.ndarray) -> None:
         """Register every pending photo's working copy onto ``fixed_image`` (the reference's).
 
-        Reading and registering overlap: working copies are read on a few threads, batches of
-        ``batch_size`` photos of one working size are registered on ``self.workers`` threads as
-        soon as they fill up (much of the engine runs outside the GIL), and results are recorded here,
-        in order. At most a few batches are in memory at once, however many photos there are."""
-        ref_record = self.records[reference.name]
-        ref_record.status, ref_record.reason, ref_record.matrix = "reference", "", np.eye(3).tolist()
-        ref_record.loss, ref_record.converged, ref_record.iterations = 0.0, True, 0
-        todo = [p for p in photos if self.records[p.name].status == "pending"]
-        if not todo:
-            return
-        fixed = _as_tensor([fixed_image], self.device)
-        fixed_work = tuple(fixed_image.shape[:2])
+        Batches of ``batch_size`` photos are read and registered on ``self.workers`` threads (much of
+        the engine runs outside the GIL) and recorded here, in order; at most a few batches are in
+        memory at once, however many photos there are."""
+        self._mark_reference(reference)
+        stages = [
+            ReadWorkingCopy(self.settings["size"]),
+            RegisterPixels(
+                fixed_image, reference.size_hw, self.settings["model"], self.settings["loss"], self.device
+            ),
+        ]
         # On a GPU the batches queue on one device anyway; more threads would only hold more memory.
         workers = self.workers if self.device.type == "cpu" else 1
-        reads = read_images_parallel([p.path for p in todo], max_side=self.settings["size"])
-        by_path = {p.path: p for p in todo}
-        filling: dict[tuple[int, int], list[tuple[Photo, np.ndarray]]] = {}
-        running: deque[tuple[list[tuple[Photo, np.ndarray]], Future[RegistrationResult]]] = deque()
+        self._run_stages(photos, reference, stages, workers, "registering")
 
-        def record_finished(bar: Any, wait: bool) -> None:
-            while running and (wait or running[0][1].done() or len(running) > workers):
-                chunk, future = running.popleft()
-                self._record_chunk(chunk, future.result(), fixed_work, reference)
-                bar.update(len(chunk))
-                self.checkpoint(reference)
-
-        with (
-            ThreadPoolExecutor(workers, thread_name_prefix="alignimate-register") as pool,
-            tqdm(
-                total=len(todo), desc="registering", unit="photo", disable=not self.progress, leave=False
-            ) as bar,
-        ):
-            try:
-                for path, result in reads:
-                    photo = by_path[Path(path)]
-                    if isinstance(result, PhotoError):
-                        self.skip(photo.name, result.reason)
-                        bar.update(1)
-                        continue
-                    work_size = tuple(result.shape[:2])
-                    group = filling.setdefault(work_size, [])
-                    group.append((photo, result))
-                    if len(group) == self.batch_size:
-                        running.append((group, pool.submit(self._register_chunk, group, fixed)))
-                        del filling[work_size]
-                    record_finished(bar, wait=False)
-                for group in filling.values():
-                    running.append((group, pool.submit(self._register_chunk, group, fixed)))
-                record_finished(bar, wait=True)
-            finally:
-                for _, future in running:
-                    future.cancel()
-
-    def _register_chunk(
-        self, chunk: list[tuple[Photo, np.ndarray]], fixed: torch.Tensor
-    ) -> RegistrationResult:
-        """Register one batch of working copies of one size (on a worker thread)."""
-        moving = _as_tensor([image for _, image in chunk], self.device)
-        return register(
-            moving, fixed, self.settings["model"], loss=self.settings["loss"], device=self.device, grey=True
-        )
-
-    def _record_chunk(
-        self,
-        chunk: list[tuple[Photo, np.ndarray]],
-        result: RegistrationResult,
-        fixed_work: tuple[int, int],
-        reference: Photo,
+    def register_semantic(
+        self, photos: list[Photo], reference: Photo, ref_choice: Any, source: SemanticSource
     ) -> None:
-        """Record a registered batch: verdict and full-resolution matrix per photo."""
-        work_size = tuple(chunk[0][1].shape[:2])
-        matrices = result.matrix.double().cpu().numpy()
-        for i, (photo, _) in enumerate(chunk):
-            record = self.records[photo.name]
-            record.loss = float(result.loss[i])
-            record.converged = bool(result.converged[i])
-            record.iterations = int(result.iterations[i])
-            agreeing = None if result.agreement is None else round(float(result.agreement[i]), 4)
-            if agreeing is not None:
-                record.extra["agreement"] = agreeing
-            verdict = registration_verdict(self.settings["loss"], record.converged, record.loss, agreeing)
-            if verdict is not None and not verdict.startswith("kept"):
-                self.skip(photo.name, verdict)
-                continue
-            matrix = _full_resolution_matrix(
-                matrices[i], work_size, photo.size_hw, fixed_work, reference.size_hw
-            )
-            problem = matrix_problem(matrix.tolist(), photo.size_hw)
-            if problem is not None:
-                self.skip(photo.name, f"registration gave an unusable matrix (it {problem})")
-                continue
-            record.status, record.reason = "aligned", verdict or ""
-            record.matrix = matrix.tolist()
+        """Register every pending photo's semantic image onto the reference's, starting from the
+        closed-form keypoint fit; detection runs one batch at a time, so memory stays bounded."""
+        self._mark_reference(reference)
+        self.records[reference.name].extra["semantic"] = ref_choice.detail or {}
+        if not any(self.records[p.name].status == "pending" for p in photos):
+            return
+        size, model, loss = self.settings["size"], self.settings["model"], self.settings["loss"]
+        target = SemanticReference(source, ref_choice, reference, size)
+        stages = [FindSemantic(source), RegisterSemantic(source, target, size, model, loss, self.device)]
+        what = {"body": "persons", "faces": "faces"}.get(source.mode, source.mode)
+        # One worker: the detectors and their cache are used from one thread.
+        self._run_stages(photos, reference, stages, 1, f"registering {what}")
 
-    # -- semantic modes (body, faces, keypoints, masks) ---------------------------------------------
     def semantic_reference(self, photos: list[Photo], wanted: Photo, source: SemanticSource) -> Any:
         """The reference photo and what the source found in it. An automatic reference in which nothing
         is found gives way to the nearest photo (in order) where something is; an explicit one is a
@@ -398,124 +261,41 @@ class _Run:
             self.skip(photo.name, choice.reason)
         return None, None
 
-    def register_semantic(
-        self, photos: list[Photo], reference: Photo, ref_choice: Any, source: SemanticSource
+    def _mark_reference(self, reference: Photo) -> None:
+        record = self.records[reference.name]
+        record.status, record.reason, record.matrix = "reference", "", np.eye(3).tolist()
+        record.loss, record.converged, record.iterations = 0.0, True, 0
+
+    def _run_stages(
+        self, photos: list[Photo], reference: Photo, stages: list[Stage], workers: int, desc: str
     ) -> None:
-        """Register every pending photo's semantic image onto the reference's, starting from the
-        closed-form keypoint fit; detection runs one batch at a time, so memory stays bounded."""
-        ref_record = self.records[reference.name]
-        ref_record.status, ref_record.reason, ref_record.matrix = "reference", "", np.eye(3).tolist()
-        ref_record.loss, ref_record.converged, ref_record.iterations = 0.0, True, 0
-        ref_record.extra["semantic"] = ref_choice.detail or {}
+        """Run the pending photos through ``stages`` (:mod:`.register_stages`) and record each batch,
+        in order, with a checkpoint after it."""
         todo = [p for p in photos if self.records[p.name].status == "pending"]
         if not todo:
             return
-        source.resolve_names(ref_choice.instance)
-        ref_work = working_size(reference.size_hw, self.settings["size"])
-        ref_points = (
-            source.points(ref_choice.instance, reference.size_hw, ref_work) if source.uses_keypoints else None
-        )
-        ref_sigma = None if ref_points is None else source.sigma(*ref_points, ref_work)
-        fixed = source.image(ref_choice.instance, ref_work, ref_points, ref_sigma)[None]
-        what = {"body": "persons", "faces": "faces"}.get(source.mode, source.mode)
-        with tqdm(
-            total=len(todo), desc=f"registering {what}", unit="photo", disable=not self.progress, leave=False
-        ) as bar:
-            for chunk in _batches(todo, self.batch_size):
-                groups: dict[tuple[int, int], list[tuple[Photo, Any]]] = {}
-                for photo, choice in zip(chunk, source.find(chunk), strict=True):
-                    if choice.instance is None:
-                        self.skip(photo.name, choice.reason)
-                    else:
-                        groups.setdefault(working_size(photo.size_hw, self.settings["size"]), []).append(
-                            (photo, choice)
-                        )
-                for work, members in groups.items():
-                    self._register_semantic_group(
-                        members, work, fixed, ref_work, ref_points, ref_sigma, reference, source
-                    )
-                bar.update(len(chunk))
+        rows = ({"name": p.name, "photo": p} for p in todo)
+        with tqdm(total=len(todo), desc=desc, unit="photo", disable=not self.progress, leave=False) as bar:
+            for batch in run_stages(rows, stages, batch_size=self.batch_size, workers=workers):
+                for row in batch_rows(batch):
+                    self._record(row)
+                bar.update(batch_length(batch))
                 self.checkpoint(reference)
 
-    def _register_semantic_group(
-        self,
-        members: list[tuple[Photo, Any]],
-        work: tuple[int, int],
-        fixed: torch.Tensor,
-        ref_work: tuple[int, int],
-        ref_points: tuple[np.ndarray, np.ndarray] | None,
-        ref_sigma: float | None,
-        reference: Photo,
-        source: SemanticSource,
-    ) -> None:
-        model = self.settings["model"]
-        inits: list[np.ndarray | None] = []
-        keypoints: list[tuple[np.ndarray, np.ndarray] | None] = []
-        usable: list[tuple[Photo, Any]] = []
-        for photo, choice in members:
-            init, points = None, None
-            if ref_points is not None:
-                points = source.points(choice.instance, photo.size_hw, work)
-                init = keypoint_init(*points, *ref_points, model)
-                if init is None:
-                    names = ", ".join(source.names or ())
-                    self.skip(photo.name, f"none of the keypoints ({names}) was found with enough confidence")
-                    continue
-            usable.append((photo, choice))
-            inits.append(init)
-            keypoints.append(points)
-        if not usable:
+    def _record(self, row: Row) -> None:
+        """Record what the registration stages found for one photo."""
+        record = self.records[row["name"]]
+        for key in ("loss", "converged", "iterations"):
+            if row.get(key) is not None:
+                setattr(record, key, row[key])
+        if row.get("agreement") is not None:
+            record.extra["agreement"] = row["agreement"]
+        if row.get("semantic") is not None:
+            record.extra["semantic"] = row["semantic"]
+        if row.get("status") == "skipped":
+            self.skip(row["name"], row["reason"])
             return
-        # The moving heatmaps get the reference's sigma divided by their scale, so once warped their
-        # blobs are the reference's size and do not bias the scale the registration finds.
-        sigmas = [None if m is None or ref_sigma is None else ref_sigma / linear_scale(m) for m in inits]
-        moving = torch.stack(
-            [
-                source.image(c.instance, work, k, s)
-                for (_, c), k, s in zip(usable, keypoints, sigmas, strict=True)
-            ]
-        )
-        init_t = None if ref_points is None else torch.as_tensor(np.stack(inits), dtype=torch.float32)
-        result = register(
-            moving,
-            fixed,
-            model,
-            loss=self.settings["loss"],
-            init=init_t,
-            device=self.device,
-            # Heatmaps and silhouettes are exactly 0 almost everywhere: that is content here, not an
-            # empty border, and their residuals are too sparse for a robust scale.
-            robust=False,
-            ignore_empty=False,
-        )
-        matrices = result.matrix.double().cpu().numpy()
-        for i, (photo, choice) in enumerate(usable):
-            record = self.records[photo.name]
-            record.loss = float(result.loss[i])
-            record.converged = bool(result.converged[i])
-            record.iterations = int(result.iterations[i])
-            matrix = matrices[i]
-            record.reason = ""
-            if not (record.converged and np.isfinite(matrix).all()):
-                if inits[i] is None:
-                    self.skip(
-                        photo.name,
-                        f"registration did not converge ({self.settings['loss']} loss {record.loss:.3g})",
-                    )
-                    continue
-                matrix = inits[i]
-                record.reason = "kept: keypoint fit (the heatmap registration did not converge)"
-            detail = dict(choice.detail or {})
-            if keypoints[i] is not None and ref_points is not None:
-                detail["keypoint_rms"] = _keypoint_rms(matrix, keypoints[i], ref_points, ref_work)
-            record.extra["semantic"] = detail
-            full = _full_resolution_matrix(matrix, work, photo.size_hw, ref_work, reference.size_hw)
-            problem = matrix_problem(full.tolist(), photo.size_hw)
-            if problem is not None:
-                self.skip(photo.name, f"registration gave an unusable matrix (it {problem})")
-                continue
-            record.status = "aligned"
-            record.matrix = full.tolist()
+        record.status, record.reason, record.matrix = "aligned", row["note"], row["matrix"]
 
     def choose_crop(self, reference: Photo) -> tuple[dict[str, int] | None, list[int]]:
         canvas = reference.size_hw

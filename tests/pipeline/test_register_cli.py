@@ -14,6 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import alignimate.pipeline.register_folder as register_folder
+import alignimate.pipeline.register_stages as register_stages
 from alignimate.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,7 +197,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path: Path, monkeypatch
         shutil.copy(path, folder / path.name)
     out = tmp_path / "out"
     registered: list[int] = []
-    real_register = register_folder.register
+    real_register = register_stages.register
 
     def counting_register(moving, *args, **kwargs):
         registered.append(moving.shape[0])
@@ -211,7 +212,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path: Path, monkeypatch
             raise KeyboardInterrupt  # the user pressed Ctrl-C while the third frame was written
         return real_save(path, frame, **kwargs)
 
-    monkeypatch.setattr(register_folder, "register", counting_register)
+    monkeypatch.setattr(register_stages, "register", counting_register)
     monkeypatch.setattr(register_folder, "save_image_planes", failing_save)
     with pytest.raises(KeyboardInterrupt):
         register_folder.align_folder(folder, out, model="homography")
@@ -251,7 +252,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path: Path, monkeypatch
 def test_registration_verdict(
     loss_name: str, converged: bool, loss: float, agreement: float | None, expected: str | None
 ) -> None:
-    verdict = register_folder.registration_verdict(loss_name, converged, loss, agreement)
+    verdict = register_stages.registration_verdict(loss_name, converged, loss, agreement)
     if expected is None:
         assert verdict is None
     else:
