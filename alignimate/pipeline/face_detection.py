@@ -13,9 +13,8 @@ The photos are the run's own items (:class:`FaceItem`): this module sets their `
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -23,11 +22,12 @@ from alignimate.detect.base import Detector, Instance, detect_each
 from alignimate.detect.cache import DetectionCache
 from alignimate.detect.identity import FaceEmbedder, embed_faces
 from alignimate.errors import UsageError
-from alignimate.io import PhotoError, read_image, read_images_parallel
+from alignimate.io import PhotoError, read_image
 from alignimate.pipeline.photos import Photo
 from alignimate.pipeline.records import PhotoRecord
+from alignimate.pipeline.stages import Batch, Row, RowStage, Skip, Stage, batch_rows, rows_batch, run_stages
 
-__all__ = ["FaceItem", "detect_faces"]
+__all__ = ["DetectAndEmbed", "FaceItem", "LookUpFaces", "detect_faces"]
 
 # Photos per face-detector call.
 _DETECT_BATCH = 8
@@ -45,16 +45,6 @@ class FaceItem(Protocol):
 T = TypeVar("T", bound=FaceItem)
 
 
-@dataclass
-class _Job(Generic[T]):
-    """A photo the cache could not fully answer: ``detect`` when its faces are missing too."""
-
-    item: T
-    det_key: str
-    emb_key: str | None = None
-    detect: bool = True
-
-
 def detect_faces(
     items: Sequence[T],
     detector: Detector,
@@ -65,6 +55,10 @@ def detect_faces(
 ) -> tuple[int, int]:
     """Faces (and their embeddings, unless ``embedder`` is None) of every photo, from the cache where
     it has them; the photos missing from it are read and run through the detector in batches.
+
+    Two stages run on the local executor (:mod:`alignimate.pipeline.stages`): :class:`LookUpFaces`
+    and the photo reads on two threads, then :class:`DetectAndEmbed` on one (the detector's own
+    threads do the work), so reading the next photos overlaps with detection.
 
     Args:
         items: the photos; each one's ``faces`` is set (with each face's ``embedding`` where there is
@@ -79,97 +73,109 @@ def detect_faces(
         ``(detected, cached)``: how many photos went through the detector, and how many had their
         faces in the cache.
     """
-    det_settings = detector.settings()
-    emb_model = None if embedder is None else f"{embedder.name}@{detector.name}"
-    emb_settings = (
-        None
-        if embedder is None
-        else {"detector": det_settings, "crop": embedder.crop_size, "face_scale": embedder.face_scale}
+    lookup = LookUpFaces(detector, embedder, cache)
+    read = run_stages(({"item": item} for item in items), [lookup], batch_size=1, workers=2, window=3)
+    found = run_stages(
+        (row for batch in read for row in batch_rows(batch)),
+        [DetectAndEmbed(detector, embedder, cache)],
+        batch_size=_DETECT_BATCH,
+        workers=1,
     )
-    cached = 0
-    todo: list[_Job[T]] = []
-    for item in items:
-        try:
-            digest = item.record.extra.get("sha256") or cache.photo_hash(item.photo.path)
-        except OSError as err:  # gone or unreadable since it was found: this photo only
-            drop(item, f"cannot be read ({err.strerror or type(err).__name__})")
+    detected = cached = 0
+    for row in bar((row for batch in found for row in batch_rows(batch)), len(items), "detecting faces"):
+        item = row["item"]
+        if row.get("sha256") is not None:
+            item.record.extra["sha256"] = row["sha256"]
+        if row.get("status") == "skipped":
+            drop(item, row["reason"])
             continue
-        item.record.extra["sha256"] = digest
-        job = _Job(item, cache.key(digest, detector.name, det_settings))
-        if emb_model is not None:
-            job.emb_key = cache.key(digest, emb_model, emb_settings)
-        faces = cache.load_instances(detector.name, job.det_key)
-        if faces is None:
-            todo.append(job)
-            continue
-        cached += 1
-        item.faces = faces
-        job.detect = False
-        if emb_model is None or not faces:
-            continue
-        embeddings = cache.load_array(emb_model, job.emb_key or "")
-        if embeddings is None or len(embeddings) != len(faces):
-            todo.append(job)  # detections known, embeddings missing
-            continue
-        for face, e in zip(faces, embeddings, strict=True):
-            face.embedding = np.asarray(e, dtype=np.float32)
-    detected = 0
-    if todo:
-        detected = _detect_missing(todo, detector, embedder, emb_model, cache, drop, bar)
+        item.faces = row["faces"]
+        cached += bool(row["cached"])
+        detected += bool(row["detected"])
     return detected, cached
 
 
-def _detect_missing(
-    todo: list[_Job[T]],
-    detector: Detector,
-    embedder: FaceEmbedder | None,
-    emb_model: str | None,
-    cache: DetectionCache,
-    drop: Callable[[T, str], None],
-    bar: Callable[[Iterable[Any], int, str], Iterable[Any]],
-) -> int:
-    """Reads the photos of ``todo`` and completes them batch by batch; returns how many were detected."""
-    detected = 0
-    batch: list[tuple[_Job[T], np.ndarray]] = []
-    reads = read_images_parallel([job.item.photo.path for job in todo])
-    for job, (_, image) in bar(zip(todo, reads, strict=True), len(todo), "detecting faces"):
-        if isinstance(image, PhotoError):
-            drop(job.item, image.reason)
-            continue
-        batch.append((job, image))
-        if len(batch) == _DETECT_BATCH:
-            detected += _detect_batch(batch, detector, embedder, emb_model, cache, drop)
-            batch = []
-    if batch:
-        detected += _detect_batch(batch, detector, embedder, emb_model, cache, drop)
-    return detected
+class LookUpFaces(RowStage):
+    """``item`` -> ``sha256``, the cache keys, and ``faces`` (with embeddings) when the cache has them
+    all (``cached``); otherwise ``image``, the photo read for :class:`DetectAndEmbed`, with
+    ``detect`` saying whether its faces (not only their embeddings) are missing. A photo that cannot
+    be read is skipped with the reason."""
+
+    num_cpus = 0.5
+
+    def __init__(self, detector: Detector, embedder: FaceEmbedder | None, cache: DetectionCache) -> None:
+        self.cache = cache
+        self.det_name, self.det_settings = detector.name, detector.settings()
+        self.emb_model = None if embedder is None else f"{embedder.name}@{detector.name}"
+        self.emb_settings = (
+            None
+            if embedder is None
+            else {
+                "detector": self.det_settings,
+                "crop": embedder.crop_size,
+                "face_scale": embedder.face_scale,
+            }
+        )
+
+    def process(self, row: Row) -> Row:
+        item = row["item"]
+        try:
+            digest = item.record.extra.get("sha256") or self.cache.photo_hash(item.photo.path)
+        except OSError as err:  # gone or unreadable since it was found: this photo only
+            raise Skip(f"cannot be read ({err.strerror or type(err).__name__})") from None
+        out: Row = {"sha256": digest, "det_key": self.cache.key(digest, self.det_name, self.det_settings)}
+        out["emb_key"] = (
+            None if self.emb_model is None else self.cache.key(digest, self.emb_model, self.emb_settings)
+        )
+        faces = self.cache.load_instances(self.det_name, out["det_key"])
+        if faces is not None and self._embeddings_known(faces, out["emb_key"]):
+            return {**out, "faces": faces, "cached": True, "detected": False}
+        try:
+            image = read_image(item.photo.path)
+        except PhotoError as err:
+            return {**out, "status": "skipped", "reason": err.reason}
+        return {**out, "faces": faces, "image": image, "detect": faces is None, "cached": faces is not None}
+
+    def _embeddings_known(self, faces: list[Instance], emb_key: str | None) -> bool:
+        """True when no embedding is wanted, or the cache has one per face (then set on the faces)."""
+        if self.emb_model is None or not faces:
+            return True
+        embeddings = self.cache.load_array(self.emb_model, emb_key or "")
+        if embeddings is None or len(embeddings) != len(faces):
+            return False
+        for face, e in zip(faces, embeddings, strict=True):
+            face.embedding = np.asarray(e, dtype=np.float32)
+        return True
 
 
-def _detect_batch(
-    batch: list[tuple[_Job[T], np.ndarray]],
-    detector: Detector,
-    embedder: FaceEmbedder | None,
-    emb_model: str | None,
-    cache: DetectionCache,
-    drop: Callable[[T, str], None],
-) -> int:
-    detected = 0
-    needs = [(job, image) for job, image in batch if job.detect]
-    found = detect_each(detector, [image for _, image in needs])
-    for (job, _), faces in zip(needs, found, strict=True):
-        if faces is None:
-            drop(job.item, "face detection failed on this photo")
-            continue
-        cache.save_instances(detector.name, job.det_key, faces)
-        job.item.faces = faces
-        detected += 1
-    if embedder is None or emb_model is None:
-        return detected
-    for job, image in batch:
-        if job.item.faces and job.item.record.status != "skipped":
-            embeddings = embed_faces(image, job.item.faces, embedder)
-            cache.save_array(emb_model, job.emb_key or "", embeddings)
-    return detected
+class DetectAndEmbed(Stage):
+    """Rows with an ``image`` (from :class:`LookUpFaces`): detect the faces of those that need it
+    (one detector call per batch), embed them, store both in the cache, drop the image. A photo that
+    makes the detector fail is skipped with the reason."""
+
+    def __init__(self, detector: Detector, embedder: FaceEmbedder | None, cache: DetectionCache) -> None:
+        self.detector, self.embedder, self.cache = detector, embedder, cache
+        self.emb_model = None if embedder is None else f"{embedder.name}@{detector.name}"
+
+    def __call__(self, batch: Batch) -> Batch:
+        rows = batch_rows(batch)
+        pending = [
+            i for i, row in enumerate(rows) if row.get("status") != "skipped" and row.get("image") is not None
+        ]
+        needs = [i for i in pending if rows[i]["detect"]]
+        found = detect_each(self.detector, [rows[i]["image"] for i in needs])
+        for i, faces in zip(needs, found, strict=True):
+            if faces is None:
+                rows[i] = {**rows[i], "status": "skipped", "reason": "face detection failed on this photo"}
+                continue
+            self.cache.save_instances(self.detector.name, rows[i]["det_key"], faces)
+            rows[i] = {**rows[i], "faces": faces, "detected": True}
+        for i in pending:
+            row = rows[i]
+            if self.embedder is not None and row.get("status") != "skipped" and row["faces"]:
+                embeddings = embed_faces(row["image"], row["faces"], self.embedder)
+                self.cache.save_array(self.emb_model or "", row["emb_key"] or "", embeddings)
+        return rows_batch([{**row, "image": None, "detected": bool(row.get("detected"))} for row in rows])
 
 
 def _reference_embedding(
