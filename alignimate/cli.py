@@ -10,6 +10,7 @@ Every error is one line on stderr; the traceback only with ``--debug`` or ``ALIG
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import traceback
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 import typer
 
 from alignimate import __version__
-from alignimate.config import check_values, load_config, resolve
+from alignimate.config import check_values, load_config, resolve, resolve_settings
 from alignimate.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -30,6 +31,12 @@ from alignimate.errors import (
     EXIT_USAGE,
     RunError,
     UsageError,
+)
+from alignimate.settings import (
+    RegisterSettings,
+    SettingInfo,
+    Settings,
+    setting_infos,
 )
 
 app = typer.Typer(
@@ -113,6 +120,61 @@ def _guarded(command: F) -> F:
     return run  # type: ignore[return-value]
 
 
+_CLI_TYPES: dict[tuple[type, ...], type] = {
+    (int, float): float,
+    (int,): int,
+    (str,): str,
+    (bool,): bool,
+    (tuple, list): str,  # a comma-separated list of names
+}
+
+
+def _flag_help(info: SettingInfo) -> str:
+    valid = f" ({info.describe()})" if info.choices or info.bounds else ""
+    default = list(info.default) if isinstance(info.default, tuple) else info.default
+    return f"{info.help}{valid}; default {default!r}."
+
+
+def _settings_flags(*classes: type[Settings]) -> Callable[[F], F]:
+    """Give a command one flag per field of ``classes`` (:mod:`alignimate.settings`), after its own
+    parameters; the command receives their values as ``flags`` (None where a flag was not given, so
+    a config file or the default decides). This is how every settings field becomes a flag without
+    being written again here."""
+
+    def decorate(command: F) -> F:
+        signature = inspect.signature(command)
+        own = [p for p in signature.parameters.values() if p.name != "flags"]
+        infos: dict[str, SettingInfo] = {}
+        for cls in classes:
+            for name, info in setting_infos(cls).items():
+                if name not in signature.parameters:
+                    infos.setdefault(name, info)
+        added = []
+        for name, info in infos.items():
+            decls = [f"{info.flag}/--no-{info.flag[2:]}"] if info.types == (bool,) else [info.flag]
+            option = typer.Option(None, *decls, help=_flag_help(info), show_default=False)
+            added.append(
+                inspect.Parameter(
+                    name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=_CLI_TYPES[info.types]
+                )
+            )
+
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            flags = {name: kwargs.pop(name, None) for name in infos}
+            for name, value in flags.items():
+                if value is not None and infos[name].types == (tuple, list):
+                    flags[name] = [v.strip() for v in value.split(",") if v.strip()]
+            return command(*args, flags=flags, **kwargs)
+
+        parameters = own + added
+        run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
 def _load(config: Path | None) -> dict:
     # A bad file raises ConfigError, a UsageError: the command's guard reports it (exit 2).
     return {} if config is None else load_config(config)
@@ -174,34 +236,12 @@ def _main(
         "  alignimate register photos/ --out aligned/ --config configs/pixels.toml --json"
     )
 )
+@_settings_flags(RegisterSettings)
 @_guarded
 def register(
     folder: Path = typer.Argument(..., help="Folder of photos."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for aligned frames and reports."),
-    mode: str = typer.Option(
-        None,
-        help="pixels (whole image) | body (main person) | faces (main face) | keypoints:FILE (JSON/CSV "
-        "points) | masks:DIR (one mask PNG per photo).",
-    ),
-    source: str = typer.Option(
-        None, help="Keypoint file or mask folder (the same as --mode keypoints:FILE)."
-    ),
-    keypoints: str = typer.Option(
-        None, help="Comma-separated keypoint names to align on, e.g. left_ear,left_shoulder,left_hip."
-    ),
-    detect_size: int = typer.Option(None, help="Long side of the detector's working copy (body, faces)."),
-    model: str = typer.Option(None, help="translation | rigid | similarity | affine | homography."),
-    reference: str = typer.Option(None, help="first | middle | auto | PATH of the reference photo."),
-    size: int = typer.Option(None, help="Long side of the working resolution, pixels."),
-    loss: str = typer.Option(None, help="auto | zncc | mse | l1 | charbonnier | ssim."),
-    crop: str = typer.Option(None, help="common (area every frame covers) | none."),
-    background: str = typer.Option(None, help="black | white | blur | transparent."),
-    sort: str = typer.Option(None, help="date (EXIF, then name) | name."),
-    recursive: bool = typer.Option(None, "--recursive/--no-recursive", help="Also read sub-folders."),
-    device: str = typer.Option(None, help="auto | cpu | cuda."),
-    batch_size: int = typer.Option(None, help="Photos registered together."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the detection cache."),
-    max_pixels: int = MAX_PIXELS,
     threads: int = THREADS,
     config: Path = CONFIG,
     overwrite: bool = typer.Option(
@@ -209,39 +249,21 @@ def register(
     ),
     quiet: bool = QUIET,
     as_json: bool = JSON,
+    flags: dict[str, Any] | None = None,
 ) -> None:
     from alignimate.pipeline import align_folder
 
     _use_threads(threads)
-    flags = dict(
-        mode=mode,
-        model=model,
-        reference=reference,
-        size=size,
-        loss=loss,
-        crop=crop,
-        background=background,
-        sort=sort,
-        recursive=recursive,
-        device=device,
-        batch_size=batch_size,
-        source=source,
-        keypoints=None if keypoints is None else [k.strip() for k in keypoints.split(",") if k.strip()],
-        detect_size=detect_size,
-        max_pixels=max_pixels,
-    )
-    settings = resolve("register", flags, _load(config))
-    settings["source"] = settings["source"] or None  # "" in a preset: no source
-    settings["detect_size"] = settings["detect_size"] or None  # 0: the mode's default
+    settings = resolve_settings(RegisterSettings, flags or {}, _load(config))
     result = align_folder(
         folder,
         out,
+        settings,
         workers=threads,
         use_cache=not no_cache,
         overwrite=overwrite,
         progress=not (quiet or as_json),
         log=_logger(quiet or as_json),
-        **settings,
     )
     summary = result.summary()
     _report(

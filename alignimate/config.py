@@ -1,9 +1,10 @@
 """TOML presets (``--config FILE``) and how they merge with command-line flags.
 
 A config file has one table per command (``[register]``, ``[faces]``, ``[animate]``). Every key it may
-hold is declared in :data:`SCHEMA` with its type, default, meaning and valid values (a set of
-choices or a range); docs/configuration.md is the human-readable copy of that table and a test keeps
-the two in step. Precedence, highest first: command-line flag, config file, built-in default.
+hold is a field of that command's settings class (:mod:`alignimate.settings`), with its type,
+default, meaning and valid values; :data:`SCHEMA` is those declarations by section.
+docs/configuration.md is the human-readable copy of that table and a test keeps the two in step.
+Precedence, highest first: command-line flag, config file, built-in default.
 
 The same declaration checks every value, wherever it comes from: a config file (the message names
 the file and the key), a flag (it names the flag, e.g. ``--fps``) and the Python API (it names the
@@ -13,17 +14,33 @@ of at most 1 MiB, and any problem is a :class:`ConfigError` (exit status 2), nev
 
 from __future__ import annotations
 
-import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alignimate.errors import UsageError
-from alignimate.limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_RANGE
+from alignimate.settings import (
+    AnimateSettings,
+    FacesSettings,
+    RegisterSettings,
+    SettingInfo,
+    Settings,
+    setting_infos,
+)
 
-__all__ = ["SCHEMA", "ConfigError", "Option", "check_values", "flag_name", "load_config", "resolve"]
+S = TypeVar("S", bound=Settings)
+
+__all__ = [
+    "SCHEMA",
+    "ConfigError",
+    "Option",
+    "check_values",
+    "flag_name",
+    "load_config",
+    "resolve",
+    "resolve_settings",
+]
 
 _MAX_CONFIG_BYTES = 1 << 20
 
@@ -33,163 +50,11 @@ class ConfigError(UsageError):
     and the reason."""
 
 
-@dataclass(frozen=True)
-class Option:
-    """One configurable key: its Python type, built-in default, a one-line meaning, and its valid
-    values: ``choices`` (for text) or an inclusive ``bounds`` range (for numbers)."""
-
-    type: type | tuple[type, ...]
-    default: Any
-    help: str
-    choices: tuple[str, ...] | None = None
-    bounds: tuple[float, float] | None = None
-
-    def problem(self, value: Any) -> str | None:
-        """Why ``value`` is not valid for this option (type, choices, range), or None."""
-        expected = self.type if isinstance(self.type, tuple) else (self.type,)
-        # bool is an int subclass in Python; a TOML `true` must not pass as a number.
-        wrong_bool = isinstance(value, bool) and bool not in expected
-        if wrong_bool or not isinstance(value, expected):
-            names = " or ".join(t.__name__ for t in expected)
-            return f"must be {names}, got {value!r}"
-        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
-            return f"must be a list of names (text), got {value!r}"
-        if self.choices is not None and value not in self.choices:
-            return f"must be one of {', '.join(self.choices)}, got {value!r}"
-        if self.bounds is not None and not isinstance(value, bool):
-            low, high = self.bounds
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
-                return f"must be between {low:g} and {high:g}, got {value!r}"
-        return None
-
-    def describe(self) -> str:
-        """The valid values, for docs: ``a | b | c`` or ``0.1 to 120``."""
-        if self.choices is not None:
-            return " | ".join(self.choices)
-        if self.bounds is not None:
-            return " to ".join(f"{b:,}" if isinstance(b, int) else f"{b:g}" for b in self.bounds)
-        return ""
-
-
-_ANIMATE = {
-    "fps": Option(
-        (int, float), 10, "frames per second of the animation (a GIF plays at most 50)", bounds=(0.1, 120)
-    ),
-    "hold_first": Option((int, float), 0.0, "seconds to hold the first frame", bounds=(0, 60)),
-    "hold_last": Option((int, float), 0.0, "seconds to hold the last frame", bounds=(0, 60)),
-    "crossfade": Option(int, 0, "blended frames inserted between consecutive photos", bounds=(0, 100)),
-    "caption": Option(str, "none", "date | name | index | age:YYYY-MM-DD | none"),
-    "caption_format": Option(str, "%Y-%m-%d", "strftime format for date captions"),
-    "boomerang": Option(bool, False, "play forwards then backwards"),
-    "quality": Option(
-        (int, float),
-        75,
-        "encoder quality, 0 (worst) to 100 (best); 75 is x264's default crf 23",
-        bounds=(0, 100),
-    ),
-    "scale": Option(
-        (int, float),
-        1.0,
-        "resize factor applied to every frame (frames stay at most 8192 px)",
-        bounds=(0.01, 4),
-    ),
+# One declaration per key: the settings classes (alignimate.settings); this is their table by section.
+Option = SettingInfo
+SCHEMA: dict[str, dict[str, Option]] = {
+    cls.section: setting_infos(cls) for cls in (RegisterSettings, FacesSettings, AnimateSettings)
 }
-
-_REGISTER = {
-    "mode": Option(str, "pixels", "pixels | body | faces | keypoints | masks: what is registered"),
-    "model": Option(
-        str,
-        "similarity",
-        "the motion model",
-        choices=("translation", "rigid", "similarity", "affine", "homography"),
-    ),
-    "reference": Option(str, "first", "first | middle | auto | path of the reference photo"),
-    "size": Option(
-        int, 512, "long side of the working resolution used for registration, pixels", bounds=(32, 4096)
-    ),
-    "loss": Option(
-        str,
-        "auto",
-        "what registration minimises (auto: zncc for photos, mse for heatmaps)",
-        choices=("auto", "zncc", "mse", "l1", "charbonnier", "ssim"),
-    ),
-    "source": Option(str, "", "keypoint file (JSON/CSV) for --mode keypoints, mask folder for --mode masks"),
-    "keypoints": Option(
-        list,
-        [],
-        "keypoint names to align on; empty: the mode's default (body: left_ear, left_shoulder, "
-        "left_hip; faces: the 5 landmarks; keypoints: the names of the reference photo's entry)",
-    ),
-    "detect_size": Option(
-        int,
-        0,
-        "long side of the detector's working copy, pixels; 0: the mode's default (body 800, faces 960)",
-        bounds=(0, 4096),
-    ),
-    "crop": Option(
-        str, "common", "common: crop to the area every frame covers; none", choices=("common", "none")
-    ),
-    "background": Option(
-        str,
-        "black",
-        "fill outside the warped photo",
-        choices=("black", "white", "blur", "transparent"),
-    ),
-    "sort": Option(str, "date", "date: EXIF DateTimeOriginal, then name; name", choices=("date", "name")),
-    "recursive": Option(bool, False, "also read photos in sub-folders"),
-    "device": Option(str, "auto", "auto | cpu | cuda | cuda:N"),
-    "batch_size": Option(int, 16, "photos registered together in one batch", bounds=(1, 1024)),
-    "max_pixels": Option(
-        int,
-        DEFAULT_MAX_PIXELS,
-        "decompression budget: photos with more pixels are skipped unread",
-        bounds=MAX_PIXELS_RANGE,
-    ),
-}
-
-_FACES = {
-    "identity": Option(str, "auto", "auto | largest | path of a reference photo of the person"),
-    "max_yaw": Option(
-        (int, float), 0.35, "largest accepted yaw asymmetry (0 frontal, 1 profile)", bounds=(0, 1)
-    ),
-    "max_roll": Option((int, float), 30.0, "largest accepted head roll, degrees", bounds=(0, 180)),
-    "max_pitch": Option(
-        (int, float),
-        0.3,
-        "largest accepted nod (looking up or down): nose height off its frontal value",
-        bounds=(0, 1),
-    ),
-    "template": Option(
-        str, "eyes", "where the landmarks go on the canvas", choices=("eyes", "arcface", "ffhq")
-    ),
-    "output_size": Option(int, 768, "side of the square output canvas, pixels", bounds=(64, 8192)),
-    "refine": Option(
-        str,
-        "none",
-        "gradient-descent refinement after the closed-form fit",
-        choices=("none", "heatmaps"),
-    ),
-    "every": Option(
-        str, "all", "keep at most one photo per period", choices=("all", "day", "week", "month")
-    ),
-    "dedupe": Option(bool, False, "drop near-duplicate consecutive photos"),
-    "smooth": Option(
-        (int, float), 0.0, "temporal smoothing sigma of the transforms, in frames", bounds=(0, 100)
-    ),
-    "detect_size": Option(
-        int, 960, "long side of the working copy used for face detection, pixels", bounds=(64, 4096)
-    ),
-    "sort": Option(str, "date", "date: EXIF DateTimeOriginal, then name; name", choices=("date", "name")),
-    "device": Option(str, "auto", "auto | cpu | cuda | cuda:N"),
-    "max_pixels": Option(
-        int,
-        DEFAULT_MAX_PIXELS,
-        "decompression budget: photos with more pixels are skipped unread",
-        bounds=MAX_PIXELS_RANGE,
-    ),
-}
-
-SCHEMA: dict[str, dict[str, Option]] = {"register": _REGISTER, "faces": _FACES, "animate": _ANIMATE}
 
 
 def flag_name(key: str) -> str:
@@ -253,9 +118,13 @@ def load_config(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def resolve(
-    section: str, flags: Mapping[str, Any], config: Mapping[str, Mapping[str, Any]] | None
+    section: str,
+    flags: Mapping[str, Any],
+    config: Mapping[str, Mapping[str, Any]] | None,
+    base: Settings | None = None,
 ) -> dict[str, Any]:
-    """Merge one section: a flag that is not ``None`` wins, then the config file, then the default.
+    """Merge one section: a flag that is not ``None`` wins, then the config file, then ``base``'s
+    value (default: the built-in default).
 
     Flags are checked against the schema here (a :class:`ConfigError` names the flag); config
     values were checked when the file was loaded."""
@@ -270,5 +139,15 @@ def resolve(
         elif key in from_file:
             merged[key] = from_file[key]
         else:
-            merged[key] = option.default
+            merged[key] = option.default if base is None else getattr(base, key)
     return merged
+
+
+def resolve_settings(
+    cls: type[S],
+    flags: Mapping[str, Any],
+    config: Mapping[str, Mapping[str, Any]] | None,
+    base: S | None = None,
+) -> S:
+    """The settings object of one command: :func:`resolve` of its section, typed."""
+    return cls(**resolve(cls.section, flags, config, base))

@@ -13,8 +13,9 @@ redoing registrations or frames that are already done.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from alignimate.config import check_values
 from alignimate.errors import UsageError
 from alignimate.io import PhotoError, read_image, read_image_planes, save_image_planes
-from alignimate.limits import DEFAULT_MAX_PIXELS
 from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.framing import common_crop
 from alignimate.pipeline.outputs import OutputFolder, check_not_input, failure_from_os_error
@@ -58,37 +57,41 @@ from alignimate.pipeline.run import (
 )
 from alignimate.pipeline.semantic_sources import SEMANTIC_MODES, SemanticSource, parse_mode
 from alignimate.pipeline.stages import Row, Stage, batch_length, batch_rows, run_stages
+from alignimate.settings import RegisterSettings
 
 __all__ = ["AlignResult", "UsageError", "align_folder"]
 
 MODES = ("pixels", *SEMANTIC_MODES)
-# Settings that change the result; a resumed run must have the same ones.
-_RESULT_SETTINGS = (
-    "mode",
-    "model",
-    "reference",
-    "size",
-    "loss",
-    "crop",
-    "background",
-    "sort",
-    "recursive",
-    "source",
-    "keypoints",
-    "detect_size",
-)
 
 
-def _validate(folder: Path, settings: dict[str, Any]) -> None:
+def _validate(folder: Path, settings: RegisterSettings) -> None:
     if not folder.is_dir():
         raise UsageError(f"{folder}: not a folder")
-    if settings["mode"] not in MODES:
-        raise UsageError(f"mode must be one of {', '.join(MODES)}, got {settings['mode']!r}")
-    check_values("register", settings)
-    if settings["detect_size"] is not None and settings["detect_size"] < 32:
-        raise UsageError(f"detect_size must be at least 32 pixels, got {settings['detect_size']}")
-    if settings["keypoints"] and settings["mode"] in ("pixels", "masks"):
-        raise UsageError(f"--keypoints is not used by --mode {settings['mode']}")
+    if settings.mode not in MODES:
+        raise UsageError(f"mode must be one of {', '.join(MODES)}, got {settings.mode!r}")
+    if 0 < settings.detect_size < 32:
+        raise UsageError(f"detect_size must be at least 32 pixels, got {settings.detect_size}")
+    if settings.keypoints and settings.mode in ("pixels", "masks"):
+        raise UsageError(f"--keypoints is not used by --mode {settings.mode}")
+
+
+def _recorded(settings: RegisterSettings) -> dict[str, Any]:
+    """The settings that change the result, as transforms.json records them (a resumed run must have
+    the same ones); "no value" is null there."""
+    return {
+        "mode": settings.mode,
+        "model": settings.model,
+        "reference": settings.reference,
+        "size": settings.size,
+        "loss": settings.loss,
+        "crop": settings.crop,
+        "background": settings.background,
+        "sort": settings.sort,
+        "recursive": settings.recursive,
+        "source": settings.source or None,
+        "keypoints": list(settings.keypoints) or None,
+        "detect_size": settings.detect_size or None,
+    }
 
 
 def _pick_reference(photos: list[Photo], reference: str, folder: Path) -> Photo:
@@ -118,16 +121,15 @@ class _Run:
         self,
         folder: Path,
         outputs: OutputFolder,
-        settings: dict[str, Any],
+        settings: RegisterSettings,
         device: torch.device,
-        batch_size: int,
         workers: int,
         progress: bool,
         log: Callable[[str], None],
     ) -> None:
         out = outputs.path
         self.folder, self.out, self.outputs, self.settings = folder, out, outputs, settings
-        self.device, self.batch_size, self.progress, self.log = device, batch_size, progress, log
+        self.device, self.batch_size, self.progress, self.log = device, settings.batch_size, progress, log
         self.workers = workers
         self.records: dict[str, PhotoRecord] = {}
         self.order: list[str] = []
@@ -143,7 +145,7 @@ class _Run:
         return RunRecord(
             command="register",
             input=str(self.folder.resolve()),
-            settings={k: self.settings[k] for k in _RESULT_SETTINGS},
+            settings=_recorded(self.settings),
             reference=reference.name if reference else None,
             canvas=list(reference.size_hw) if reference else None,
             crop=crop,
@@ -194,15 +196,15 @@ class _Run:
                 record.status, record.matrix, record.output = "pending", None, None
 
     def _same_settings(self, previous: RunRecord) -> bool:
-        return all(previous.settings.get(k) == self.settings[k] for k in _RESULT_SETTINGS)
+        return all(previous.settings.get(k) == v for k, v in _recorded(self.settings).items())
 
     def read_reference(self, photos: list[Photo], reference: Photo) -> tuple[Photo, np.ndarray]:
         """The reference's working copy; an unreadable automatic reference falls back to the next photo."""
         candidates = [reference] + [p for p in photos if p is not reference]
-        explicit = self.settings["reference"] not in ("first", "middle", "auto")
+        explicit = self.settings.reference not in ("first", "middle", "auto")
         for photo in candidates:
             try:
-                return photo, read_image(photo.path, max_side=self.settings["size"])
+                return photo, read_image(photo.path, max_side=self.settings.size)
             except PhotoError as err:
                 if explicit:
                     raise UsageError(f"reference photo {err.path}: {err.reason}") from None
@@ -217,9 +219,9 @@ class _Run:
         memory at once, however many photos there are."""
         self._mark_reference(reference)
         stages = [
-            ReadWorkingCopy(self.settings["size"]),
+            ReadWorkingCopy(self.settings.size),
             RegisterPixels(
-                fixed_image, reference.size_hw, self.settings["model"], self.settings["loss"], self.device
+                fixed_image, reference.size_hw, self.settings.model, self.settings.loss, self.device
             ),
         ]
         # On a GPU the batches queue on one device anyway; more threads would only hold more memory.
@@ -235,7 +237,7 @@ class _Run:
         self.records[reference.name].extra["semantic"] = ref_choice.detail or {}
         if not any(self.records[p.name].status == "pending" for p in photos):
             return
-        size, model, loss = self.settings["size"], self.settings["model"], self.settings["loss"]
+        size, model, loss = self.settings.size, self.settings.model, self.settings.loss
         target = SemanticReference(source, ref_choice, reference, size)
         stages = [FindSemantic(source), RegisterSemantic(source, target, size, model, loss, self.device)]
         what = {"body": "persons", "faces": "faces"}.get(source.mode, source.mode)
@@ -246,7 +248,7 @@ class _Run:
         """The reference photo and what the source found in it. An automatic reference in which nothing
         is found gives way to the nearest photo (in order) where something is; an explicit one is a
         usage error. ``(None, None)`` when no photo has anything."""
-        explicit = self.settings["reference"] not in ("first", "middle", "auto")
+        explicit = self.settings.reference not in ("first", "middle", "auto")
         start = photos.index(wanted)
         order = sorted(range(len(photos)), key=lambda i: (abs(i - start), i))
         for i in order:
@@ -300,7 +302,7 @@ class _Run:
     def choose_crop(self, reference: Photo) -> tuple[dict[str, int] | None, list[int]]:
         canvas = reference.size_hw
         usable = [self.records[n] for n in self.order if self.records[n].usable]
-        if self.settings["crop"] == "none":
+        if self.settings.crop == "none":
             return None, list(canvas)
         matrices = torch.tensor([r.matrix for r in usable], dtype=torch.float64)
         box = common_crop(matrices, [tuple(r.size) for r in usable], canvas)
@@ -330,7 +332,7 @@ class _Run:
                 continue  # written by an earlier run with exactly this warp
             photo = Photo(Path(record.source), record.name, tuple(record.size), None)
             if record.output is None:
-                record.output = _frame_name(photo, taken, self.settings["background"], self.outputs)
+                record.output = _frame_name(photo, taken, self.settings.background, self.outputs)
             jobs.append(FrameJob(photo.path, frame_H_photo, self.out / record.output, key=record.name))
             signatures[record.name] = signature
         # The frames' names are on disk before any frame is, so a resumed run knows them as its own.
@@ -343,7 +345,7 @@ class _Run:
         outcomes = write_frames(
             jobs,
             (output_size[0], output_size[1]),
-            background=self.settings["background"],
+            background=self.settings.background,
             device=self.device,
             workers=self.workers,
             read=read_image_planes,
@@ -373,9 +375,7 @@ class _Run:
 
 
 def _semantic_source(
-    settings: dict[str, Any],
-    source_path: Path | None,
-    keypoints: Sequence[str],
+    settings: RegisterSettings,
     detector: Any,
     device: torch.device,
     cache_dir: str | os.PathLike[str] | None,
@@ -386,14 +386,14 @@ def _semantic_source(
     from alignimate.detect.cache import DetectionCache
     from alignimate.detect.weights import WeightsError
 
-    semantic = settings["mode"] in ("body", "faces")
+    semantic = settings.mode in ("body", "faces")
     cache = DetectionCache(cache_dir, enabled=use_cache, warn=log) if semantic else None
     try:
         return SemanticSource(
-            settings["mode"],
-            source=source_path,
-            keypoint_names=keypoints,
-            detect_size=settings["detect_size"],
+            settings.mode,
+            source=Path(settings.source) if settings.source else None,
+            keypoint_names=settings.keypoints,
+            detect_size=settings.detect_size or None,
             detector=detector,
             device=device,
             cache=cache,
@@ -402,44 +402,56 @@ def _semantic_source(
         raise UsageError(str(err)) from None
 
 
+def _plain_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The Python API's conveniences, as settings values: a path for ``source``, None for "the
+    default" (``source``, ``detect_size``), any sequence of ``keypoints``."""
+    plain = dict(options)
+    if "source" in plain:
+        plain["source"] = "" if plain["source"] is None else os.fspath(plain["source"])
+    if plain.get("detect_size", 0) is None:
+        plain["detect_size"] = 0
+    if isinstance(plain.get("keypoints"), (list, tuple)):
+        plain["keypoints"] = tuple(plain["keypoints"])
+    return plain
+
+
+def _resolve(settings: RegisterSettings) -> RegisterSettings:
+    """``mode="keypoints:FILE"`` split into mode and source (resolved to an absolute path), and
+    ``loss="auto"`` made the mode's loss (zncc for pixels, mse for the semantic modes)."""
+    try:
+        mode, source_path = parse_mode(settings.mode, settings.source or None)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    loss = settings.loss if settings.loss != "auto" else ("zncc" if mode == "pixels" else "mse")
+    source = "" if source_path is None else str(source_path.resolve())
+    return dataclasses.replace(settings, mode=mode, loss=loss, source=source)
+
+
 def align_folder(
     folder: str | os.PathLike[str],
     out: str | os.PathLike[str],
+    settings: RegisterSettings | None = None,
     *,
-    mode: str = "pixels",
-    model: str = "similarity",
-    reference: str = "first",
-    size: int = 512,
-    loss: str = "auto",
-    crop: str = "common",
-    background: str = "black",
-    sort: str = "date",
-    recursive: bool = False,
-    device: str = "auto",
-    batch_size: int = 16,
     workers: int | None = None,
-    source: str | os.PathLike[str] | None = None,
-    keypoints: Sequence[str] = (),
-    detect_size: int | None = None,
     detector: Any = None,
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
     overwrite: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    **options: Any,
 ) -> AlignResult:
     """Align every photo in ``folder`` onto a reference photo and write frames to ``out``.
 
-    mode: ``"pixels"`` registers the photos themselves; ``"body"``, ``"faces"``, ``"keypoints"`` and
-    ``"masks"`` register semantic images instead (see :mod:`alignimate.pipeline.semantic_sources`):
-    the last two read ``source``, a keypoint file or a mask folder (``mode="keypoints:points.json"``
-    works too).
-    keypoints: keypoint names to align on (body default: left ear, shoulder and hip).
-    detect_size: long side of the detector's input (body: 800, faces: 960). detector: replaces the
-    body or face model (any :class:`~alignimate.detect.base.Detector`). cache_dir, use_cache: the
-    detection cache (default ``$ALIGNIMATE_CACHE`` or ``~/.cache/alignimate``).
-    loss: ``"auto"`` is ``zncc`` for pixels and ``mse`` for the semantic modes.
+    settings: what to do (:class:`~alignimate.settings.RegisterSettings`, default: its defaults);
+    ``options`` replace its fields by name (``model="homography"``), checked like the flags. Among
+    them, ``mode``: ``"pixels"`` registers the photos themselves; ``"body"``, ``"faces"``,
+    ``"keypoints"`` and ``"masks"`` register semantic images instead (see
+    :mod:`alignimate.pipeline.semantic_sources`): the last two read ``source``, a keypoint file or a
+    mask folder (``mode="keypoints:points.json"`` works too).
+    detector: replaces the body or face model (any :class:`~alignimate.detect.base.Detector`).
+    cache_dir, use_cache: the detection cache (default ``$ALIGNIMATE_CACHE`` or
+    ``~/.cache/alignimate``).
     workers: threads that register batches and write frames at once (default: one per CPU core, at
     most 4); each runs PyTorch ops on ``torch.get_num_threads()`` threads of its own.
 
@@ -454,56 +466,34 @@ def align_folder(
         print(result.summary())
     """
     folder, out = Path(folder), Path(out)
-    try:
-        mode, source_path = parse_mode(mode, source)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    if loss == "auto":
-        loss = "zncc" if mode == "pixels" else "mse"
-    settings = {
-        "mode": mode,
-        "model": model,
-        "reference": reference,
-        "size": int(size),
-        "loss": loss,
-        "crop": crop,
-        "background": background,
-        "sort": sort,
-        "recursive": bool(recursive),
-        "source": None if source_path is None else str(source_path.resolve()),
-        "keypoints": list(keypoints) or None,
-        "detect_size": detect_size,
-    }
+    settings = _resolve(RegisterSettings.with_options(settings, _plain_options(options)))
     _validate(folder, settings)
-    check_values("register", {"batch_size": batch_size, "max_pixels": max_pixels})
     # Before discovery, which leaves the output folder out: an output folder that is the input folder
     # would otherwise end in "no photos found" instead of this refusal (open_output checks it again).
     check_not_input(out, [folder])
     workers = resolve_workers(workers)
-    torch_device = pick_device(device)
+    torch_device = pick_device(settings.device)
     photos, skipped = discover_photos(
-        folder, recursive=recursive, sort=sort, exclude=out, max_pixels=max_pixels
+        folder, recursive=settings.recursive, sort=settings.sort, exclude=out, max_pixels=settings.max_pixels
     )
     if not photos and not skipped:
         raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, HEIC, ...)")
-    wanted = _pick_reference(photos, reference, folder) if photos else None
+    wanted = _pick_reference(photos, settings.reference, folder) if photos else None
     outputs, previous = open_output(out, overwrite, command="register", inputs=[folder])
     with outputs:
         if previous is not None and (wanted is None or previous.reference != wanted.name):
             previous = None  # matrices of another reference cannot be reused
         log = log or (lambda _msg: None)
-        run = _Run(folder, outputs, settings, torch_device, batch_size, workers, progress, log)
+        run = _Run(folder, outputs, settings, torch_device, workers, progress, log)
         run.add_photos(photos, skipped, previous)
 
         def make_source() -> SemanticSource:
-            return _semantic_source(
-                settings, source_path, keypoints, detector, torch_device, cache_dir, use_cache, log
-            )
+            return _semantic_source(settings, detector, torch_device, cache_dir, use_cache, log)
 
         try:
             if wanted is None:
                 return AlignResult(out, run.finish(None))
-            return _register_and_render(run, photos, wanted, mode, make_source)
+            return _register_and_render(run, photos, wanted, settings.mode, make_source)
         except OSError as err:
             raise failure_from_os_error(err, "write") from None
         finally:

@@ -1,0 +1,277 @@
+"""Typed settings: one frozen dataclass per job, whose field defaults are the only defaults.
+
+Each field is declared with :func:`setting`: its default, a one-line meaning, and its valid values
+(``choices`` for text, an inclusive ``bounds`` range for numbers). Everything else is derived from
+these declarations, so a new option is written once:
+
+- the config-file schema and its checks (:data:`alignimate.config.SCHEMA`);
+- the command-line flags of ``register``, ``faces`` and ``animate`` (:mod:`alignimate.cli`);
+- the table in docs/configuration.md (a test keeps it in step);
+- the keyword arguments of the Python API (``align_folder(..., model="homography")``), checked by
+  :meth:`Settings.with_options`.
+
+A settings object holds only what changes the result of a job; how it runs (threads, progress,
+logging, the output folder's overwrite rule) stays a plain argument of the job function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from alignimate.errors import UsageError
+from alignimate.limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_RANGE
+
+__all__ = [
+    "FACES_ANIMATION",
+    "AnimateSettings",
+    "FacesSettings",
+    "RegisterSettings",
+    "SettingInfo",
+    "Settings",
+    "setting",
+    "setting_infos",
+]
+
+S = TypeVar("S", bound="Settings")
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """What a field of a settings class declares besides its default: the meaning, the valid values,
+    and the Python types a value may have (a TOML integer is accepted for a float field)."""
+
+    name: str
+    default: Any
+    help: str
+    types: tuple[type, ...]
+    choices: tuple[str, ...] | None = None
+    bounds: tuple[float, float] | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not valid for this setting (type, choices, range), or None."""
+        # bool is an int subclass in Python; a TOML `true` must not pass as a number.
+        wrong_bool = isinstance(value, bool) and bool not in self.types
+        if wrong_bool or not isinstance(value, self.types):
+            names = " or ".join("list" if t is tuple else t.__name__ for t in self.types)
+            return f"must be {names}, got {value!r}"
+        if isinstance(value, (list, tuple)) and not all(isinstance(v, str) for v in value):
+            return f"must be a list of names (text), got {value!r}"
+        if self.choices is not None and value not in self.choices:
+            return f"must be one of {', '.join(self.choices)}, got {value!r}"
+        if self.bounds is not None and not isinstance(value, bool):
+            low, high = self.bounds
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
+                return f"must be between {low:g} and {high:g}, got {value!r}"
+        return None
+
+    def describe(self) -> str:
+        """The valid values, for docs: ``a | b | c`` or ``0.1 to 120``."""
+        if self.choices is not None:
+            return " | ".join(self.choices)
+        if self.bounds is not None:
+            return " to ".join(f"{b:,}" if isinstance(b, int) else f"{b:g}" for b in self.bounds)
+        return ""
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag: ``hold_last`` -> ``--hold-last``."""
+        return "--" + self.name.replace("_", "-")
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    bounds: tuple[float, float] | None = None,
+) -> Any:
+    """Declare a settings field (module docstring)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "bounds": bounds})
+
+
+_ACCEPTED: dict[Any, tuple[type, ...]] = {
+    float: (int, float),
+    int: (int,),
+    str: (str,),
+    bool: (bool,),
+    tuple[str, ...]: (tuple, list),
+}
+
+
+def setting_infos(cls: type[Settings]) -> dict[str, SettingInfo]:
+    """The declarations of a settings class, by field name, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        out[f.name] = SettingInfo(
+            name=f.name,
+            default=f.default,
+            help=f.metadata["help"],
+            types=_ACCEPTED[hints[f.name]],
+            choices=f.metadata["choices"],
+            bounds=f.metadata["bounds"],
+        )
+    return out
+
+
+class Settings:
+    """Base of the settings classes: validation and building from keyword options."""
+
+    section: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        # TOML and the command line give lists; a frozen settings object holds tuples.
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+
+    def problems(self) -> list[tuple[str, str]]:
+        """``(field, problem)`` for every field whose value is not valid."""
+        infos = setting_infos(type(self))
+        found = []
+        for name, info in infos.items():
+            problem = info.problem(getattr(self, name))
+            if problem is not None:
+                found.append((name, problem))
+        return found
+
+    def check(self, *, style: str = "argument") -> None:
+        """Raise :class:`~alignimate.errors.UsageError` naming the first invalid field as an
+        ``"argument"`` (``fps``) or a ``"flag"`` (``--fps``)."""
+        for name, problem in self.problems():
+            shown = "--" + name.replace("_", "-") if style == "flag" else name
+            raise UsageError(f"{shown} {problem}")
+
+    @classmethod
+    def with_options(cls: type[S], base: S | None, options: Mapping[str, Any]) -> S:
+        """``base`` (default: the class's defaults) with ``options`` replacing fields, checked; an
+        unknown name or a bad value is a :class:`~alignimate.errors.UsageError` naming it."""
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise UsageError(f"unknown option {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        start = base if base is not None else cls()
+        result = dataclasses.replace(start, **dict(options))  # type: ignore[type-var]
+        result.check()
+        return result
+
+
+@dataclass(frozen=True)
+class AnimateSettings(Settings):
+    """How frames become an animation (``alignimate animate``, and the animation of ``faces``)."""
+
+    section: ClassVar[str] = "animate"
+
+    fps: float = setting(
+        10.0, "frames per second of the animation (a GIF plays at most 50)", bounds=(0.1, 120)
+    )
+    hold_first: float = setting(0.0, "seconds to hold the first frame", bounds=(0, 60))
+    hold_last: float = setting(0.0, "seconds to hold the last frame", bounds=(0, 60))
+    crossfade: int = setting(0, "blended frames inserted between consecutive photos", bounds=(0, 100))
+    caption: str = setting("none", "date | name | index | age:YYYY-MM-DD | none")
+    caption_format: str = setting("%Y-%m-%d", "strftime format for date captions")
+    boomerang: bool = setting(False, "play forwards then backwards")
+    quality: float = setting(
+        75.0, "encoder quality, 0 (worst) to 100 (best); 75 is x264's default crf 23", bounds=(0, 100)
+    )
+    scale: float = setting(
+        1.0, "resize factor applied to every frame (frames stay at most 8192 px)", bounds=(0.01, 4)
+    )
+
+
+# A face timeline's own animation defaults: slower, with the ends held and dated.
+FACES_ANIMATION = AnimateSettings(fps=8.0, hold_first=0.5, hold_last=1.5, caption="date")
+
+_SORT = setting("date", "date: EXIF DateTimeOriginal, then name; name", choices=("date", "name"))
+_DEVICE = setting("auto", "auto | cpu | cuda | cuda:N")
+_MAX_PIXELS = setting(
+    DEFAULT_MAX_PIXELS,
+    "decompression budget: photos with more pixels are skipped unread",
+    bounds=MAX_PIXELS_RANGE,
+)
+
+
+@dataclass(frozen=True)
+class RegisterSettings(Settings):
+    """What ``alignimate register`` (:func:`alignimate.pipeline.align_folder`) does."""
+
+    section: ClassVar[str] = "register"
+
+    mode: str = setting(
+        "pixels",
+        "what is registered: pixels (whole image) | body (main person) | faces (main face) | keypoints:FILE (JSON/CSV points) | masks:DIR (one mask PNG per photo)",
+    )
+    model: str = setting(
+        "similarity",
+        "the motion model",
+        choices=("translation", "rigid", "similarity", "affine", "homography"),
+    )
+    reference: str = setting("first", "first | middle | auto | path of the reference photo")
+    size: int = setting(
+        512, "long side of the working resolution used for registration, pixels", bounds=(32, 4096)
+    )
+    loss: str = setting(
+        "auto",
+        "what registration minimises (auto: zncc for photos, mse for heatmaps)",
+        choices=("auto", "zncc", "mse", "l1", "charbonnier", "ssim"),
+    )
+    source: str = setting("", "keypoint file (JSON/CSV) for --mode keypoints, mask folder for --mode masks")
+    keypoints: tuple[str, ...] = setting(
+        (),
+        "keypoint names to align on; empty: the mode's default (body: left_ear, left_shoulder, "
+        "left_hip; faces: the 5 landmarks; keypoints: the names of the reference photo's entry)",
+    )
+    detect_size: int = setting(
+        0,
+        "long side of the detector's working copy, pixels; 0: the mode's default (body 800, faces 960)",
+        bounds=(0, 4096),
+    )
+    crop: str = setting(
+        "common", "common: crop to the area every frame covers; none", choices=("common", "none")
+    )
+    background: str = setting(
+        "black", "fill outside the warped photo", choices=("black", "white", "blur", "transparent")
+    )
+    sort: str = _SORT
+    recursive: bool = setting(False, "also read photos in sub-folders")
+    device: str = _DEVICE
+    batch_size: int = setting(16, "photos registered together in one batch", bounds=(1, 1024))
+    max_pixels: int = _MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class FacesSettings(Settings):
+    """What ``alignimate faces`` (:func:`alignimate.pipeline.face_timeline.make_face_timeline`) does
+    before the animation (whose settings are an :class:`AnimateSettings`, default
+    :data:`FACES_ANIMATION`)."""
+
+    section: ClassVar[str] = "faces"
+
+    identity: str = setting("auto", "auto | largest | path of a reference photo of the person")
+    max_yaw: float = setting(0.35, "largest accepted yaw asymmetry (0 frontal, 1 profile)", bounds=(0, 1))
+    max_roll: float = setting(30.0, "largest accepted head roll, degrees", bounds=(0, 180))
+    max_pitch: float = setting(
+        0.3, "largest accepted nod (looking up or down): nose height off its frontal value", bounds=(0, 1)
+    )
+    template: str = setting(
+        "eyes", "where the landmarks go on the canvas", choices=("eyes", "arcface", "ffhq")
+    )
+    output_size: int = setting(768, "side of the square output canvas, pixels", bounds=(64, 8192))
+    refine: str = setting(
+        "none", "gradient-descent refinement after the closed-form fit", choices=("none", "heatmaps")
+    )
+    every: str = setting("all", "keep at most one photo per period", choices=("all", "day", "week", "month"))
+    dedupe: bool = setting(False, "drop near-duplicate consecutive photos")
+    smooth: float = setting(0.0, "temporal smoothing sigma of the transforms, in frames", bounds=(0, 100))
+    detect_size: int = setting(
+        960, "long side of the working copy used for face detection, pixels", bounds=(64, 4096)
+    )
+    sort: str = _SORT
+    device: str = _DEVICE
+    max_pixels: int = _MAX_PIXELS
