@@ -33,6 +33,9 @@ from alignimate.errors import (
     UsageError,
 )
 from alignimate.settings import (
+    FACES_ANIMATION,
+    AnimateSettings,
+    FacesSettings,
     RegisterSettings,
     SettingInfo,
     Settings,
@@ -69,6 +72,13 @@ MAX_PIXELS = typer.Option(
     None,
     "--max-pixels",
     help="Decompression budget: photos with more pixels are skipped unread (default 89478485).",
+)
+OFFLINE = typer.Option(
+    False,
+    "--offline",
+    help="Never download model weights (same as ALIGNIMATE_OFFLINE=1): a model that is not on this "
+    "machine is then a clear error, or for identity a documented fallback. Without it, a missing model "
+    "is downloaded once, on first use, into the torch hub cache.",
 )
 THREADS = typer.Option(
     None,
@@ -190,6 +200,14 @@ def _use_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+def _use_offline(offline: bool) -> None:
+    if offline:
+        from alignimate.detect.weights import OFFLINE_ENV
+
+        # The weights module reads it wherever a model is loaded; this process only.
+        os.environ[OFFLINE_ENV] = "1"
+
+
 def _logger(quiet: bool):
     return (lambda _msg: None) if quiet else (lambda msg: typer.echo(msg, err=True))
 
@@ -242,6 +260,7 @@ def register(
     folder: Path = typer.Argument(..., help="Folder of photos."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for aligned frames and reports."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the detection cache."),
+    offline: bool = OFFLINE,
     threads: int = THREADS,
     config: Path = CONFIG,
     overwrite: bool = typer.Option(
@@ -254,6 +273,7 @@ def register(
     from alignimate.pipeline import align_folder
 
     _use_threads(threads)
+    _use_offline(offline)
     settings = resolve_settings(RegisterSettings, flags or {}, _load(config))
     result = align_folder(
         folder,
@@ -395,6 +415,7 @@ def animate(
         "  alignimate faces selfies/ -o timeline.gif --every week --caption age:2020-03-01"
     )
 )
+@_settings_flags(FacesSettings, AnimateSettings)
 @_guarded
 def faces(
     folder: Path = typer.Argument(..., help="Folder of photos."),
@@ -402,33 +423,9 @@ def faces(
     out_dir: Path = typer.Option(
         None, "--out-dir", help="Folder for the aligned frames and reports (default: <output stem>_frames/)."
     ),
-    identity: str = typer.Option(None, help="auto | largest | PATH of a reference photo of the person."),
-    max_yaw: float = typer.Option(None, help="Largest accepted yaw asymmetry, 0 (frontal) to 1 (profile)."),
-    max_roll: float = typer.Option(None, help="Largest accepted head roll, degrees."),
-    max_pitch: float = typer.Option(
-        None, help="Largest accepted nod, looking up or down: 0 (level) to 1; default 0.3."
-    ),
-    template: str = typer.Option(None, help="eyes | arcface | ffhq: where the face goes on the canvas."),
-    output_size: int = typer.Option(None, help="Side of the square frames, pixels."),
-    refine: str = typer.Option(None, help="none | heatmaps: gradient-descent refinement of the fit."),
-    sort: str = typer.Option(None, help="date (EXIF, then name) | name."),
-    every: str = typer.Option(None, help="all | day | week | month: at most one photo per period."),
-    dedupe: bool = typer.Option(None, "--dedupe/--no-dedupe", help="Drop near-duplicate consecutive photos."),
-    smooth: float = typer.Option(None, help="Temporal smoothing of the transforms, sigma in frames; 0: off."),
-    detect_size: int = typer.Option(None, help="Long side of the face detector's working copy, pixels."),
-    device: str = typer.Option(None, help="auto | cpu | cuda."),
-    fps: float = typer.Option(None, help="Frames per second (default 8)."),
-    hold_first: float = typer.Option(None, help="Seconds to hold the first frame (default 0.5)."),
-    hold_last: float = typer.Option(None, help="Seconds to hold the last frame (default 1.5)."),
-    crossfade: int = typer.Option(None, help="Blended frames between photos."),
-    caption: str = typer.Option(None, help="date | name | index | age:YYYY-MM-DD | none (default date)."),
-    caption_format: str = typer.Option(None, help="strftime format for date captions, e.g. '%d %b %Y'."),
-    boomerang: bool = typer.Option(None, "--boomerang/--no-boomerang", help="Play forwards then backwards."),
-    quality: float = typer.Option(None, help="0 (smallest) to 100 (best); default 75."),
-    scale: float = typer.Option(None, help="Resize every animation frame by this factor."),
     max_width: int = typer.Option(None, help="Downscale the animation so it is at most this wide."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the detection cache."),
-    max_pixels: int = MAX_PIXELS,
+    offline: bool = OFFLINE,
     threads: int = THREADS,
     config: Path = CONFIG,
     overwrite: bool = typer.Option(
@@ -438,56 +435,27 @@ def faces(
     ),
     quiet: bool = QUIET,
     as_json: bool = JSON,
+    flags: dict[str, Any] | None = None,
 ) -> None:
     from alignimate.pipeline.face_timeline import make_face_timeline
 
     _use_threads(threads)
-    presets = _load(config)
-    flags = dict(
-        identity=identity,
-        max_yaw=max_yaw,
-        max_roll=max_roll,
-        max_pitch=max_pitch,
-        template=template,
-        output_size=output_size,
-        refine=refine,
-        every=every,
-        dedupe=dedupe,
-        smooth=smooth,
-        detect_size=detect_size,
-        sort=sort,
-        device=device,
-        max_pixels=max_pixels,
-    )
-    settings = resolve("faces", flags, presets)
-    # Animation options: flag, then the [animate] preset, then make_face_timeline's own defaults
-    # (8 fps, holds, date captions), which differ from `animate`'s.
-    animation = dict(
-        fps=fps,
-        hold_first=hold_first,
-        hold_last=hold_last,
-        crossfade=crossfade,
-        caption=caption,
-        caption_format=caption_format,
-        boomerang=boomerang,
-        quality=quality,
-        scale=scale,
-    )
-    check_values("animate", animation, style="flag")
-    from_file = presets.get("animate", {})
-    animation = {k: v if v is not None else from_file.get(k) for k, v in animation.items()}
-    animation = {k: v for k, v in animation.items() if v is not None}
+    _use_offline(offline)
+    presets, flags = _load(config), flags or {}
+    settings = resolve_settings(FacesSettings, flags, presets)
+    # Animation options: flag, then the [animate] preset, then the face timeline's own defaults.
+    animation = resolve_settings(AnimateSettings, flags, presets, base=FACES_ANIMATION)
     result = make_face_timeline(
         folder,
         output,
+        settings,
+        animation,
         out_dir=out_dir,
         max_width=max_width,
         use_cache=not no_cache,
         overwrite=overwrite,
         progress=not (quiet or as_json),
         log=_logger(quiet or as_json),
-        **settings,
-        **animation,
     )
     summary = result.summary()
     _report(

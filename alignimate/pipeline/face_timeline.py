@@ -48,6 +48,7 @@ written with the same matrix are not written again.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -60,7 +61,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from alignimate.config import check_values
 from alignimate.core import (
     gaussian_blur2d,
     rgb_to_grayscale,
@@ -72,7 +72,6 @@ from alignimate.detect.frontal import FrontalThresholds, check_frontal
 from alignimate.detect.identity import FaceEmbedder, IdentitySelection, select_identity
 from alignimate.errors import UsageError
 from alignimate.io import AnimationInfo, PhotoError, save_image
-from alignimate.limits import DEFAULT_MAX_PIXELS
 from alignimate.pipeline.animate import animate, check_animation_options
 from alignimate.pipeline.contact_sheet import contact_sheet
 from alignimate.pipeline.face_detection import _reference_embedding, detect_faces
@@ -113,6 +112,7 @@ from alignimate.pipeline.run import (
     resolve_workers,
     stat_key,
 )
+from alignimate.settings import FACES_ANIMATION, AnimateSettings, FacesSettings
 
 __all__ = [
     "CONTACT_SHEET_NAME",
@@ -285,7 +285,7 @@ class _FacesRun:
         self,
         folder: Path,
         outputs: OutputFolder,
-        settings: dict[str, Any],
+        settings: FacesSettings,
         device: torch.device,
         cache: DetectionCache,
         progress: bool,
@@ -299,7 +299,7 @@ class _FacesRun:
         self.dropped: list[PhotoRecord] = []
         self.order: list[str] = []
         self.checkpoints = Checkpoint(out / CHECKPOINT_NAME)
-        self.template = face_template(settings["template"], settings["output_size"])
+        self.template = face_template(settings.template, settings.output_size)
         self.detected = 0
         self.cached = 0
         self.workers = resolve_workers(None)
@@ -320,8 +320,8 @@ class _FacesRun:
     def run_record(self) -> RunRecord:
         by_name = {item.record.name: item.record for item in self.items}
         by_name.update({r.name: r for r in self.dropped})
-        size = self.settings["output_size"]
-        settings = {k: self.settings[k] for k in _RECORDED}
+        size = self.settings.output_size
+        settings = {k: getattr(self.settings, k) for k in _RECORDED}
         settings["template_points"] = np.round(self.template, 4).tolist()
         settings["background"] = "black"
         return RunRecord(
@@ -443,7 +443,7 @@ class _FacesRun:
         if not items:
             return
         landmarks = np.stack([self._landmarks(item) for item in items])
-        hold_eyes = self.settings["template"] == "eyes"
+        hold_eyes = self.settings.template == "eyes"
         matrices, held = fit_to_template(landmarks, self.template, hold_eyes=hold_eyes)
         five_point, _ = fit_to_template(landmarks, self.template, hold_eyes=False)
         for item, matrix, eyes, steady in zip(items, matrices, held, five_point, strict=True):
@@ -466,7 +466,7 @@ class _FacesRun:
         (default: the template points)."""
         mapped = _apply(np.asarray(matrix), self._landmarks(item))
         goal = self.template if target is None else target
-        return float(np.sqrt(np.mean(np.sum((mapped - goal) ** 2, axis=1)))) / self.settings["output_size"]
+        return float(np.sqrt(np.mean(np.sum((mapped - goal) ** 2, axis=1)))) / self.settings.output_size
 
     def _set_matrix(self, item: _Item, matrix: np.ndarray) -> None:
         item.record.matrix = np.asarray(matrix, dtype=np.float64).tolist()
@@ -533,7 +533,7 @@ class _FacesRun:
             return
         landmarks = torch.tensor(np.stack([self._landmarks(item) for item in items]))
         matrices = torch.tensor(np.stack([np.asarray(item.record.matrix) for item in items]))
-        size = self.settings["output_size"]
+        size = self.settings.output_size
         reference, refined, result = refine_with_heatmaps(landmarks, matrices, size, self.device)
         for i, item in enumerate(items):
             before = self._landmark_rms(item, matrices[i].numpy(), reference)
@@ -569,7 +569,7 @@ class _FacesRun:
     # -- 10. frames ------------------------------------------------------------------------------------
     def render(self) -> None:
         items = self.kept()
-        size = self.settings["output_size"]
+        size = self.settings.output_size
         taken = {item.record.output for item in items if item.record.output}
         todo = []
         for item in items:
@@ -624,15 +624,14 @@ class _FacesRun:
 # ------------------------------------------------------------------------------------------------
 
 
-def _validate(folder: Path, output: Path, s: dict[str, Any]) -> None:
+def _validate(folder: Path, output: Path, settings: FacesSettings, animation: AnimateSettings) -> None:
     if not folder.is_dir():
         raise UsageError(f"{folder}: not a folder")
     if output.suffix.lower() not in ANIMATION_SUFFIXES:
         raise UsageError(f"output must end in {', '.join(ANIMATION_SUFFIXES)}, got {output.name!r}")
     if output.parent.exists() and not output.parent.is_dir():
         raise UsageError(f"{output.parent}: not a folder, so the output cannot be written there")
-    check_values("faces", s)
-    caption = s["caption"]
+    caption = animation.caption
     if caption not in ("none", "date", "name", "index") and not caption.startswith("age:"):
         raise UsageError(f"caption must be date, name, index, age:YYYY-MM-DD or none, got {caption!r}")
     if caption.startswith("age:"):
@@ -640,6 +639,22 @@ def _validate(folder: Path, output: Path, s: dict[str, Any]) -> None:
             datetime.fromisoformat(caption[4:])
         except ValueError:
             raise UsageError(f"caption age: needs a date as YYYY-MM-DD, got {caption[4:]!r}") from None
+
+
+def _settings(
+    settings: FacesSettings | None, animation: AnimateSettings | None, options: dict[str, Any]
+) -> tuple[FacesSettings, AnimateSettings]:
+    """The run's settings: ``settings`` and ``animation`` (defaults: FacesSettings() and
+    FACES_ANIMATION) with the keyword ``options`` of the Python API applied to whichever has them."""
+    animation_keys = {f.name for f in dataclasses.fields(AnimateSettings)}
+    faces_options = {k: v for k, v in options.items() if k not in animation_keys}
+    animation_options = {k: v for k, v in options.items() if k in animation_keys}
+    if faces_options.get("identity") is not None:
+        faces_options["identity"] = os.fspath(faces_options["identity"])
+    return (
+        FacesSettings.with_options(settings, faces_options),
+        AnimateSettings.with_options(animation or FACES_ANIMATION, animation_options),
+    )
 
 
 def _exclude_output(photos: list[Photo], output: Path) -> list[Photo]:
@@ -656,39 +671,19 @@ def _exclude_output(photos: list[Photo], output: Path) -> list[Photo]:
 def make_face_timeline(
     folder: str | os.PathLike[str],
     output: str | os.PathLike[str],
+    settings: FacesSettings | None = None,
+    animation: AnimateSettings | None = None,
     *,
     out_dir: str | os.PathLike[str] | None = None,
-    identity: str = "auto",
-    max_yaw: float = 0.35,
-    max_roll: float = 30.0,
-    max_pitch: float = 0.3,
-    template: str = "eyes",
-    output_size: int = 768,
-    refine: str = "none",
-    sort: str = "date",
-    every: str = "all",
-    dedupe: bool = False,
-    smooth: float = 0.0,
-    detect_size: int = 960,
-    device: str = "auto",
-    caption: str = "date",
-    caption_format: str | None = None,
-    fps: float = 8.0,
-    hold_first: float = 0.5,
-    hold_last: float = 1.5,
-    crossfade: int = 0,
-    boomerang: bool = False,
-    quality: float = 75,
-    scale: float = 1.0,
     max_width: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
     overwrite: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     detector: Detector | None = None,
     embedder: FaceEmbedder | None = None,
+    **options: Any,
 ) -> FacesResult:
     """Turn the photos in ``folder`` into a face timeline animation at ``output`` (.mp4, .webm, .gif).
 
@@ -717,51 +712,30 @@ def make_face_timeline(
     """
     folder, output = Path(folder), Path(output)
     log = log or _noop
-    settings: dict[str, Any] = {
-        "identity": str(identity),
-        "max_yaw": float(max_yaw),
-        "max_roll": float(max_roll),
-        "max_pitch": float(max_pitch),
-        "template": template,
-        "output_size": int(output_size),
-        "refine": refine,
-        "sort": sort,
-        "every": every,
-        "dedupe": bool(dedupe),
-        "smooth": float(smooth),
-        "detect_size": int(detect_size),
-        "caption": caption,
-    }
-    _validate(folder, output, settings)
-    check_animation_options(
-        output,
-        fps=fps,
-        hold_first=hold_first,
-        hold_last=hold_last,
-        crossfade=crossfade,
-        quality=quality,
-        scale=scale,
-    )
-    check_values("faces", {"max_pixels": max_pixels})
+    settings, animation = _settings(settings, animation, options)
+    _validate(folder, output, settings, animation)
+    check_animation_options(output, **dataclasses.asdict(animation))
     try:
         output.parent.mkdir(parents=True, exist_ok=True)  # like `register --out`, create what is missing
     except OSError as err:
         reason = err.strerror or type(err).__name__
         raise UsageError(f"{output.parent}: cannot create the animation's folder ({reason})") from None
     identity_path = None
-    if identity not in ("auto", "largest"):
-        identity_path = Path(identity)
+    if settings.identity not in ("auto", "largest"):
+        identity_path = Path(settings.identity)
         if not identity_path.is_file():
             raise UsageError(
-                f"identity must be auto, largest or the path of a photo; {identity!r} is not a file"
+                f"identity must be auto, largest or the path of a photo; {settings.identity!r} is not a file"
             )
-        settings["identity"] = str(identity_path.resolve())
-    torch_device = pick_device(device)
+        settings = dataclasses.replace(settings, identity=str(identity_path.resolve()))
+    torch_device = pick_device(settings.device)
     out = Path(out_dir) if out_dir is not None else output.parent / f"{output.stem}_frames"
     # Before discovery, which leaves the output folder out: an output folder that is the input folder
     # would otherwise end in "no photos found" instead of this refusal (open_output checks it again).
     check_not_input(out, [folder], what="frames folder")
-    photos, unreadable = discover_photos(folder, sort=sort, exclude=out, max_pixels=max_pixels)
+    photos, unreadable = discover_photos(
+        folder, sort=settings.sort, exclude=out, max_pixels=settings.max_pixels
+    )
     photos = _exclude_output(photos, output)
     if not photos and not unreadable:
         raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, HEIC, ...)")
@@ -779,20 +753,22 @@ def make_face_timeline(
             check_animation_target(output, None, overwrite=overwrite)
         try:
             return _run_faces(
-                folder, output, outputs, previous, photos, unreadable, settings, torch_device,
-                detector, embedder, identity, identity_path, cache_dir, use_cache, progress, log,
-                animation={
-                    "fps": fps,
-                    "hold_first": hold_first,
-                    "hold_last": hold_last,
-                    "crossfade": crossfade,
-                    "caption": caption,
-                    "caption_format": caption_format,
-                    "boomerang": boomerang,
-                    "quality": quality,
-                    "scale": scale,
-                    "max_width": max_width,
-                },
+                folder,
+                output,
+                outputs,
+                previous,
+                photos,
+                unreadable,
+                settings,
+                torch_device,
+                detector,
+                embedder,
+                identity_path,
+                cache_dir,
+                use_cache,
+                progress,
+                log,
+                animation=dict(dataclasses.asdict(animation), max_width=max_width),
             )
         except OSError as err:
             raise failure_from_os_error(err, "write") from None
@@ -805,11 +781,10 @@ def _run_faces(
     previous: RunRecord | None,
     photos: list[Photo],
     unreadable: list[Skipped],
-    settings: dict[str, Any],
+    settings: FacesSettings,
     torch_device: torch.device,
     detector: Detector | None,
     embedder: FaceEmbedder | None,
-    identity: str,
     identity_path: Path | None,
     cache_dir: str | os.PathLike[str] | None,
     use_cache: bool,
@@ -819,11 +794,12 @@ def _run_faces(
 ) -> FacesResult:
     """The steps of :func:`make_face_timeline` once its requests are checked and its folder is open."""
     out = outputs.path
+    identity = settings.identity
     cache = DetectionCache(cache_dir, enabled=use_cache, warn=log)
     if detector is None:
         from alignimate.detect.faces import FaceDetector
 
-        detector = FaceDetector(working_size=settings["detect_size"], device=torch_device)
+        detector = FaceDetector(working_size=settings.detect_size, device=torch_device)
     if embedder is None and identity != "largest":
         from alignimate.detect.identity import make_face_embedder
 
@@ -841,18 +817,18 @@ def _run_faces(
         run.choose_identity(chosen, max_distance)
         run.filter_frontal(
             FrontalThresholds(
-                max_yaw=settings["max_yaw"],
-                max_roll_deg=settings["max_roll"],
-                max_pitch=settings["max_pitch"],
+                max_yaw=settings.max_yaw,
+                max_roll_deg=settings.max_roll,
+                max_pitch=settings.max_pitch,
             )
         )
-        run.thin(settings["every"])
+        run.thin(settings.every)
         run.fit()
-        if settings["dedupe"]:
+        if settings.dedupe:
             run.dedupe(DEDUPE_THRESHOLD)
-        if settings["refine"] == "heatmaps":
+        if settings.refine == "heatmaps":
             run.refine()
-        run.smooth(settings["smooth"])
+        run.smooth(settings.smooth)
         run.render()
         record = run.finish()
     finally:
