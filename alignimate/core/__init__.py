@@ -7,12 +7,15 @@ once in docs/conventions.md.
 Modules: ``transforms`` (matrix builders, compose, invert, transform_points), ``warp`` (warps, crop,
 pad), ``fit`` (closed-form fits from correspondences), ``filters`` (Gaussian, box, Sobel,
 Laplacian), ``pyramid``, ``heatmaps``, ``resize``, ``color`` (colour and tensor/array conversion),
+``color_match`` (gain/offset and histogram matching between images, as lookup tables),
 ``losses`` (losses and metrics, one value per image), ``consensus`` (RANSAC: robust fits from
 correspondences with outliers), ``features`` (keypoints, descriptors and matching).
 """
 
 from alignimate.core.color import *  # noqa: F403
 from alignimate.core.color import __all__ as _color
+from alignimate.core.color_match import *  # noqa: F403
+from alignimate.core.color_match import __all__ as _color_match
 from alignimate.core.consensus import *  # noqa: F403
 from alignimate.core.consensus import __all__ as _consensus
 from alignimate.core.coords import denormalize_pixel_matrix, normalize_pixel_matrix, pixel_grid
@@ -40,6 +43,7 @@ __all__ = [
     "normalize_pixel_matrix",
     "pixel_grid",
     *_color,
+    *_color_match,
     *_features,
     *_filters,
     *_fit,
