@@ -1,0 +1,236 @@
+"""A video as a job's input: its sampled frames written as photos into the output folder, which the
+job then reads as it reads any folder of photos (``frames_from_video`` is the one call a job makes
+before discovery).
+
+Where the frames go: a sub-folder of the output folder, ``<video stem>-frames/``. The output
+folder's ledger claims the sub-folder's name, and the sub-folder is an output folder of its own
+(:class:`~alignimate.pipeline.outputs.OutputFolder`, command ``video-frames``) whose ledger claims
+every frame and ``video-frames.json`` before they are written; every file is written atomically.
+
+Frame files: ``frame000123_000004.100s.jpg`` (frame index, then seconds after the first frame), so
+name order is time order. JPEG at quality 95 by default: a lossless PNG takes many times longer to
+write and several times the space, and registering either gives the same alignment
+(docs/benchmarks.md, "Video frames: JPEG or PNG"); ``frame_format="png"`` keeps them lossless.
+
+Frame times, for ordering and captions: when the video records when it was made
+(:attr:`~alignimate.io.video.VideoInfo.created`), every frame carries EXIF DateTimeOriginal and
+SubSecTimeOriginal = that moment plus its time in the video, so ``sort="date"`` orders the frames
+by time and date captions show when each was filmed. Without it the frames have no date and the
+name order (the same order) applies. ``video-frames.json`` lists each frame's name, index and time
+in seconds, with the video's path, size and modification time.
+
+A rerun with the same video keeps the frames already written (so a job's resume sees unchanged
+files), writes only the missing ones and deletes those a new sampling no longer selects; a changed
+video (another size or modification time) has all its frames rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat as stat_module
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from PIL.ExifTags import IFD, Base
+
+from alignimate.errors import UsageError
+from alignimate.io import (
+    PhotoError,
+    VideoInfo,
+    iter_video_frames,
+    probe_video,
+    sample_indices,
+    save_image,
+    write_json,
+)
+from alignimate.pipeline.outputs import OutputFolder, failure_from_os_error, frame_stem
+
+__all__ = ["FRAMES_COMMAND", "FRAMES_RECORD_NAME", "frame_name", "frames_from_video"]
+
+FRAMES_COMMAND = "video-frames"
+FRAMES_RECORD_NAME = "video-frames.json"
+_RECORD_FORMAT = "alignimate-video-frames"
+_RECORD_VERSION = 1
+_MAX_RECORD_BYTES = 64 << 20
+_FRAME_FORMATS = ("jpg", "png")
+_JPEG_QUALITY = 95
+
+
+def frame_name(index: int, time_s: float, frame_format: str = "jpg") -> str:
+    """The file name of frame ``index`` at ``time_s`` seconds: ``frame000123_000004.100s.jpg``.
+
+    Zero-padded, so plain and natural name order are both frame order."""
+    return f"frame{index:06d}_{time_s:010.3f}s.{frame_format}"
+
+
+def _exif_for(when: datetime) -> bytes:
+    exif = Image.Exif()
+    sub = exif.get_ifd(IFD.Exif)
+    sub[Base.DateTimeOriginal] = when.strftime("%Y:%m:%d %H:%M:%S")
+    sub[Base.SubsecTimeOriginal] = f"{when.microsecond:06d}"
+    return exif.tobytes()
+
+
+def _video_key(video: Path) -> dict[str, Any]:
+    st = video.stat()
+    return {"video": str(video.resolve()), "video_stat": [st.st_size, st.st_mtime_ns]}
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """The earlier ``video-frames.json``, or None when missing or unusable (it is only compared with
+    what this run computes, never used to name a file)."""
+    try:
+        if not path.is_file() or path.stat().st_size > _MAX_RECORD_BYTES:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == _RECORD_FORMAT else None
+
+
+def _same_video(record: dict[str, Any] | None, key: dict[str, Any], frame_format: str) -> bool:
+    if record is None:
+        return False
+    return (
+        record.get("version") == _RECORD_VERSION
+        and record.get("video") == key["video"]
+        and record.get("video_stat") == key["video_stat"]
+        and record.get("frame_format") == frame_format
+    )
+
+
+def _subfolder_name(folder: OutputFolder, video: Path) -> str:
+    """``<stem>-frames``, or with ``-1``, ``-2``, ... when that name is taken by something that is not
+    a folder of ours (a foreign file, or what an ``--overwrite`` left behind)."""
+    stem = frame_stem(video.name)
+    name, counter = f"{stem}-frames", 1
+    while True:
+        path = folder.path / name
+        if folder.owns(name) and path.is_dir() and not path.is_symlink():
+            return name
+        if not os.path.lexists(path):
+            return name
+        name = f"{stem}-frames-{counter}"
+        counter += 1
+
+
+def _is_regular_file(path: Path) -> bool:
+    try:
+        return stat_module.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _write_record(
+    frames: OutputFolder,
+    info: VideoInfo,
+    key: dict[str, Any],
+    frame_format: str,
+    sampling: dict[str, Any],
+    listed: list[tuple[str, int, float]],
+) -> None:
+    write_json(
+        frames.path_of(FRAMES_RECORD_NAME),
+        {
+            "format": _RECORD_FORMAT,
+            "version": _RECORD_VERSION,
+            **key,
+            "frame_format": frame_format,
+            "sampling": sampling,
+            "size": list(info.size_hw),
+            "fps": info.fps,
+            "duration": info.duration,
+            "frame_count": info.frame_count,
+            "rotation": info.rotation,
+            "created": info.created.isoformat() if info.created else None,
+            "frames": [{"name": n, "index": i, "time": round(t, 6)} for n, i, t in listed],
+        },
+    )
+
+
+def frames_from_video(
+    video: str | os.PathLike[str],
+    folder: OutputFolder,
+    every: int | None = None,
+    sample_fps: float | None = None,
+    *,
+    frame_format: str = "jpg",
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Write the sampled frames of ``video`` into a sub-folder of ``folder`` and return that folder,
+    the input folder for the job's discovery (see the module docstring for names, times and reuse).
+
+    every, sample_fps: which frames (:func:`alignimate.io.video.sample_indices`); neither: every
+    frame. frame_format: ``"jpg"`` (quality 95) or ``"png"``. log: told when the video ends before
+    its last sampled frame (a damaged file), with how many frames were written.
+
+    Raises :class:`UsageError` for bad options, a video that cannot be read or has no decodable
+    frame, and a frames sub-folder in the way; :class:`~alignimate.errors.RunError` when a file
+    cannot be written. The video is only read.
+    """
+    video = Path(video)
+    log = log or (lambda _msg: None)
+    if frame_format not in _FRAME_FORMATS:
+        raise UsageError(f"frame_format must be jpg or png, got {frame_format!r}")
+    try:
+        sample_indices([], every, sample_fps)  # checks the options before any work
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    try:
+        info = probe_video(video)
+    except PhotoError as err:
+        raise UsageError(str(err)) from None
+    wanted = sample_indices(info.frame_times, every, sample_fps)
+    listed = [(frame_name(i, info.frame_times[i], frame_format), i, info.frame_times[i]) for i in wanted]
+    sub = _subfolder_name(folder, video)
+    folder.claim([sub])
+    path = folder.path / sub
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as err:
+        raise failure_from_os_error(err, "create the video frames folder") from None
+    sampling = {"every": every, "sample_fps": sample_fps}
+    with OutputFolder.open(
+        path, command=FRAMES_COMMAND, inputs=[video.parent], label="video frames folder"
+    ) as frames:
+        try:
+            key = _video_key(video)
+            earlier = None
+            if frames.owns(FRAMES_RECORD_NAME):
+                earlier = _read_record(frames.path / FRAMES_RECORD_NAME)
+            names = {n for n, _, _ in listed}
+            # Frames of another video (or format) cannot be reused.
+            keep = names if _same_video(earlier, key, frame_format) else set()
+            # Frames of an earlier sampling that this one does not select would be read as photos.
+            frames.remove(sorted(n for n in frames.owned() if n != FRAMES_RECORD_NAME and n not in keep))
+            frames.claim([FRAMES_RECORD_NAME, *sorted(names)])
+            present = {n for n in keep if _is_regular_file(frames.path / n)}
+            # Written before the frames, so an interrupted run's frames are known to be this video's.
+            _write_record(frames, info, key, frame_format, sampling, listed)
+            missing = [i for n, i, _ in listed if n not in present]
+            written = set(present)
+            for frame in iter_video_frames(info, indices=missing):
+                name = frame_name(frame.index, frame.time, frame_format)
+                exif = _exif_for(info.created + timedelta(seconds=frame.time)) if info.created else None
+                options = {"quality": _JPEG_QUALITY} if frame_format == "jpg" else {}
+                save_image(frames.path_of(name), frame.image, exif=exif, **options)
+                written.add(name)
+            if not written:
+                raise UsageError(f"{video}: no frame of the video could be decoded")
+            if len(written) < len(listed):
+                log(
+                    f"{video}: the video ended early (damaged?); {len(written)} of {len(listed)} "
+                    f"sampled frames written"
+                )
+                _write_record(
+                    frames, info, key, frame_format, sampling, [e for e in listed if e[0] in written]
+                )
+        except PhotoError as err:
+            raise UsageError(str(err)) from None
+        except OSError as err:
+            raise failure_from_os_error(err, "write the video frames") from None
+    return path
