@@ -349,7 +349,8 @@ def apply(
         "Turn a folder of aligned frames into an MP4, WebM or GIF (order from its transforms.json "
         "when present, else by name).\n\nExamples:\n\n"
         "  alignimate animate aligned/ -o timeline.mp4 --fps 12 --hold-last 2\n\n"
-        "  alignimate animate aligned/ -o timeline.gif --caption date --max-width 480"
+        "  alignimate animate aligned/ -o timeline.gif --caption date --max-width 480\n\n"
+        "  alignimate animate aligned/ -o timeline.mp4 --exclude aligned-exclusions.json"
     )
 )
 @_guarded
@@ -367,6 +368,9 @@ def animate(
     scale: float = typer.Option(None, help="Resize every frame by this factor."),
     max_width: int = typer.Option(None, help="Downscale so frames are at most this wide."),
     max_bytes: int = typer.Option(None, help="GIF only: shrink until the file fits this many bytes."),
+    exclude: Path = typer.Option(
+        None, "--exclude", help="Exclusion file saved by the review page: leave those photos' frames out."
+    ),
     config: Path = CONFIG,
     overwrite: bool = typer.Option(False, help="Replace an existing file at OUTPUT."),
     quiet: bool = QUIET,
@@ -387,7 +391,14 @@ def animate(
     )
     settings = resolve("animate", flags, _load(config))
     info = make_animation(
-        frames, output, max_width=max_width, max_bytes=max_bytes, overwrite=overwrite, **settings
+        frames,
+        output,
+        max_width=max_width,
+        max_bytes=max_bytes,
+        overwrite=overwrite,
+        exclude=exclude,
+        log=_logger(quiet or as_json),
+        **settings,
     )
     summary = {
         "output": str(info.path),
@@ -403,6 +414,37 @@ def animate(
         quiet,
         f"wrote {info.path}: {info.n_frames} frames, {info.size_hw[1]}x{info.size_hw[0]}, {info.fps:g} fps",
     )
+
+
+@app.command(
+    help=(
+        "Write OUT/review.html: one self-contained page (no server, no network) to look through the "
+        "frames of a register, apply or faces run (flip-book, onion skin and difference against the "
+        "reference, status, loss and reason of every photo) and mark frames to exclude; the page saves "
+        "the marks as a file for `animate --exclude`.\n\nExamples:\n\n"
+        "  alignimate review aligned/\n\n"
+        "  alignimate review timeline_frames/ --max-side 640"
+    )
+)
+@_guarded
+def review(
+    out: Path = typer.Argument(..., help="Output folder of register or apply; faces: its frames folder."),
+    max_side: int = typer.Option(None, help="Long side of the frame copies in the page (default 384 px)."),
+    threads: int = typer.Option(
+        None, "--threads", help="Frames decoded at once (default: one per core, at most 4)."
+    ),
+    quiet: bool = QUIET,
+    as_json: bool = JSON,
+) -> None:
+    from alignimate.pipeline.review import DEFAULT_MAX_SIDE, write_review
+
+    page = write_review(
+        out,
+        max_side=DEFAULT_MAX_SIDE if max_side is None else max_side,
+        workers=threads,
+        log=_logger(quiet or as_json),
+    )
+    _report({"review": str(page), "bytes": page.stat().st_size}, as_json, quiet, f"wrote {page}")
 
 
 @app.command(

@@ -31,6 +31,7 @@ from alignimate.io import (
     write_animation,
 )
 from alignimate.limits import MAX_ANIMATION_SIDE
+from alignimate.pipeline.exclusions import read_exclusions
 from alignimate.pipeline.outputs import check_animation_target
 from alignimate.pipeline.records import TRANSFORMS_NAME, read_transforms
 
@@ -118,6 +119,7 @@ def animate(
     max_width: int | None = None,
     max_bytes: int | None = None,
     overwrite: bool = False,
+    exclude: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> AnimationInfo:
     """Write the frames in ``frames`` (a folder written by ``register``/``faces``, or any folder of
@@ -125,16 +127,29 @@ def animate(
 
     ``caption``: ``date`` | ``name`` | ``index`` | ``age:YYYY-MM-DD`` | ``none``, with
     ``caption_format`` a strftime format for dates. An existing file at ``output`` is replaced only
-    with ``overwrite`` or when the frames folder records it as made from its frames. Values are
-    checked against :data:`alignimate.config.SCHEMA` first (UsageError naming the value and its range).
-    Returns what was written (frame count, size, fps)."""
+    with ``overwrite`` or when the frames folder records it as made from its frames. ``exclude``: an
+    exclusion file saved by the review page (:mod:`alignimate.pipeline.exclusions`); the frames of
+    the photos it names are left out (frames are matched by photo name, or by file name in a
+    folder without transforms.json). Values are checked against :data:`alignimate.config.SCHEMA`
+    first (UsageError naming the value and its range). Returns what was written (frame count, size,
+    fps)."""
     log = log or (lambda _msg: None)
     output = Path(output)
     options = {"fps": fps, "hold_first": hold_first, "hold_last": hold_last, "crossfade": crossfade}
     check_animation_options(output, **options, quality=quality, scale=scale, caption=caption)
+    excluded = read_exclusions(exclude) if exclude is not None else frozenset()
     items = frame_list(Path(frames))
     if not items:
         raise UsageError(f"{frames}: no frames to animate")
+    if excluded:
+        kept = [item for item in items if item[1] not in excluded]
+        unmatched = len(excluded - {name for _, name, _ in items})
+        log(f"left out {len(items) - len(kept)} frames named in {exclude}")
+        if unmatched:
+            log(f"{unmatched} names in {exclude} match no frame in {frames}; they are ignored")
+        if not kept:
+            raise UsageError(f"{frames}: every frame is excluded by {exclude}; nothing to animate")
+        items = kept
     if any(output.exists() and os.path.samefile(output, path) for path, _, _ in items):
         raise UsageError(f"{output}: is one of the frames; name a new animation file")
     check_animation_target(output, Path(frames), overwrite=overwrite)
