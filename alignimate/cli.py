@@ -80,6 +80,12 @@ OFFLINE = typer.Option(
     "machine is then a clear error, or for identity a documented fallback. Without it, a missing model "
     "is downloaded once, on first use, into the torch hub cache.",
 )
+EXCLUDE = typer.Option(
+    None,
+    "--exclude",
+    help="Exclusion file saved by the review page (alignimate review): those photos are left out, with "
+    "the reason 'excluded by review'.",
+)
 THREADS = typer.Option(
     None,
     "--threads",
@@ -261,6 +267,7 @@ def register(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for aligned frames and reports."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the detection cache."),
     offline: bool = OFFLINE,
+    exclude: Path = EXCLUDE,
     threads: int = THREADS,
     config: Path = CONFIG,
     overwrite: bool = typer.Option(
@@ -280,6 +287,7 @@ def register(
         out,
         settings,
         workers=threads,
+        exclude=exclude,
         use_cache=not no_cache,
         overwrite=overwrite,
         progress=not (quiet or as_json),
@@ -310,6 +318,10 @@ def apply(
     images: Path = typer.Option(None, help="Folder with other versions of the same photos (same names)."),
     background: str = typer.Option(None, help="black | white | blur | transparent (default: as registered)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    match_colors: str = typer.Option(
+        None, help="none | gain | histogram: match colours across frames (default: as registered)."
+    ),
+    exclude: Path = EXCLUDE,
     max_pixels: int = MAX_PIXELS,
     threads: int = THREADS,
     overwrite: bool = typer.Option(
@@ -331,6 +343,8 @@ def apply(
         device=device,
         workers=threads,
         max_pixels=max_pixels if max_pixels is not None else SCHEMA["register"]["max_pixels"].default,
+        match_colors=match_colors,
+        exclude=exclude,
         overwrite=overwrite,
         log=_logger(quiet or as_json),
     )
@@ -468,6 +482,7 @@ def faces(
     max_width: int = typer.Option(None, help="Downscale the animation so it is at most this wide."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the detection cache."),
     offline: bool = OFFLINE,
+    exclude: Path = EXCLUDE,
     threads: int = THREADS,
     config: Path = CONFIG,
     overwrite: bool = typer.Option(
@@ -494,6 +509,7 @@ def faces(
         animation,
         out_dir=out_dir,
         max_width=max_width,
+        exclude=exclude,
         use_cache=not no_cache,
         overwrite=overwrite,
         progress=not (quiet or as_json),

@@ -28,6 +28,7 @@ from alignimate.limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_RANGE
 
 __all__ = [
     "FACES_ANIMATION",
+    "MATCH_COLORS",
     "AnimateSettings",
     "FacesSettings",
     "RegisterSettings",
@@ -188,6 +189,17 @@ class AnimateSettings(Settings):
 # A face timeline's own animation defaults: slower, with the ends held and dated.
 FACES_ANIMATION = AnimateSettings(fps=8.0, hold_first=0.5, hold_last=1.5, caption="date")
 
+MATCH_COLORS = ("none", "gain", "histogram")
+_MATCH_COLORS = setting(
+    "none",
+    "make exposure and white balance consistent across frames, keeping slow changes: none | gain "
+    "(per-channel gain and offset) | histogram (histogram matching), against the reference frame",
+    choices=MATCH_COLORS,
+)
+_VIDEO_EVERY = setting(1, "video input: use every N-th frame", bounds=(1, 1_000_000))
+_SAMPLE_FPS = setting(
+    0.0, "video input: take this many frames per second instead (0: use video_every)", bounds=(0, 1000)
+)
 _SORT = setting("date", "date: EXIF DateTimeOriginal, then name; name", choices=("date", "name"))
 _DEVICE = setting("auto", "auto | cpu | cuda | cuda:N")
 _MAX_PIXELS = setting(
@@ -205,7 +217,8 @@ class RegisterSettings(Settings):
 
     mode: str = setting(
         "pixels",
-        "what is registered: pixels (whole image) | body (main person) | faces (main face) | keypoints:FILE (JSON/CSV points) | masks:DIR (one mask PNG per photo)",
+        "what is registered: pixels (whole image) | body (main person) | faces (main face) | "
+        "keypoints:FILE (JSON/CSV points) | masks:DIR (one mask PNG per photo)",
     )
     model: str = setting(
         "similarity",
@@ -240,6 +253,9 @@ class RegisterSettings(Settings):
     )
     sort: str = _SORT
     recursive: bool = setting(False, "also read photos in sub-folders")
+    match_colors: str = _MATCH_COLORS
+    video_every: int = _VIDEO_EVERY
+    sample_fps: float = _SAMPLE_FPS
     device: str = _DEVICE
     batch_size: int = setting(16, "photos registered together in one batch", bounds=(1, 1024))
     max_pixels: int = _MAX_PIXELS
@@ -268,6 +284,9 @@ class FacesSettings(Settings):
     )
     every: str = setting("all", "keep at most one photo per period", choices=("all", "day", "week", "month"))
     dedupe: bool = setting(False, "drop near-duplicate consecutive photos")
+    match_colors: str = _MATCH_COLORS
+    video_every: int = _VIDEO_EVERY
+    sample_fps: float = _SAMPLE_FPS
     smooth: float = setting(0.0, "temporal smoothing sigma of the transforms, in frames", bounds=(0, 100))
     detect_size: int = setting(
         960, "long side of the working copy used for face detection, pixels", bounds=(64, 4096)

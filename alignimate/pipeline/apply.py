@@ -8,6 +8,7 @@ reference photo's size ratio, so the frames come out at the new resolution.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,9 @@ from alignimate.config import check_values
 from alignimate.errors import UsageError
 from alignimate.io import PhotoError, find_images, probe_image
 from alignimate.limits import DEFAULT_MAX_PIXELS, size_problem
+from alignimate.pipeline.color_pass import with_color_corrections
+from alignimate.pipeline.exclusions import EXCLUDED_REASON, read_exclusions
+from alignimate.pipeline.face_geometry import face_region
 from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.outputs import OutputFolder, failure_from_os_error
 from alignimate.pipeline.records import (
@@ -32,6 +36,7 @@ from alignimate.pipeline.records import (
 )
 from alignimate.pipeline.render import BACKGROUNDS, resize_matrix, translation
 from alignimate.pipeline.run import AlignResult, open_output, pick_device, resolve_workers
+from alignimate.settings import MATCH_COLORS
 
 __all__ = ["apply_transforms"]
 
@@ -92,10 +97,17 @@ def apply_transforms(
     device: str = "auto",
     workers: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    match_colors: str | None = None,
+    exclude: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> AlignResult:
     """Write the frames described by ``transforms`` (a transforms.json) into ``out``.
+
+    ``match_colors``: ``"none"`` | ``"gain"`` | ``"histogram"`` (:mod:`alignimate.pipeline.colors`),
+    default: as the run that wrote ``transforms`` did. ``exclude``: an exclusion file saved by the
+    review page (:mod:`alignimate.pipeline.exclusions`); its photos are skipped with the reason
+    :data:`~alignimate.pipeline.exclusions.EXCLUDED_REASON`.
 
     ``images``: a folder with other versions of the same photos (same relative names, any suffix and
     resolution, same aspect ratio); by default the original sources are used. Photos skipped in the
@@ -113,6 +125,10 @@ def apply_transforms(
     images_dir = Path(images) if images is not None else None
     versions = _versions(images_dir)
     background = background or run.settings.get("background", "black")
+    match_colors = match_colors or str(run.settings.get("match_colors", "none"))
+    if match_colors not in MATCH_COLORS:
+        raise UsageError(f"match_colors must be one of {', '.join(MATCH_COLORS)}, got {match_colors!r}")
+    excluded = read_exclusions(exclude) if exclude is not None else frozenset()
     if background not in BACKGROUNDS:
         raise UsageError(f"background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
     if run.canvas is None or run.output_size is None:
@@ -150,6 +166,8 @@ def apply_transforms(
                 workers,
                 max_pixels,
                 log,
+                match_colors,
+                excluded,
             )
             result.canvas, result.crop = list(canvas_new), new_crop
             write_transforms(folder.path_of(TRANSFORMS_NAME), result)
@@ -157,6 +175,32 @@ def apply_transforms(
         except OSError as err:
             raise failure_from_os_error(err, "write") from None
         return AlignResult(folder.path, result)
+
+
+def _with_colors(
+    jobs: list[FrameJob], run: RunRecord, out_size: list[int], method: str, device: Any, workers: int
+) -> list[FrameJob]:
+    """The jobs with their colour corrections (``method`` not "none"): against the run's reference
+    photo (the middle frame for a face timeline, over its face region)."""
+    if method == "none" or not jobs:
+        return jobs
+    names = [job.key.name for job in jobs]
+    reference = names.index(run.reference) if run.reference in names else len(jobs) // 2
+    region = None
+    points = run.settings.get("template_points")
+    if run.command == "faces" and isinstance(points, list) and out_size[0] == out_size[1]:
+        template = np.asarray(points, dtype=np.float64) * (out_size[0] / run.output_size[0])
+        region = face_region(template, out_size[0])
+    corrected = with_color_corrections(
+        jobs,
+        (out_size[0], out_size[1]),
+        method,
+        reference=reference,
+        region=region,
+        device=device,
+        workers=workers,
+    )
+    return [dataclasses.replace(job, size_hw=None) for job in corrected]
 
 
 def _frame_name(record: PhotoRecord, suffix: str | None, taken: set[str], folder: OutputFolder) -> str:
@@ -190,6 +234,8 @@ def _write_all(
     workers: int,
     max_pixels: int,
     log: Callable[[str], None],
+    match_colors: str = "none",
+    excluded: frozenset[str] = frozenset(),
 ) -> RunRecord:
     """Write every usable photo's frame into ``folder``; returns the new run record (canvas and crop
     are the caller's to fill in)."""
@@ -201,6 +247,9 @@ def _write_all(
     for record in run.photos:
         new = PhotoRecord(**{**record.__dict__, "extra": dict(record.extra), "output": None})
         new_records.append(new)
+        if record.usable and record.name in excluded:
+            _skip(new, EXCLUDED_REASON, log)
+            continue
         if not record.usable:
             if record.status == "pending":
                 _skip(new, "never registered (the run that wrote this file was interrupted)", log)
@@ -221,7 +270,8 @@ def _write_all(
         canvas_H_photo = new_H_canvas @ np.asarray(record.matrix) @ resize_matrix(size, tuple(record.size))
         new.matrix, new.size, new.source = canvas_H_photo.tolist(), list(size), str(path.resolve())
         name = _frame_name(record, suffix, taken, folder)
-        jobs.append(FrameJob(path, offset @ canvas_H_photo, folder.path / name, key=new))
+        jobs.append(FrameJob(path, offset @ canvas_H_photo, folder.path / name, key=new, size_hw=size))
+    jobs = _with_colors(jobs, run, out_size, match_colors, device, workers)
     # Every frame's name is recorded as alignimate's before the first one is written.
     folder.claim(job.target.name for job in jobs)
     # Read, warp and save overlapped on a few threads (alignimate.pipeline.frame_writer).
@@ -235,10 +285,13 @@ def _write_all(
         else:
             new.output = outcome.job.target.name
 
+    settings = {**run.settings, "background": background}
+    if match_colors != "none":
+        settings["match_colors"] = match_colors
     result = RunRecord(
         command="apply",
         input=str(Path(images).resolve()) if images is not None else run.input,
-        settings={**run.settings, "background": background},
+        settings=settings,
         reference=run.reference,
         canvas=None,
         crop=None,

@@ -39,6 +39,7 @@ from alignimate.core.color_match import (
     histogram_lut,
     invert_lut,
 )
+from alignimate.settings import MATCH_COLORS
 
 __all__ = [
     "MATCH_COLORS",
@@ -50,7 +51,6 @@ __all__ = [
     "measure_color_maps",
 ]
 
-MATCH_COLORS = ("none", "gain", "histogram")
 _LEVELS = 256
 # A frame sharing fewer pixels than this with the reference gets no map: a histogram or a gain fit
 # from a handful of pixels would be noise.

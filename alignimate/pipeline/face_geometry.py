@@ -50,6 +50,7 @@ __all__ = [
     "EYE_WEIGHT",
     "MAX_EYES_FIT_MISS",
     "TEMPLATES",
+    "face_region",
     "face_template",
     "ffhq_quad",
     "fit_to_template",
@@ -233,3 +234,16 @@ def smooth_similarities(matrices: np.ndarray, sizes: Sequence[Sequence[int]], si
 # ------------------------------------------------------------------------------------------------
 # frames
 # ------------------------------------------------------------------------------------------------
+
+
+def face_region(template: np.ndarray, size: int) -> np.ndarray:
+    """Weights ``(size, size)`` float32 of the face on the canvas of ``template`` (its 5 points, canvas
+    pixels): 1 inside an ellipse around the eyes, nose and mouth (half a face wide, from the brows to
+    the chin), 0 outside. Where the colour of a face timeline is measured (``--match-colors``): the
+    face is what all frames share; the background and the clothes change."""
+    points = np.asarray(template, dtype=np.float64)
+    eyes = float(np.linalg.norm(points[1] - points[0]))
+    centre = points.mean(axis=0)
+    ys, xs = np.mgrid[0:size, 0:size]
+    inside = ((xs - centre[0]) / (1.0 * eyes)) ** 2 + ((ys - centre[1]) / (1.3 * eyes)) ** 2 <= 1.0
+    return inside.astype(np.float32)

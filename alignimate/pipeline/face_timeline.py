@@ -73,11 +73,14 @@ from alignimate.detect.identity import FaceEmbedder, IdentitySelection, select_i
 from alignimate.errors import UsageError
 from alignimate.io import AnimationInfo, PhotoError, save_image
 from alignimate.pipeline.animate import animate, check_animation_options
+from alignimate.pipeline.color_pass import correction_digest, with_color_corrections
 from alignimate.pipeline.contact_sheet import contact_sheet
+from alignimate.pipeline.exclusions import EXCLUDED_REASON, read_exclusions
 from alignimate.pipeline.face_detection import _reference_embedding, detect_faces
 from alignimate.pipeline.face_geometry import (
     TEMPLATES,
     _apply,
+    face_region,
     face_template,
     ffhq_quad,
     fit_to_template,
@@ -112,6 +115,7 @@ from alignimate.pipeline.run import (
     resolve_workers,
     stat_key,
 )
+from alignimate.pipeline.video_input import is_video_input, open_video_input
 from alignimate.settings import FACES_ANIMATION, AnimateSettings, FacesSettings
 
 __all__ = [
@@ -152,7 +156,7 @@ _REFINE_SLACK = 0.005
 
 # Drop categories ("drop" in a record's extra): "unreadable", "no_face", "identity" and "not_frontal"
 # are problems (exit status 1); these two are the user's selection.
-_SELECTIONS = ("every", "dedupe")
+_SELECTIONS = ("every", "dedupe", "excluded")
 # Settings recorded in transforms.json.
 _RECORDED = (
     "identity",
@@ -324,6 +328,8 @@ class _FacesRun:
         settings = {k: getattr(self.settings, k) for k in _RECORDED}
         settings["template_points"] = np.round(self.template, 4).tolist()
         settings["background"] = "black"
+        if self.settings.match_colors != "none":  # recorded only when used: older records stay valid
+            settings["match_colors"] = self.settings.match_colors
         return RunRecord(
             command="faces",
             input=str(self.folder.resolve()),
@@ -363,6 +369,12 @@ class _FacesRun:
             self.dropped.append(record)
             self.order.append(skipped.name)
             self.log(f"skipped {skipped.name}: {skipped.reason}")
+
+    def leave_out(self, excluded: frozenset[str]) -> None:
+        """Drop the photos an exclusion file names (the user's selection, like ``every``)."""
+        for item in self.kept():
+            if item.record.name in excluded:
+                self.drop(item, "excluded", EXCLUDED_REASON)
 
     # -- 2. detection and embeddings (cached) --------------------------------------------------------
     def detect(self, detector: Detector, embedder: FaceEmbedder | None) -> None:
@@ -571,31 +583,44 @@ class _FacesRun:
         items = self.kept()
         size = self.settings.output_size
         taken = {item.record.output for item in items if item.record.output}
-        todo = []
-        for item in items:
+        # Decoding at about the output's resolution (1.5x) is an antialiased downscale, and cheap for
+        # JPEG; only the part of the photo the frame shows is warped.
+        planned = [
+            FrameJob(
+                item.photo.path,
+                np.asarray(item.record.matrix),
+                self.out,  # named below, once it is known which frames are written
+                key=item,
+                size_hw=item.photo.size_hw,
+                read_margin=1.5,
+            )
+            for item in items
+        ]
+        # Colours are matched over the face (the background changes from photo to photo), against the
+        # middle photo of the timeline.
+        planned = with_color_corrections(
+            planned,
+            (size, size),
+            self.settings.match_colors,
+            reference=len(planned) // 2,
+            region=face_region(self.template, size),
+            device=self.device,
+            workers=self.workers,
+        )
+        jobs = []
+        for item, job in zip(items, planned, strict=True):
             signature = {"matrix": np.round(np.asarray(item.record.matrix), 9).tolist(), "size": [size, size]}
+            if job.correction is not None:
+                signature["colors"] = correction_digest(job.correction)
             target = self.out / item.record.output if item.record.output else None
             if target is not None and target.exists() and item.record.extra.get("frame") == signature:
                 continue  # written by an earlier run with exactly this warp
             if item.record.output is None:
                 item.record.output = _frame_name(item.record.name, taken, self.outputs)
             item.record.extra.pop("frame", None)
-            todo.append((item, signature))
+            jobs.append(dataclasses.replace(job, target=self.out / item.record.output, key=(item, signature)))
         # Every frame's name is recorded as alignimate's before the first one is written.
-        self.outputs.claim(item.record.output for item, _ in todo)
-        # Decoding at about the output's resolution (1.5x) is an antialiased downscale, and cheap for
-        # JPEG; only the part of the photo the frame shows is warped.
-        jobs = [
-            FrameJob(
-                item.photo.path,
-                np.asarray(item.record.matrix),
-                self.outputs.path_of(item.record.output),
-                key=(item, signature),
-                size_hw=item.photo.size_hw,
-                read_margin=1.5,
-            )
-            for item, signature in todo
-        ]
+        self.outputs.claim(job.target.name for job in jobs)
         frames = write_frames(jobs, (size, size), device=self.device, workers=self.workers, save=save_image)
         for outcome in self.bar(frames, len(jobs), "writing frames"):
             item, signature = outcome.job.key
@@ -615,7 +640,8 @@ class _FacesRun:
         # deletes nothing else).
         current = {p.output for p in run.photos if p.output}
         current |= {TRANSFORMS_NAME, REPORT_NAME, CONTACT_SHEET_NAME}
-        self.outputs.remove(self.outputs.owned() - current)
+        # A video's frames sub-folder stays: it is the input of the next run.
+        self.outputs.remove(n for n in self.outputs.owned() - current if not (self.out / n).is_dir())
         return run
 
 
@@ -683,6 +709,7 @@ def make_face_timeline(
     log: Callable[[str], None] | None = None,
     detector: Detector | None = None,
     embedder: FaceEmbedder | None = None,
+    exclude: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> FacesResult:
     """Turn the photos in ``folder`` into a face timeline animation at ``output`` (.mp4, .webm, .gif).
@@ -713,6 +740,22 @@ def make_face_timeline(
     folder, output = Path(folder), Path(output)
     log = log or _noop
     settings, animation = _settings(settings, animation, options)
+    out = Path(out_dir) if out_dir is not None else output.parent / f"{output.stem}_frames"
+    inputs = [folder]
+    if is_video_input(folder):
+        inputs = [folder.parent]
+        _validate(folder.parent, output, settings, animation)
+        folder = open_video_input(
+            folder,
+            out,
+            command="faces",
+            overwrite=overwrite,
+            every=settings.video_every,
+            sample_fps=settings.sample_fps,
+            label="frames folder",
+            log=log,
+        )
+        overwrite = False  # done: the frames just written are this run's input
     _validate(folder, output, settings, animation)
     check_animation_options(output, **dataclasses.asdict(animation))
     try:
@@ -729,21 +772,24 @@ def make_face_timeline(
             )
         settings = dataclasses.replace(settings, identity=str(identity_path.resolve()))
     torch_device = pick_device(settings.device)
-    out = Path(out_dir) if out_dir is not None else output.parent / f"{output.stem}_frames"
     # Before discovery, which leaves the output folder out: an output folder that is the input folder
     # would otherwise end in "no photos found" instead of this refusal (open_output checks it again).
-    check_not_input(out, [folder], what="frames folder")
+    check_not_input(out, inputs, what="frames folder")
     photos, unreadable = discover_photos(
-        folder, sort=settings.sort, exclude=out, max_pixels=settings.max_pixels
+        folder,
+        sort=settings.sort,
+        exclude=out if inputs == [folder] else None,
+        max_pixels=settings.max_pixels,
     )
     photos = _exclude_output(photos, output)
+    excluded = read_exclusions(exclude) if exclude is not None else frozenset()
     if not photos and not unreadable:
         raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, HEIC, ...)")
     outputs, previous = open_output(
         out,
         overwrite,
         command="faces",
-        inputs=[folder],
+        inputs=inputs,
         extra_names=[CONTACT_SHEET_NAME],
         label="frames folder",
         hint="choose another one (--out-dir)",
@@ -768,6 +814,7 @@ def make_face_timeline(
                 use_cache,
                 progress,
                 log,
+                excluded,
                 animation=dict(dataclasses.asdict(animation), max_width=max_width),
             )
         except OSError as err:
@@ -790,6 +837,7 @@ def _run_faces(
     use_cache: bool,
     progress: bool,
     log: Callable[[str], None],
+    excluded: frozenset[str],
     animation: dict[str, Any],
 ) -> FacesResult:
     """The steps of :func:`make_face_timeline` once its requests are checked and its folder is open."""

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from alignimate.io import PhotoError, read_image_planes, save_image, save_image_planes
+from alignimate.pipeline.colors import ColorCorrection
 from alignimate.pipeline.render import BACKGROUNDS, read_for_scale, region_for_frame, render_frame
 from alignimate.pipeline.stages import Row, RowStage, run_stages
 
@@ -46,7 +47,10 @@ class FrameJob:
     ``size_hw`` and ``read_margin`` (both or neither): the photo's size, and that the frame needs only
     ``read_margin`` times the resolution the warp keeps, so the photo is decoded at reduced size and
     only the part the frame shows is warped (a face timeline's frame shows a small part of a large
-    photo). Without them the photo is read whole, at full resolution."""
+    photo). Without them the photo is read whole, at full resolution.
+
+    ``correction``: a colour correction applied to the finished frame
+    (:class:`~alignimate.pipeline.colors.ColorCorrection`, ``--match-colors``)."""
 
     source: Path
     frame_H_photo: np.ndarray  # noqa: N815 (matrix naming convention, docs/conventions.md)
@@ -54,6 +58,7 @@ class FrameJob:
     key: Any = None
     size_hw: tuple[int, int] | None = None
     read_margin: float | None = None
+    correction: ColorCorrection | None = None
 
 
 @dataclass(frozen=True)
@@ -136,10 +141,12 @@ class WarpFrame(RowStage):
         self.out_size, self.background, self.device, self.read = out_size, background, device, read
 
     def process(self, row: Row) -> Row:
+        job: FrameJob = row["job"]
         try:
-            return {"frame": self._warp(row["job"])}
+            frame = self._warp(job)
         except PhotoError as err:
             return {"status": "skipped", "reason": err.reason, "error": err}
+        return {"frame": frame if job.correction is None else job.correction.apply(frame)}
 
     def _warp(self, job: FrameJob) -> np.ndarray | torch.Tensor:
         if job.read_margin is None or job.size_hw is None:

@@ -25,6 +25,8 @@ from tqdm import tqdm
 
 from alignimate.errors import UsageError
 from alignimate.io import PhotoError, read_image, read_image_planes, save_image_planes
+from alignimate.pipeline.color_pass import correction_digest, with_color_corrections
+from alignimate.pipeline.exclusions import EXCLUDED_REASON, read_exclusions
 from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.framing import common_crop
 from alignimate.pipeline.outputs import OutputFolder, check_not_input, failure_from_os_error
@@ -57,11 +59,13 @@ from alignimate.pipeline.run import (
 )
 from alignimate.pipeline.semantic_sources import SEMANTIC_MODES, SemanticSource, parse_mode
 from alignimate.pipeline.stages import Row, Stage, batch_length, batch_rows, run_stages
+from alignimate.pipeline.video_input import is_video_input, open_video_input
 from alignimate.settings import RegisterSettings
 
 __all__ = ["AlignResult", "UsageError", "align_folder"]
 
 MODES = ("pixels", *SEMANTIC_MODES)
+_FRAME_SUFFIXES = (".jpg", ".png")
 
 
 def _validate(folder: Path, settings: RegisterSettings) -> None:
@@ -91,6 +95,8 @@ def _recorded(settings: RegisterSettings) -> dict[str, Any]:
         "source": settings.source or None,
         "keypoints": list(settings.keypoints) or None,
         "detect_size": settings.detect_size or None,
+        # Recorded only when used, so runs from before the option resume as they were.
+        **({"match_colors": settings.match_colors} if settings.match_colors != "none" else {}),
     }
 
 
@@ -196,7 +202,11 @@ class _Run:
                 record.status, record.matrix, record.output = "pending", None, None
 
     def _same_settings(self, previous: RunRecord) -> bool:
-        return all(previous.settings.get(k) == v for k, v in _recorded(self.settings).items())
+        """Whether ``previous`` registered with the settings of this run (the colour matching does not
+        change a registration; a changed correction rewrites the frame through its signature)."""
+        recorded = _recorded(self.settings)
+        recorded.pop("match_colors", None)
+        return all(previous.settings.get(k) == v for k, v in recorded.items())
 
     def read_reference(self, photos: list[Photo], reference: Photo) -> tuple[Photo, np.ndarray]:
         """The reference's working copy; an unreadable automatic reference falls back to the next photo."""
@@ -322,18 +332,37 @@ class _Run:
             # Keep names already written by an earlier (interrupted) run of the same settings.
             if record.output:
                 taken.add(record.output)
+        planned = [
+            FrameJob(
+                Path(record.source),
+                offset @ np.asarray(record.matrix),
+                self.out,  # named below, once it is known which frames are written
+                key=record.name,
+                size_hw=(record.size[0], record.size[1]),
+            )
+            for record in usable
+        ]
+        planned = with_color_corrections(
+            planned,
+            (output_size[0], output_size[1]),
+            self.settings.match_colors,
+            reference=next(i for i, r in enumerate(usable) if r.status == "reference"),
+            device=self.device,
+            workers=self.workers,
+        )
         jobs: list[FrameJob] = []
         signatures: dict[str, dict[str, Any]] = {}
-        for record in usable:
-            frame_H_photo = offset @ np.asarray(record.matrix)
-            signature = {"matrix": np.round(frame_H_photo, 9).tolist(), "size": output_size}
+        for record, job in zip(usable, planned, strict=True):
+            signature = {"matrix": np.round(job.frame_H_photo, 9).tolist(), "size": output_size}
+            if job.correction is not None:
+                signature["colors"] = correction_digest(job.correction)
             target = self.out / record.output if record.output else None
             if target is not None and target.exists() and record.extra.get("frame") == signature:
                 continue  # written by an earlier run with exactly this warp
-            photo = Photo(Path(record.source), record.name, tuple(record.size), None)
             if record.output is None:
+                photo = Photo(Path(record.source), record.name, tuple(record.size), None)
                 record.output = _frame_name(photo, taken, self.settings.background, self.outputs)
-            jobs.append(FrameJob(photo.path, frame_H_photo, self.out / record.output, key=record.name))
+            jobs.append(dataclasses.replace(job, target=self.out / record.output, size_hw=None))
             signatures[record.name] = signature
         # The frames' names are on disk before any frame is, so a resumed run knows them as its own.
         self.outputs.claim(job.target.name for job in jobs)
@@ -365,12 +394,17 @@ class _Run:
         crop: dict[str, int] | None = None,
         output_size: list[int] | None = None,
     ) -> RunRecord:
-        """Write transforms.json and report.csv (``reference`` None: nothing could be registered) and
-        remove the checkpoint."""
+        """Write transforms.json and report.csv (``reference`` None: nothing could be registered),
+        remove the checkpoint and the frames of an earlier run that this run's record no longer names
+        (photos excluded or skipped since; only files recorded as alignimate's)."""
         run = self.run_record(reference, crop, output_size)
         write_transforms(self.out / TRANSFORMS_NAME, run)
         write_report(self.out / REPORT_NAME, run)
         self.checkpoints.remove()
+        current = {p.output for p in run.photos if p.output}
+        self.outputs.remove(
+            n for n in self.outputs.owned() - current if Path(n).suffix.lower() in _FRAME_SUFFIXES
+        )
         return run
 
 
@@ -400,6 +434,18 @@ def _semantic_source(
         )
     except (FileNotFoundError, ValueError, WeightsError) as err:
         raise UsageError(str(err)) from None
+
+
+def _leave_out(
+    photos: list[Photo], skipped: list[Skipped], exclude: str | os.PathLike[str] | None
+) -> tuple[list[Photo], list[Skipped]]:
+    """The photos an exclusion file names moved to the skipped ones, with the review's reason."""
+    if exclude is None:
+        return photos, skipped
+    excluded = read_exclusions(exclude)
+    kept = [p for p in photos if p.name not in excluded]
+    left_out = [Skipped(p.path, p.name, EXCLUDED_REASON) for p in photos if p.name in excluded]
+    return kept, skipped + left_out
 
 
 def _plain_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -439,6 +485,7 @@ def align_folder(
     overwrite: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    exclude: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> AlignResult:
     """Align every photo in ``folder`` onto a reference photo and write frames to ``out``.
@@ -452,6 +499,8 @@ def align_folder(
     detector: replaces the body or face model (any :class:`~alignimate.detect.base.Detector`).
     cache_dir, use_cache: the detection cache (default ``$ALIGNIMATE_CACHE`` or
     ``~/.cache/alignimate``).
+    exclude: an exclusion file saved by the review page (:mod:`alignimate.pipeline.exclusions`): its
+    photos are skipped with the reason "excluded by review" (and never the reference).
     workers: threads that register batches and write frames at once (default: one per CPU core, at
     most 4); each runs PyTorch ops on ``torch.get_num_threads()`` threads of its own.
 
@@ -467,19 +516,37 @@ def align_folder(
     """
     folder, out = Path(folder), Path(out)
     settings = _resolve(RegisterSettings.with_options(settings, _plain_options(options)))
+    inputs = [folder]
+    if is_video_input(folder):
+        inputs = [folder.parent]
+        folder = open_video_input(
+            folder,
+            out,
+            command="register",
+            overwrite=overwrite,
+            every=settings.video_every,
+            sample_fps=settings.sample_fps,
+            log=log,
+        )
+        overwrite = False  # done: the frames just written are this run's input
     _validate(folder, settings)
     # Before discovery, which leaves the output folder out: an output folder that is the input folder
     # would otherwise end in "no photos found" instead of this refusal (open_output checks it again).
-    check_not_input(out, [folder])
+    check_not_input(out, inputs)
     workers = resolve_workers(workers)
     torch_device = pick_device(settings.device)
     photos, skipped = discover_photos(
-        folder, recursive=settings.recursive, sort=settings.sort, exclude=out, max_pixels=settings.max_pixels
+        folder,
+        recursive=settings.recursive,
+        sort=settings.sort,
+        exclude=out if inputs == [folder] else None,
+        max_pixels=settings.max_pixels,
     )
     if not photos and not skipped:
         raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, HEIC, ...)")
+    photos, skipped = _leave_out(photos, skipped, exclude)
     wanted = _pick_reference(photos, settings.reference, folder) if photos else None
-    outputs, previous = open_output(out, overwrite, command="register", inputs=[folder])
+    outputs, previous = open_output(out, overwrite, command="register", inputs=inputs)
     with outputs:
         if previous is not None and (wanted is None or previous.reference != wanted.name):
             previous = None  # matrices of another reference cannot be reused

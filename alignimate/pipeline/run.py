@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from alignimate.errors import UsageError
+from alignimate.pipeline.exclusions import EXCLUDED_REASON
 from alignimate.pipeline.frame_writer import default_workers
 from alignimate.pipeline.outputs import OutputFolder
 from alignimate.pipeline.photos import Photo
@@ -42,8 +43,9 @@ class AlignResult:
 
     @property
     def exit_code(self) -> int:
-        """0 when every photo was aligned, 1 when some were skipped."""
-        return 1 if self.skipped else 0
+        """0 when every photo was aligned (or left out by the user's review), 1 when some were
+        skipped."""
+        return 1 if any(p.reason != EXCLUDED_REASON for p in self.skipped) else 0
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -41,15 +41,23 @@ from alignimate.errors import UsageError
 from alignimate.io import (
     PhotoError,
     VideoInfo,
+    is_video_file,
     iter_video_frames,
     probe_video,
     sample_indices,
     save_image,
     write_json,
 )
-from alignimate.pipeline.outputs import OutputFolder, failure_from_os_error, frame_stem
+from alignimate.pipeline.outputs import OutputFolder, check_not_input, failure_from_os_error, frame_stem
 
-__all__ = ["FRAMES_COMMAND", "FRAMES_RECORD_NAME", "frame_name", "frames_from_video"]
+__all__ = [
+    "FRAMES_COMMAND",
+    "FRAMES_RECORD_NAME",
+    "frame_name",
+    "frames_from_video",
+    "is_video_input",
+    "open_video_input",
+]
 
 FRAMES_COMMAND = "video-frames"
 FRAMES_RECORD_NAME = "video-frames.json"
@@ -234,3 +242,33 @@ def frames_from_video(
         except OSError as err:
             raise failure_from_os_error(err, "write the video frames") from None
     return path
+
+
+def open_video_input(
+    video: Path,
+    out: Path,
+    *,
+    command: str,
+    overwrite: bool,
+    every: int,
+    sample_fps: float,
+    label: str = "output folder",
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """A job's first step when its input is a video file: open ``out`` (the job's output folder, under
+    its rules), write the sampled frames (``every`` N-th frame, or ``sample_fps`` frames per second
+    when it is above 0) into a sub-folder of it and return that sub-folder, the job's input folder.
+    The folder is closed again; the job opens it as usual (a rerun then resumes: frames already
+    extracted from the same video are kept)."""
+    check_not_input(out, [video.parent], what=label)
+    with OutputFolder.open(
+        out, command=command, overwrite=overwrite, inputs=[video.parent], label=label, resumable=True
+    ) as folder:
+        return frames_from_video(
+            video, folder, None if sample_fps > 0 else every, sample_fps if sample_fps > 0 else None, log=log
+        )
+
+
+def is_video_input(path: Path) -> bool:
+    """Whether a job's input ``path`` is a video file (rather than a folder of photos)."""
+    return path.is_file() and is_video_file(path)
