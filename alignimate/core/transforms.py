@@ -22,6 +22,7 @@ __all__ = [
     "homography_from_params",
     "homography_from_points",
     "invert",
+    "rescale_matrix",
     "rotation_matrix",
     "scale_matrix",
     "scale_matrix_for_resize",
@@ -261,6 +262,23 @@ def scale_matrix_for_resize(
     )
     # Built in float64 and cast once so float64 callers keep full precision.
     return m.to(dtype=dtype or torch.get_default_dtype(), device=device).unsqueeze(0)
+
+
+def rescale_matrix(
+    fixed_H_moving: torch.Tensor,
+    moving_size: tuple[int, int],
+    fixed_size: tuple[int, int],
+    new_moving_size: tuple[int, int],
+    new_fixed_size: tuple[int, int],
+) -> torch.Tensor:
+    """The same alignment between resized copies: ``fixed_H_moving`` ``(B, 3, 3)`` maps pixels of an
+    image of ``moving_size`` to one of ``fixed_size`` (``(h, w)``); the result maps the same content at
+    ``new_moving_size`` to ``new_fixed_size`` (e.g. working copies to the full-resolution photos).
+    Built from :func:`scale_matrix_for_resize` both ways, without an inverse."""
+    kw = {"dtype": fixed_H_moving.dtype, "device": fixed_H_moving.device}
+    new_fixed_H_fixed = scale_matrix_for_resize(fixed_size, new_fixed_size, **kw)
+    moving_H_new_moving = scale_matrix_for_resize(new_moving_size, moving_size, **kw)
+    return new_fixed_H_fixed @ fixed_H_moving @ moving_H_new_moving
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from alignimate.core.resize import fit_size
+
 __all__ = [
     "Detector",
     "ImageBatch",
@@ -25,7 +27,6 @@ __all__ = [
     "map_instance_to_original",
     "resize_uint8",
     "select_keypoints",
-    "working_scale",
 ]
 
 ImageBatch = Sequence[np.ndarray] | torch.Tensor
@@ -126,26 +127,19 @@ def _to_uint8_rgb(a: Any, name: str) -> np.ndarray:
     return np.ascontiguousarray(a[:, :, :3])
 
 
-def working_scale(size: tuple[int, int], long_side: int | None) -> float:
-    """Factor ``<= 1`` that brings an image of ``size=(H, W)`` to ``long_side`` pixels on its longer
-    side; 1 when ``long_side`` is None or the image is already small enough (never upscales)."""
-    if long_side is None:
-        return 1.0
-    if long_side < 1:
-        raise ValueError(f"long_side must be a positive number of pixels or None, got {long_side}")
-    return min(1.0, long_side / max(size))
-
-
-def resize_uint8(image: np.ndarray, scale: float) -> np.ndarray:
-    """Antialiased bilinear resize of an ``(H, W, 3)`` uint8 image by ``scale``, rounding the size to
-    the nearest pixel; returns the input unchanged when ``scale == 1``. The image edges map to the
-    image edges (pixel-centre convention, docs/conventions.md)."""
+def resize_uint8(image: np.ndarray, long_side: int | None) -> np.ndarray:
+    """The working copy of an ``(H, W, 3)`` uint8 image whose longer side is at most ``long_side``
+    pixels (size: :func:`alignimate.core.resize.fit_size`, never enlarged), by an antialiased bilinear
+    resize; the input itself when it already fits or ``long_side`` is None. The image edges map to
+    the image edges (pixel-centre convention, docs/conventions.md)."""
     from PIL import Image
 
-    if scale == 1.0:
+    if long_side is None:
         return image
     h, w = image.shape[:2]
-    out_h, out_w = max(1, round(h * scale)), max(1, round(w * scale))
+    out_h, out_w = fit_size((h, w), long_side)
+    if (out_h, out_w) == (h, w):
+        return image
     # Pillow widens the bilinear kernel when shrinking (an antialiasing filter, like
     # F.interpolate(antialias=True)) and works on uint8 directly, which is faster on 12 MP photos
     # (docs/benchmarks.md, design measurements).

@@ -23,7 +23,6 @@ from alignimate.detect.base import (
     as_uint8_hwc,
     map_instance_to_original,
     resize_uint8,
-    working_scale,
 )
 
 __all__ = ["DEFAULT_FACE_WORKING_SIZE", "FACE_LANDMARKS", "FaceDetector"]
@@ -185,7 +184,7 @@ class FaceDetector:
         tensor. Boxes and landmarks are in original pixel coordinates (docs/conventions.md).
         """
         originals = as_uint8_hwc(images)
-        work = [resize_uint8(a, working_scale(a.shape[:2], self.working_size)) for a in originals]
+        work = [resize_uint8(a, self.working_size) for a in originals]
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, w in enumerate(work):
             groups[(w.shape[0], w.shape[1])].append(i)

@@ -22,7 +22,6 @@ from alignimate.detect.base import (
     as_uint8_hwc,
     map_instance_to_original,
     resize_uint8,
-    working_scale,
 )
 from alignimate.detect.weights import load_state_dict
 
@@ -280,7 +279,7 @@ class PersonDetector:
         results: list[list[Instance]] = []
         for start in range(0, len(originals), self.batch_size):
             chunk = originals[start : start + self.batch_size]
-            work = [resize_uint8(a, working_scale(a.shape[:2], self.working_size)) for a in chunk]
+            work = [resize_uint8(a, self.working_size) for a in chunk]
             found = self._detect_batch(work)
             for orig, w, persons in zip(chunk, work, found, strict=True):
                 results.append([map_instance_to_original(p, w.shape[:2], orig.shape[:2]) for p in persons])

@@ -50,6 +50,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 from PIL.ExifTags import Base
 
+from alignimate.core.resize import fit_size
 from alignimate.io.ordering import exif_datetime, natural_key
 
 __all__ = [
@@ -430,11 +431,12 @@ def probe_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) 
 
 
 def _fit_size(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
-    """(w, h) that fits in ``max_side`` keeping the aspect ratio, or None to keep the size."""
-    if max_side is None or max(width, height) <= max_side:
+    """Pillow's ``(w, h)`` of the copy that fits in ``max_side`` (:func:`alignimate.core.resize.fit_size`),
+    or None to keep the size."""
+    if max_side is None:
         return None
-    scale = max_side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
+    h, w = fit_size((height, width), max_side)
+    return None if (h, w) == (height, width) else (w, h)
 
 
 def _request_draft(image: Image.Image, max_side: int | None) -> None:

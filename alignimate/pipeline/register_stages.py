@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from alignimate.core.transforms import rescale_matrix
 from alignimate.io import read_image
 from alignimate.pipeline.photos import Photo
 from alignimate.pipeline.records import matrix_problem
-from alignimate.pipeline.render import linear_scale, resize_matrix
+from alignimate.pipeline.render import linear_scale
 from alignimate.pipeline.semantic_sources import SemanticSource, keypoint_init, working_size
 from alignimate.pipeline.stages import Batch, Row, RowStage, Stage, batch_rows, rows_batch
 from alignimate.registration import register
@@ -89,7 +90,8 @@ def _full_resolution_matrix(
     fixed_full: tuple[int, int],
 ) -> np.ndarray:
     """Turn a working-resolution ``fixed_H_moving`` into ``canvas_H_photo`` between full-size images."""
-    return resize_matrix(fixed_work, fixed_full) @ fixed_H_moving @ resize_matrix(moving_full, moving_work)
+    matrix = torch.from_numpy(np.asarray(fixed_H_moving, dtype=np.float64))[None]
+    return rescale_matrix(matrix, moving_work, fixed_work, moving_full, fixed_full)[0].numpy()
 
 
 def _keypoint_rms(

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from alignimate.core.heatmaps import keypoint_heatmaps
+from alignimate.core.resize import fit_size
 from alignimate.core.transforms import scale_matrix_for_resize, transform_points
 from alignimate.detect.base import Detector, Instance, detect_each, map_instance_to_original, select_keypoints
 from alignimate.detect.cache import DetectionCache
@@ -88,10 +89,10 @@ def parse_mode(mode: str, source: str | os.PathLike[str] | None) -> tuple[str, P
 
 
 def working_size(size_hw: Sequence[int], long_side: int) -> tuple[int, int]:
-    """``(h, w)`` of a photo of ``size_hw`` scaled so its longer side is ``long_side`` pixels."""
-    h, w = int(size_hw[0]), int(size_hw[1])
-    scale = long_side / max(h, w)
-    return max(1, round(h * scale)), max(1, round(w * scale))
+    """``(h, w)`` of a photo of ``size_hw`` scaled so its longer side is ``long_side`` pixels (enlarged
+    too: heatmaps and masks are drawn at this size, whatever the photo's;
+    :func:`alignimate.core.resize.fit_size`)."""
+    return fit_size((int(size_hw[0]), int(size_hw[1])), long_side, allow_upscale=True)
 
 
 @dataclass

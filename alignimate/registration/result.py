@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from alignimate.core.checks import check_image_batch
-from alignimate.core.transforms import compose, invert, scale_matrix_for_resize
+from alignimate.core.transforms import rescale_matrix
 from alignimate.core.warp import warp_perspective
 
 __all__ = ["RegistrationResult"]
@@ -51,10 +51,9 @@ class RegistrationResult:
         must be the same, only resized)."""
         if self.moving_size is None or self.fixed_size is None:
             raise ValueError("this result has no image sizes; pass moving_size/fixed_size to register_points")
-        kw = {"dtype": self.matrix.dtype, "device": self.matrix.device}
-        new_moving_H_old = scale_matrix_for_resize(self.moving_size, tuple(moving_size), **kw)
-        new_fixed_H_old = scale_matrix_for_resize(self.fixed_size, tuple(fixed_size), **kw)
-        return compose(new_fixed_H_old, self.matrix, invert(new_moving_H_old))
+        return rescale_matrix(
+            self.matrix, self.moving_size, self.fixed_size, tuple(moving_size), tuple(fixed_size)
+        )
 
     def warp(
         self, images: torch.Tensor, dsize: tuple[int, int] | None = None, **warp_options: Any

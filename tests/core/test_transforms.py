@@ -330,3 +330,25 @@ def test_cuda_builders_and_point_maps_match_cpu() -> None:
     torch.testing.assert_close(
         transform_points(invert(m_gpu), p.cuda()).cpu(), transform_points(invert(m_cpu), p)
     )
+
+
+def test_rescale_matrix_maps_the_same_content_between_resized_copies() -> None:
+    from alignimate.core.transforms import rescale_matrix
+
+    torch.manual_seed(0)
+    fixed_H_moving = torch.eye(3, dtype=torch.float64).repeat(2, 1, 1) + 0.01 * torch.randn(
+        2, 3, 3, dtype=torch.float64
+    )
+    small_m, small_f, big_m, big_f = (30, 40), (24, 32), (300, 400), (240, 320)
+    big = rescale_matrix(fixed_H_moving, small_m, small_f, big_m, big_f)
+    # A moving point at full size, mapped by the big matrix, equals: down to the working copy, map,
+    # up to the fixed full size.
+    pts = torch.tensor([[[10.0, 20.0], [399.0, 299.0], [150.5, 75.25]]], dtype=torch.float64).repeat(2, 1, 1)
+    down = scale_matrix_for_resize(big_m, small_m, dtype=torch.float64)
+    up = scale_matrix_for_resize(small_f, big_f, dtype=torch.float64)
+    expected = transform_points(up, transform_points(fixed_H_moving, transform_points(down, pts)))
+    torch.testing.assert_close(transform_points(big, pts), expected, rtol=0, atol=1e-9)
+    # And back again gives the original.
+    torch.testing.assert_close(
+        rescale_matrix(big, big_m, big_f, small_m, small_f), fixed_H_moving, rtol=0, atol=1e-12
+    )

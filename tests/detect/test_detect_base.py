@@ -11,7 +11,6 @@ from alignimate.detect.base import (
     map_instance_to_original,
     resize_uint8,
     select_keypoints,
-    working_scale,
 )
 
 
@@ -47,12 +46,13 @@ def test_as_uint8_hwc_rejects_bad_input(bad: object, error: type) -> None:
         as_uint8_hwc(bad)  # type: ignore[arg-type]
 
 
-def test_working_scale_never_upscales() -> None:
-    assert working_scale((3000, 4000), 1000) == pytest.approx(0.25)
-    assert working_scale((300, 400), 1000) == 1.0
-    assert working_scale((3000, 4000), None) == 1.0
-    with pytest.raises(ValueError, match="long_side"):
-        working_scale((10, 10), 0)
+def test_the_working_copy_is_never_enlarged() -> None:
+    image = np.zeros((300, 400, 3), np.uint8)
+    assert resize_uint8(image, 1000) is image
+    assert resize_uint8(image, None) is image
+    assert resize_uint8(image, 100).shape == (75, 100, 3)
+    with pytest.raises(ValueError, match="max_side"):
+        resize_uint8(image, 0)
 
 
 def test_resize_keeps_the_pixel_centre_mapping() -> None:
@@ -60,13 +60,13 @@ def test_resize_keeps_the_pixel_centre_mapping() -> None:
     # tells where it was sampled: x = (x' + 0.5) / s - 0.5 (docs/conventions.md).
     x = np.arange(200, dtype=np.float64)
     ramp = np.broadcast_to((x * 1.25)[None, :, None], (8, 200, 3)).astype(np.uint8).copy()
-    small = resize_uint8(ramp, 0.25)
+    small = resize_uint8(ramp, 50)
     assert small.shape == (2, 50, 3)
     xs = np.arange(50)
     expected = np.floor(((xs + 0.5) / 0.25 - 0.5) * 1.25)  # source values are floored ramps
     interior = slice(3, 47)
     assert np.abs(small[0, interior, 0].astype(float) - expected[interior]).max() <= 1.0
-    assert resize_uint8(ramp, 1.0) is ramp
+    assert resize_uint8(ramp, 200) is ramp
 
 
 def test_map_instance_to_original() -> None:
