@@ -36,20 +36,13 @@ identical results on repeated calls (on the same device and with the same shapes
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
 from alignimate.core.checks import check_points
-from alignimate.core.fit import (
-    estimate_affine,
-    estimate_homography,
-    estimate_rigid,
-    estimate_similarity,
-    estimate_translation,
-)
+from alignimate.core.fit import FITS, MIN_POINTS, Fit, estimate_affine
 from alignimate.core.transforms import _broadcast_point_sets, _safe_denominator, homography_from_points
 
 __all__ = [
@@ -64,17 +57,6 @@ __all__ = [
 ]
 
 Model = Literal["translation", "rigid", "similarity", "affine", "homography"]
-Fit = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
-
-# Minimal sample size and least-squares fit of each model.
-_SAMPLE_SIZE: dict[str, int] = {"translation": 1, "rigid": 2, "similarity": 2, "affine": 3, "homography": 4}
-_FITS: dict[str, Fit] = {
-    "translation": estimate_translation,
-    "rigid": estimate_rigid,
-    "similarity": estimate_similarity,
-    "affine": estimate_affine,
-    "homography": estimate_homography,
-}
 
 # Cap of the adaptive number of hypotheses: enough to draw one all-inlier sample with probability
 # `confidence` when at least this fraction of the points are inliers, but never more than
@@ -205,15 +187,15 @@ def ransac(
         ValueError: wrong shapes, unknown ``model``, a non-positive ``threshold``/``iterations``, or
             ``confidence``/``min_inlier_ratio`` out of range.
     """
-    if model not in _SAMPLE_SIZE:
-        raise ValueError(f"model must be one of {sorted(_SAMPLE_SIZE)}, got {model!r}")
+    if model not in MIN_POINTS:
+        raise ValueError(f"model must be one of {sorted(MIN_POINTS)}, got {model!r}")
     check_points(src_points, "src_points")
     check_points(dst_points, "dst_points")
     src, dst = _broadcast_point_sets(src_points, dst_points)
     batch, n = src.shape[:2]
     if not threshold > 0.0:
         raise ValueError(f"threshold must be > 0, got {threshold}")
-    sample_size = _SAMPLE_SIZE[model]
+    sample_size = MIN_POINTS[model]
     cap = ransac_iterations(sample_size, min_inlier_ratio, confidence)  # also validates both
     adaptive = iterations is None
     if iterations is None:
@@ -247,7 +229,7 @@ def ransac(
     best_cost = torch.where(solvable, best_cost, torch.full_like(best_cost, math.inf))
     best_matrix = torch.where(torch.isfinite(best_cost)[:, None, None], best_matrix, identity)
 
-    fit = _FITS[model]
+    fit = FITS[model]
     found = torch.isfinite(best_cost)
     if local_optimization:
         for step in range(_LO_ITERATIONS):
@@ -367,7 +349,7 @@ def _fit_minimal(model: str, src: torch.Tensor, dst: torch.Tensor) -> torch.Tens
     yields a model. Every other model uses its closed-form fit, which has its own fallbacks.
     """
     if model != "homography":
-        return _FITS[model](src, dst, None)
+        return FITS[model](src, dst, None)
     exact = homography_from_points(src, dst)
     return torch.where(_plausible(exact)[:, None, None], exact, estimate_affine(src, dst))
 

@@ -16,6 +16,8 @@ nothing synchronises with the device except, possibly, ``torch.linalg.svd`` in t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from alignimate.core.checks import check_points
@@ -29,11 +31,14 @@ from alignimate.core.transforms import (
 )
 
 __all__ = [
+    "FITS",
+    "MIN_POINTS",
     "estimate_affine",
     "estimate_homography",
     "estimate_rigid",
     "estimate_similarity",
     "estimate_translation",
+    "point_rms",
 ]
 
 
@@ -237,3 +242,39 @@ def _affine(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor) -> torch.Tens
     linear = cov_ba @ inv_aa
     fitted = _from_linear(linear[:, 0, 0], linear[:, 0, 1], linear[:, 1, 0], linear[:, 1, 1], mu_src, mu_dst)
     return torch.where(solvable[:, None, None], fitted, _similarity(src, dst, w))
+
+
+# ----------------------------------------------------------------------------------------------
+# the models by name
+# ----------------------------------------------------------------------------------------------
+
+# A weighted least-squares fit: (src (B, N, 2), dst (B, N, 2), weights (B, N) or None) -> (B, 3, 3).
+Fit = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+# The weighted least-squares fit of each motion model, by name.
+FITS: dict[str, Fit] = {
+    "translation": estimate_translation,
+    "rigid": estimate_rigid,
+    "similarity": estimate_similarity,
+    "affine": estimate_affine,
+    "homography": estimate_homography,
+}
+
+# The fewest point correspondences that determine each model (also RANSAC's minimal sample).
+MIN_POINTS: dict[str, int] = {"translation": 1, "rigid": 2, "similarity": 2, "affine": 3, "homography": 4}
+
+
+def point_rms(
+    mapped: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Weighted RMS distance ``(B,)`` between point sets ``mapped`` and ``target`` ``(B, N, 2)``;
+    ``weights`` ``(B, N)`` (negative ones count as 0; default: all 1). A set whose weights are all 0
+    gives NaN."""
+    squared = (mapped - target.to(mapped.dtype)).square().sum(dim=-1)
+    w = (
+        torch.ones_like(squared)
+        if weights is None
+        else weights.to(squared.dtype).clamp(min=0).expand_as(squared)
+    )
+    total = w.sum(dim=1)
+    return torch.sqrt((w * squared).sum(dim=1) / torch.where(total > 0, total, torch.nan))

@@ -66,12 +66,15 @@ from alignimate.core import (
     rgb_to_grayscale,
     warp_affine,
 )
+from alignimate.core.fit import point_rms
+from alignimate.core.transforms import transform_points
 from alignimate.detect.base import Detector, Instance
 from alignimate.detect.cache import DetectionCache
 from alignimate.detect.frontal import FrontalThresholds, check_frontal
 from alignimate.detect.identity import FaceEmbedder, IdentitySelection, select_identity
 from alignimate.errors import UsageError
 from alignimate.io import AnimationInfo, PhotoError, save_image
+from alignimate.io.animation import ANIMATION_SUFFIXES
 from alignimate.pipeline.animate import animate, check_animation_options
 from alignimate.pipeline.color_pass import correction_digest, with_color_corrections
 from alignimate.pipeline.contact_sheet import contact_sheet
@@ -79,7 +82,6 @@ from alignimate.pipeline.exclusions import EXCLUDED_REASON, read_exclusions
 from alignimate.pipeline.face_detection import _reference_embedding, detect_faces
 from alignimate.pipeline.face_geometry import (
     TEMPLATES,
-    _apply,
     face_region,
     face_template,
     ffhq_quad,
@@ -136,7 +138,6 @@ __all__ = [
 EVERY = ("all", "day", "week", "month")
 REFINES = ("none", "heatmaps")
 CONTACT_SHEET_NAME = "contact_sheet.jpg"
-ANIMATION_SUFFIXES = (".mp4", ".webm", ".gif")
 
 # Near-duplicates: mean absolute difference, in [0, 1] grey levels, of two 32 x 32 grey thumbnails of
 # the aligned face (a square of 2.5 eye distances around the template's landmarks), each blurred with a
@@ -476,9 +477,13 @@ class _FacesRun:
     def _landmark_rms(self, item: _Item, matrix: np.ndarray, target: np.ndarray | None = None) -> float:
         """RMS distance, as a fraction of the output size, of the mapped landmarks to ``target``
         (default: the template points)."""
-        mapped = _apply(np.asarray(matrix), self._landmarks(item))
         goal = self.template if target is None else target
-        return float(np.sqrt(np.mean(np.sum((mapped - goal) ** 2, axis=1)))) / self.settings.output_size
+        mapped = transform_points(
+            torch.as_tensor(np.asarray(matrix))[None], torch.as_tensor(self._landmarks(item))[None]
+        )
+        return (
+            float(point_rms(mapped, torch.as_tensor(np.asarray(goal))[None])[0]) / self.settings.output_size
+        )
 
     def _set_matrix(self, item: _Item, matrix: np.ndarray) -> None:
         item.record.matrix = np.asarray(matrix, dtype=np.float64).tolist()

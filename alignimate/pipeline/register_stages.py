@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from alignimate.core.transforms import rescale_matrix
+from alignimate.core.fit import point_rms
+from alignimate.core.transforms import rescale_matrix, transform_points
 from alignimate.io import read_image
 from alignimate.pipeline.photos import Photo
 from alignimate.pipeline.records import matrix_problem
@@ -102,13 +103,11 @@ def _keypoint_rms(
 ) -> float:
     """Weighted RMS distance between the mapped moving keypoints and the reference's, as a fraction of
     the reference's longer side (a diagnostic stored per photo in transforms.json)."""
-    weights = moving[1] * fixed[1]
-    if weights.sum() <= 0:
-        return float("nan")
-    pts = np.c_[moving[0], np.ones(len(moving[0]))] @ fixed_H_moving.T
-    mapped = pts[:, :2] / pts[:, 2:3]
-    squared = ((mapped - fixed[0]) ** 2).sum(axis=1)
-    return round(float(np.sqrt((weights * squared).sum() / weights.sum()) / max(fixed_size)), 6)
+    matrix = torch.from_numpy(np.asarray(fixed_H_moving, dtype=np.float64))[None]
+    mapped = transform_points(matrix, torch.from_numpy(np.asarray(moving[0], dtype=np.float64))[None])
+    weights = torch.from_numpy(np.asarray(moving[1] * fixed[1], dtype=np.float64))[None]
+    rms = float(point_rms(mapped, torch.from_numpy(np.asarray(fixed[0], dtype=np.float64))[None], weights)[0])
+    return round(rms / max(fixed_size), 6)
 
 
 def _usable_matrix(row: Row, matrix: np.ndarray) -> Row:

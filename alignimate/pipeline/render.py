@@ -98,8 +98,7 @@ def region_for_frame(
     y0 = int(np.clip(np.floor(inside[:, 1].min()) - 2, 0, h - 1))
     x1 = int(np.clip(np.ceil(inside[:, 0].max()) + 3, x0 + 1, w))
     y1 = int(np.clip(np.ceil(inside[:, 1].max()) + 3, y0 + 1, h))
-    shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
-    return image[y0:y1, x0:x1], frame_H_image @ shift
+    return image[y0:y1, x0:x1], frame_H_image @ translation(x0, y0)
 
 
 def render_frame(

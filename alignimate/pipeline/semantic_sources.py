@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from alignimate.core.fit import MIN_POINTS
 from alignimate.core.heatmaps import keypoint_heatmaps
 from alignimate.core.resize import fit_size
 from alignimate.core.transforms import scale_matrix_for_resize, transform_points
@@ -69,7 +70,6 @@ DEFAULT_BODY_DETECT_SIZE = 800
 # (typically one saved without the photo's EXIF rotation).
 _ASPECT_TOLERANCE = 0.03
 # Fewest points with weight each motion model needs for a closed-form fit.
-_MIN_POINTS = {"translation": 1, "rigid": 2, "similarity": 2, "affine": 3, "homography": 4}
 _WHAT = {"body": "person", "faces": "face"}
 
 
@@ -325,10 +325,10 @@ def keypoint_init(
     ``model`` or, with too few points for it, the richest model they support; None with no point."""
     weights = moving_w * fixed_w
     count = int((weights > 0).sum())
-    usable = [m for m in ("homography", "affine", "similarity", "translation") if count >= _MIN_POINTS[m]]
+    usable = [m for m in ("homography", "affine", "similarity", "translation") if count >= MIN_POINTS[m]]
     if not usable:
         return None
-    fit_model = model if count >= _MIN_POINTS[model] else usable[0]
+    fit_model = model if count >= MIN_POINTS[model] else usable[0]
     result = register_points(
         torch.as_tensor(moving, dtype=torch.float64)[None],
         torch.as_tensor(fixed, dtype=torch.float64)[None],

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from alignimate.core.checks import check_image_batch, check_matrices
+from alignimate.core.fit import FITS
 
 from .feature_init import feature_candidates
 from .frames import matrix_from_model, model_from_matrix
@@ -48,7 +49,6 @@ from .init import CANVAS, CanvasView, global_candidates
 from .levels import Level, build_levels, level_count
 from .levels import grey as grey_image
 from .models import MODELS, MotionModel, get_model
-from .points import FITS
 from .result import RegistrationResult
 from .robust import TUKEY_C
 from .sampling import sample_fixed

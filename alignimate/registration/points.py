@@ -5,28 +5,13 @@ from __future__ import annotations
 import torch
 
 from alignimate.core.checks import check_points
-from alignimate.core.fit import (
-    estimate_affine,
-    estimate_homography,
-    estimate_rigid,
-    estimate_similarity,
-    estimate_translation,
-)
+from alignimate.core.fit import FITS, point_rms
 from alignimate.core.transforms import transform_points
 
 from .models import get_model
 from .result import RegistrationResult
 
-__all__ = ["FITS", "register_points"]
-
-# The closed-form fit of each motion model (weighted least squares, see alignimate.core.fit).
-FITS = {
-    "translation": estimate_translation,
-    "rigid": estimate_rigid,
-    "similarity": estimate_similarity,
-    "affine": estimate_affine,
-    "homography": estimate_homography,
-}
+__all__ = ["register_points"]
 
 
 def register_points(
@@ -65,13 +50,7 @@ def register_points(
             )
     matrix = FITS[motion.name](moving_points, fixed_points, weights)
     mapped = transform_points(matrix, moving_points.to(matrix.dtype))
-    squared = (mapped - fixed_points.to(matrix.dtype)).square().sum(dim=-1)  # (B, N)
-    w = (
-        torch.ones_like(squared)
-        if weights is None
-        else weights.to(squared.dtype).clamp(min=0).expand_as(squared)
-    )
-    rms = torch.sqrt((w * squared).sum(dim=1) / w.sum(dim=1).clamp(min=torch.finfo(squared.dtype).tiny))
+    rms = point_rms(mapped, fixed_points, weights)
     finite = torch.isfinite(matrix).flatten(1).all(dim=1) & torch.isfinite(rms)
     return RegistrationResult(
         matrix=matrix.detach(),
