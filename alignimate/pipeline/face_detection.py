@@ -12,6 +12,7 @@ The photos are the run's own items (:class:`FaceItem`): this module sets their `
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -20,7 +21,7 @@ import numpy as np
 
 from alignimate.detect.base import Detector, Instance, detect_each
 from alignimate.detect.cache import DetectionCache
-from alignimate.detect.identity import FaceEmbedder, embed_faces
+from alignimate.detect.identity import FaceEmbedder, embed_faces, framing_of
 from alignimate.errors import UsageError
 from alignimate.io import PhotoError, read_image
 from alignimate.pipeline.photos import Photo
@@ -114,6 +115,8 @@ class LookUpFaces(RowStage):
                 "detector": self.det_settings,
                 "crop": embedder.crop_size,
                 "face_scale": embedder.face_scale,
+                # Where the crop puts the landmarks: a new framing gives new embeddings.
+                "framing": dataclasses.asdict(framing_of(embedder)),
             }
         )
 

@@ -397,8 +397,12 @@ class _FacesRun:
         selection: IdentitySelection = select_identity(
             [item.faces for item in candidates], identity, max_distance=max_distance
         )
+        if selection.warning is not None:  # never a silent guess: the largest faces were kept
+            self.log(f"warning: {selection.warning}")
         for i, item in enumerate(candidates):
             item.record.extra["faces_found"] = len(item.faces)
+            if not selection.established:
+                item.record.extra["identity_not_established"] = selection.why_not
             distance = selection.distances[i]
             if distance is not None:
                 item.record.extra["identity_distance"] = round(float(distance), 5)
@@ -725,20 +729,18 @@ def make_face_timeline(
     animation is always rewritten. Steps: see the module docstring; templates:
     :mod:`alignimate.pipeline.face_geometry`.
 
-    identity: ``"auto"`` | ``"largest"`` | path of a photo of the person (its largest face).
-    max_yaw, max_roll, max_pitch: frontal filter thresholds
-    (:class:`~alignimate.detect.frontal.FrontalThresholds`).
-    template: ``"eyes"`` | ``"arcface"`` | ``"ffhq"``; output_size: side of the square frames, pixels.
-    refine: ``"none"`` | ``"heatmaps"``. sort: ``"date"`` | ``"name"``.
-    every: ``"all"`` | ``"day"`` | ``"week"`` | ``"month"``. dedupe: drop near-duplicates
-    (:data:`DEDUPE_THRESHOLD`). smooth: temporal smoothing sigma in frames (:func:`smooth_similarities`).
-    detect_size: long side of the face detector's working copy. device: ``"auto"`` | ``"cpu"`` | ``"cuda"``.
-    caption, caption_format, fps, hold_first, hold_last, crossfade, boomerang, quality, scale, max_width: as
-    :func:`alignimate.pipeline.animate`.
+    settings: what to keep and how to align (:class:`~alignimate.settings.FacesSettings`: identity,
+    the frontal filter's thresholds, template, output size, refine, every, dedupe, smooth, ...).
+    animation: how the frames become ``output`` (:class:`~alignimate.settings.AnimateSettings`,
+    default :data:`~alignimate.settings.FACES_ANIMATION`); max_width as
+    :func:`alignimate.pipeline.animate`. ``options`` replace fields of either by name
+    (``every="week"``, ``fps=12``), checked like the flags.
     cache_dir: detection cache folder (default ``$ALIGNIMATE_CACHE`` or ``~/.cache/alignimate``);
     use_cache: False looks nothing up and stores nothing.
-    detector, embedder: replace the MTCNN face detector and the face embedder (FaceNet when its weights
-    are installed, else LBP histograms), e.g. with a file-based detector.
+    exclude: an exclusion file saved by the review page (:mod:`alignimate.pipeline.exclusions`): its
+    photos are left out with the reason "excluded by review" (a selection, like ``every``).
+    detector, embedder: replace the MTCNN face detector and the face embedder (dlib's descriptor, else
+    FaceNet: :func:`~alignimate.detect.identity.make_face_embedder`), e.g. with a file-based detector.
 
     Returns a :class:`FacesResult` (``exit_code`` 0 or 1). Raises :class:`UsageError` for a bad request.
     """
@@ -856,13 +858,15 @@ def _run_faces(
     if embedder is None and identity != "largest":
         from alignimate.detect.identity import make_face_embedder
 
-        embedder = make_face_embedder(device=torch_device, log=log)  # says so if it falls back to LBP
+        embedder = make_face_embedder(device=torch_device, log=log)  # None: says why
     run = _FacesRun(folder, outputs, settings, torch_device, cache, progress, log)
     try:
         run.add_photos(photos, unreadable, previous)
+        run.leave_out(excluded)
         run.detect(detector, None if identity == "largest" else embedder)
         if identity_path is not None:
-            assert embedder is not None
+            if embedder is None:
+                raise UsageError("--identity PHOTO needs a face descriptor and none is available (see above)")
             chosen: str | np.ndarray = _reference_embedding(identity_path, detector, embedder, cache)
         else:
             chosen = identity

@@ -56,7 +56,17 @@ __all__ = [
 FORMAT = "alignimate-transforms"
 TRANSFORMS_NAME = "transforms.json"
 REPORT_NAME = "report.csv"
-REPORT_COLUMNS = ("index", "name", "status", "reason", "loss", "converged", "output", "datetime")
+REPORT_COLUMNS = (
+    "index",
+    "name",
+    "status",
+    "reason",
+    "loss",
+    "converged",
+    "output",
+    "datetime",
+    "identity_distance",
+)
 
 
 class TransformsFileError(ValueError):
@@ -495,6 +505,10 @@ def load_previous(folder: OutputFolder, command: str) -> RunRecord | None:
     return None
 
 
+def _number(value: object) -> str:
+    return f"{value:.6g}" if isinstance(value, int | float) and not isinstance(value, bool) else ""
+
+
 def write_report(path: Path, run: RunRecord) -> None:
     """Write report.csv: one row per photo, kept and skipped, with the reason."""
     rows = [
@@ -507,6 +521,8 @@ def write_report(path: Path, run: RunRecord) -> None:
             "converged": "" if p.converged is None else str(p.converged).lower(),
             "output": p.output or "",
             "datetime": p.datetime or "",
+            # faces: the face's distance to the person (kept) or the nearest face's (dropped).
+            "identity_distance": _number(p.extra.get("identity_distance")),
         }
         for i, p in enumerate(run.photos)
     ]

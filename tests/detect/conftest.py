@@ -1,5 +1,8 @@
 """Shared fixtures of the semantic-stage tests. No test here may touch the network: every socket
-connection fails loudly, so an accidental weight download is an error, not a slow pass."""
+connection except to this machine's own loopback address fails loudly, so an accidental weight
+download is an error, not a slow pass. Downloads on first use are off for every test
+(``ALIGNIMATE_OFFLINE``, tests/conftest.py) unless a test turns them on against its own server on
+127.0.0.1."""
 
 from __future__ import annotations
 
@@ -16,14 +19,29 @@ class NetworkDisabledError(ConnectionRefusedError):
     """Raised instead of connecting; an OSError like a real refused connection."""
 
 
-def _refuse(*args: object, **kwargs: object) -> None:
-    raise NetworkDisabledError(f"network access attempted in a test: {args!r}")
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _is_loopback(address: object) -> bool:
+    return isinstance(address, tuple) and bool(address) and address[0] in _LOOPBACK
 
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socket.socket, "connect", _refuse)
-    monkeypatch.setattr(socket, "create_connection", _refuse)
+    connect, create_connection = socket.socket.connect, socket.create_connection
+
+    def guarded_connect(self: socket.socket, address: object) -> None:
+        if not _is_loopback(address):
+            raise NetworkDisabledError(f"network access attempted in a test: {address!r}")
+        connect(self, address)
+
+    def guarded_create_connection(address: object, *args: object, **kwargs: object) -> socket.socket:
+        if not _is_loopback(address):
+            raise NetworkDisabledError(f"network access attempted in a test: {address!r}")
+        return create_connection(address, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "create_connection", guarded_create_connection)
 
 
 @pytest.fixture

