@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import typer
 
 from alignimate import __version__
-from alignimate.config import check_values, load_config, resolve, resolve_settings
+from alignimate.config import check_values, load_config, resolve_settings
 from alignimate.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -367,19 +367,11 @@ def apply(
         "  alignimate animate aligned/ -o timeline.mp4 --exclude aligned-exclusions.json"
     )
 )
+@_settings_flags(AnimateSettings)
 @_guarded
 def animate(
     frames: Path = typer.Argument(..., help="Folder of frames."),
     output: Path = typer.Option(..., "--output", "-o", help="out.mp4, out.webm or out.gif."),
-    fps: float = typer.Option(None, help="Frames per second."),
-    hold_first: float = typer.Option(None, help="Seconds to hold the first frame."),
-    hold_last: float = typer.Option(None, help="Seconds to hold the last frame."),
-    crossfade: int = typer.Option(None, help="Blended frames between photos."),
-    caption: str = typer.Option(None, help="date | name | index | age:YYYY-MM-DD | none."),
-    caption_format: str = typer.Option(None, help="strftime format for date captions, e.g. '%d %b %Y'."),
-    boomerang: bool = typer.Option(None, "--boomerang/--no-boomerang", help="Play forwards then backwards."),
-    quality: float = typer.Option(None, help="0 (smallest) to 100 (best); default 75."),
-    scale: float = typer.Option(None, help="Resize every frame by this factor."),
     max_width: int = typer.Option(None, help="Downscale so frames are at most this wide."),
     max_bytes: int = typer.Option(None, help="GIF only: shrink until the file fits this many bytes."),
     exclude: Path = typer.Option(
@@ -389,30 +381,20 @@ def animate(
     overwrite: bool = typer.Option(False, help="Replace an existing file at OUTPUT."),
     quiet: bool = QUIET,
     as_json: bool = JSON,
+    flags: dict[str, Any] | None = None,
 ) -> None:
     from alignimate.pipeline import animate as make_animation
 
-    flags = dict(
-        fps=fps,
-        hold_first=hold_first,
-        hold_last=hold_last,
-        crossfade=crossfade,
-        caption=caption,
-        caption_format=caption_format,
-        boomerang=boomerang,
-        quality=quality,
-        scale=scale,
-    )
-    settings = resolve("animate", flags, _load(config))
+    settings = resolve_settings(AnimateSettings, flags or {}, _load(config))
     info = make_animation(
         frames,
         output,
+        settings,
         max_width=max_width,
         max_bytes=max_bytes,
         overwrite=overwrite,
         exclude=exclude,
         log=_logger(quiet or as_json),
-        **settings,
     )
     summary = {
         "output": str(info.path),

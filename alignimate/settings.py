@@ -152,13 +152,15 @@ class Settings:
     @classmethod
     def with_options(cls: type[S], base: S | None, options: Mapping[str, Any]) -> S:
         """``base`` (default: the class's defaults) with ``options`` replacing fields, checked; an
-        unknown name or a bad value is a :class:`~alignimate.errors.UsageError` naming it."""
+        unknown name or a bad value is a :class:`~alignimate.errors.UsageError` naming it. A value of
+        None leaves the field as it is (as a flag that was not given)."""
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(options) - known)
         if unknown:
             raise UsageError(f"unknown option {unknown[0]!r}; known: {', '.join(sorted(known))}")
         start = base if base is not None else cls()
-        result = dataclasses.replace(start, **dict(options))  # type: ignore[type-var]
+        given = {k: v for k, v in options.items() if v is not None}
+        result = dataclasses.replace(start, **given)  # type: ignore[type-var]
         result.check()
         return result
 
@@ -176,7 +178,11 @@ class AnimateSettings(Settings):
     hold_last: float = setting(0.0, "seconds to hold the last frame", bounds=(0, 60))
     crossfade: int = setting(0, "blended frames inserted between consecutive photos", bounds=(0, 100))
     caption: str = setting("none", "date | name | index | age:YYYY-MM-DD | none")
-    caption_format: str = setting("%Y-%m-%d", "strftime format for date captions")
+    caption_format: str = setting(
+        "",
+        "caption format: strftime for date captions, a template with {name}, {index} or {age} for the "
+        "others; empty: the caption's own default (dates as %Y-%m-%d)",
+    )
     boomerang: bool = setting(False, "play forwards then backwards")
     quality: float = setting(
         75.0, "encoder quality, 0 (worst) to 100 (best); 75 is x264's default crf 23", bounds=(0, 100)

@@ -3,8 +3,8 @@
 :class:`UsageError` for a bad request and never stop for one bad photo."""
 
 from alignimate.errors import UsageError
-from alignimate.pipeline.animate import animate, frame_list
 from alignimate.pipeline.apply import apply_transforms
+from alignimate.pipeline.frames_to_animation import animate, frame_list
 from alignimate.pipeline.register_folder import align_folder
 from alignimate.pipeline.run import AlignResult
 

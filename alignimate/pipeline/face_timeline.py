@@ -75,7 +75,6 @@ from alignimate.detect.identity import FaceEmbedder, IdentitySelection, select_i
 from alignimate.errors import UsageError
 from alignimate.io import AnimationInfo, PhotoError, save_image
 from alignimate.io.animation import ANIMATION_SUFFIXES
-from alignimate.pipeline.animate import animate, check_animation_options
 from alignimate.pipeline.color_pass import correction_digest, with_color_corrections
 from alignimate.pipeline.contact_sheet import contact_sheet
 from alignimate.pipeline.exclusions import EXCLUDED_REASON, read_exclusions
@@ -91,6 +90,7 @@ from alignimate.pipeline.face_geometry import (
 )
 from alignimate.pipeline.face_refine import refine_with_heatmaps
 from alignimate.pipeline.frame_writer import FrameJob, write_frames
+from alignimate.pipeline.frames_to_animation import animate, check_animation_options
 from alignimate.pipeline.outputs import (
     OutputFolder,
     check_animation_target,
@@ -764,7 +764,7 @@ def make_face_timeline(
         )
         overwrite = False  # done: the frames just written are this run's input
     _validate(folder, output, settings, animation)
-    check_animation_options(output, **dataclasses.asdict(animation))
+    check_animation_options(output, animation)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)  # like `register --out`, create what is missing
     except OSError as err:
@@ -822,7 +822,8 @@ def make_face_timeline(
                 progress,
                 log,
                 excluded,
-                animation=dict(dataclasses.asdict(animation), max_width=max_width),
+                animation=animation,
+                max_width=max_width,
             )
         except OSError as err:
             raise failure_from_os_error(err, "write") from None
@@ -845,7 +846,8 @@ def _run_faces(
     progress: bool,
     log: Callable[[str], None],
     excluded: frozenset[str],
-    animation: dict[str, Any],
+    animation: AnimateSettings,
+    max_width: int | None,
 ) -> FacesResult:
     """The steps of :func:`make_face_timeline` once its requests are checked and its folder is open."""
     out = outputs.path
@@ -898,5 +900,5 @@ def _run_faces(
         log("no photo has a usable face: no animation written")
         return FacesResult(out, record, None, None, sheet, detections)
     outputs.record_animation(output)  # before it exists: a rerun may replace what this run wrote
-    info = animate(out, output, log=log, overwrite=True, **animation)
+    info = animate(out, output, animation, max_width=max_width, log=log, overwrite=True)
     return FacesResult(out, record, info.path, info, sheet, detections)

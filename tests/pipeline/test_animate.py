@@ -15,7 +15,7 @@ from PIL import Image
 
 from alignimate.errors import UsageError
 from alignimate.io import count_output_frames
-from alignimate.pipeline.animate import animate, frame_list
+from alignimate.pipeline.frames_to_animation import animate, frame_list
 from alignimate.pipeline.outputs import OutputFolder
 from alignimate.pipeline.records import PhotoRecord, RunRecord, write_transforms
 

@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 
 from alignimate.cli import app
 from alignimate.errors import UsageError
-from alignimate.pipeline.animate import animate
 from alignimate.pipeline.exclusions import (
     EXCLUDED_REASON,
     MAX_EXCLUSIONS_BYTES,
@@ -27,6 +26,7 @@ from alignimate.pipeline.exclusions import (
     read_exclusions,
     write_exclusions,
 )
+from alignimate.pipeline.frames_to_animation import animate
 from alignimate.pipeline.outputs import LEDGER_NAME, LOCK_NAME, OutputFolder
 from alignimate.pipeline.records import PhotoRecord, RunRecord, write_transforms
 from alignimate.pipeline.review import REVIEW_NAME, write_review

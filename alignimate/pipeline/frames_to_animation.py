@@ -1,4 +1,5 @@
-"""``animate``: a folder of aligned frames to an MP4, WebM or GIF.
+"""A folder of aligned frames to an MP4, WebM or GIF: the service behind ``alignimate animate`` and
+the animation of ``alignimate faces``.
 
 Frame order comes from the folder's transforms.json when there is one (the order of the run,
 e.g. by capture date), else natural file-name order. Frames are loaded one at a time, so memory
@@ -12,10 +13,10 @@ import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from alignimate.config import check_values
 from alignimate.errors import UsageError
 from alignimate.io import (
     AnimationInfo,
@@ -34,6 +35,7 @@ from alignimate.limits import MAX_ANIMATION_SIDE
 from alignimate.pipeline.exclusions import read_exclusions
 from alignimate.pipeline.outputs import check_animation_target
 from alignimate.pipeline.records import TRANSFORMS_NAME, read_transforms
+from alignimate.settings import AnimateSettings
 
 __all__ = ["animate", "check_animation_options", "frame_list"]
 
@@ -74,12 +76,12 @@ def _check_caption(
         raise UsageError(f"--caption-format {caption_format!r} makes captions over 1000 characters long")
 
 
-def check_animation_options(output: Path, **values: object) -> None:
-    """Check the ``[animate]`` options in ``values`` (:data:`alignimate.config.SCHEMA`) and the frame
-    rate against ``output``'s container, before any work; a :class:`UsageError` names the option."""
-    check_values("animate", values)
+def check_animation_options(output: Path, settings: AnimateSettings) -> None:
+    """Check the animation settings (their declared ranges) and the frame rate against ``output``'s
+    container, before any work; a :class:`UsageError` names the option."""
+    settings.check()
     try:
-        check_fps(values["fps"], output.suffix.lower())  # type: ignore[arg-type]
+        check_fps(settings.fps, output.suffix.lower())
     except ValueError as err:
         raise UsageError(f"--{err}") from None
 
@@ -106,27 +108,22 @@ def _check_animation_size(first: Path, scale: float, max_width: int | None) -> N
 def animate(
     frames: str | os.PathLike[str],
     output: str | os.PathLike[str],
+    settings: AnimateSettings | None = None,
     *,
-    fps: float = 10.0,
-    hold_first: float = 0.0,
-    hold_last: float = 0.0,
-    crossfade: int = 0,
-    caption: str = "none",
-    caption_format: str | None = None,
-    boomerang: bool = False,
-    quality: float = 75,
-    scale: float = 1.0,
     max_width: int | None = None,
     max_bytes: int | None = None,
     overwrite: bool = False,
     exclude: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] | None = None,
+    **options: Any,
 ) -> AnimationInfo:
     """Write the frames in ``frames`` (a folder written by ``register``/``faces``, or any folder of
     same-size images) as an animation at ``output`` (.mp4, .webm or .gif).
 
-    ``caption``: ``date`` | ``name`` | ``index`` | ``age:YYYY-MM-DD`` | ``none``, with
-    ``caption_format`` a strftime format for dates. An existing file at ``output`` is replaced only
+    ``settings``: frame rate, holds, crossfade, captions, quality, scale
+    (:class:`~alignimate.settings.AnimateSettings`); ``options`` replace its fields by name
+    (``fps=12``). ``caption``: ``date`` | ``name`` | ``index`` | ``age:YYYY-MM-DD`` | ``none``. An
+    existing file at ``output`` is replaced only
     with ``overwrite`` or when the frames folder records it as made from its frames. ``exclude``: an
     exclusion file saved by the review page (:mod:`alignimate.pipeline.exclusions`); the frames of
     the photos it names are left out (frames are matched by photo name, or by file name in a
@@ -135,8 +132,10 @@ def animate(
     fps)."""
     log = log or (lambda _msg: None)
     output = Path(output)
-    options = {"fps": fps, "hold_first": hold_first, "hold_last": hold_last, "crossfade": crossfade}
-    check_animation_options(output, **options, quality=quality, scale=scale, caption=caption)
+    settings = AnimateSettings.with_options(settings, options)
+    check_animation_options(output, settings)
+    caption, caption_format = settings.caption, settings.caption_format or None
+    fps, quality, scale = settings.fps, settings.quality, settings.scale
     excluded = read_exclusions(exclude) if exclude is not None else frozenset()
     items = frame_list(Path(frames))
     if not items:
@@ -173,10 +172,10 @@ def animate(
             LazyFrames(list(range(total)), load),
             output,
             fps=fps,
-            hold_first=hold_first,
-            hold_last=hold_last,
-            crossfade=crossfade,
-            boomerang=boomerang,
+            hold_first=settings.hold_first,
+            hold_last=settings.hold_last,
+            crossfade=settings.crossfade,
+            boomerang=settings.boomerang,
             scale=None if scale == 1.0 else scale,
             max_width=max_width,
             max_bytes=max_bytes,
