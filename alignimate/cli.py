@@ -225,6 +225,13 @@ def _report(summary: dict[str, Any], as_json: bool, quiet: bool, text: str) -> N
         typer.echo(text)
 
 
+def _finish(result: Any, as_json: bool, quiet: bool, text: Callable[[dict[str, Any]], str]) -> None:
+    """Report a job's result (its summary as JSON, or ``text(summary)``) and exit with its status."""
+    summary = result.summary()
+    _report(summary, as_json, quiet, text(summary))
+    raise typer.Exit(result.exit_code)
+
+
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"alignimate {__version__}")
@@ -293,14 +300,14 @@ def register(
         progress=not (quiet or as_json),
         log=_logger(quiet or as_json),
     )
-    summary = result.summary()
-    _report(
-        summary,
+    _finish(
+        result,
         as_json,
         quiet,
-        f"aligned {summary['aligned']} photos, skipped {len(summary['skipped'])}; wrote {out}",
+        lambda summary: (
+            f"aligned {summary['aligned']} photos, skipped {len(summary['skipped'])}; wrote {out}"
+        ),
     )
-    raise typer.Exit(result.exit_code)
 
 
 @app.command(
@@ -348,14 +355,12 @@ def apply(
         overwrite=overwrite,
         log=_logger(quiet or as_json),
     )
-    summary = result.summary()
-    _report(
-        summary,
+    _finish(
+        result,
         as_json,
         quiet,
-        f"wrote {summary['aligned']} frames, skipped {len(summary['skipped'])}; wrote {out}",
+        lambda summary: f"wrote {summary['aligned']} frames, skipped {len(summary['skipped'])}; wrote {out}",
     )
-    raise typer.Exit(result.exit_code)
 
 
 @app.command(
@@ -502,8 +507,8 @@ def faces(
         summary,
         as_json,
         quiet,
-        f"kept {summary['aligned']} photos, left out {len(summary['skipped'])}; wrote "
-        f"{summary['output'] or 'no animation'} (frames, report and contact sheet in {summary['out']})",
+        f"{summary['aligned']} faces aligned from {summary['photos'] - summary['known']} new photos "
+        f"({summary['known']} already in the manifest, {skipped} skipped); wrote {out}",
     )
     raise typer.Exit(result.exit_code)
 
