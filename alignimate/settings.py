@@ -255,7 +255,16 @@ class RegisterSettings(Settings):
         "common", "common: crop to the area every frame covers; none", choices=("common", "none")
     )
     background: str = setting(
-        "black", "fill outside the warped photo", choices=("black", "white", "blur", "transparent")
+        "black",
+        "fill outside the warped photo; person: also outside the subject's mask (--mode body or "
+        "masks:DIR), filled as --person-fill says",
+        choices=("black", "white", "blur", "transparent", "person"),
+    )
+    person_fill: str = setting(
+        "black",
+        "--background person: what replaces everything but the subject (edge feathered; "
+        "transparent writes PNG frames)",
+        choices=("black", "white", "blur", "transparent"),
     )
     sort: str = _SORT
     recursive: bool = setting(False, "also read photos in sub-folders")

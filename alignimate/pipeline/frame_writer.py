@@ -29,6 +29,7 @@ import torch
 
 from alignimate.io import PhotoError, read_image_planes, save_image, save_image_planes
 from alignimate.pipeline.colors import ColorCorrection
+from alignimate.pipeline.cutout import Cutout
 from alignimate.pipeline.render import BACKGROUNDS, read_for_scale, region_for_frame, render_frame
 from alignimate.pipeline.stages import Row, RowStage, run_stages
 
@@ -50,7 +51,11 @@ class FrameJob:
     photo). Without them the photo is read whole, at full resolution.
 
     ``correction``: a colour correction applied to the finished frame
-    (:class:`~alignimate.pipeline.colors.ColorCorrection`, ``--match-colors``)."""
+    (:class:`~alignimate.pipeline.colors.ColorCorrection`, ``--match-colors``).
+
+    ``cutout``: the subject kept and the rest filled (:class:`~alignimate.pipeline.cutout.Cutout`,
+    ``--background person``), after the colour correction, so that a solid fill stays exactly the
+    fill (a correction's lookup table may move black or white)."""
 
     source: Path
     frame_H_photo: np.ndarray  # noqa: N815 (matrix naming convention, docs/conventions.md)
@@ -59,6 +64,7 @@ class FrameJob:
     size_hw: tuple[int, int] | None = None
     read_margin: float | None = None
     correction: ColorCorrection | None = None
+    cutout: Cutout | None = None
 
 
 @dataclass(frozen=True)
@@ -128,8 +134,8 @@ def write_frames(
 class WarpFrame(RowStage):
     """The stage that makes a frame: row ``{"job": FrameJob}`` -> ``{"frame": ...}``, the warped photo
     in the layout ``read`` gives (:func:`~alignimate.pipeline.render.render_frame`), or the row
-    skipped with the reason the photo could not be read (and the :class:`~alignimate.io.PhotoError`
-    in ``error``)."""
+    skipped with the reason the photo (or its subject mask) could not be read (and the
+    :class:`~alignimate.io.PhotoError` in ``error``)."""
 
     def __init__(
         self,
@@ -144,9 +150,13 @@ class WarpFrame(RowStage):
         job: FrameJob = row["job"]
         try:
             frame = self._warp(job)
-        except PhotoError as err:
+            if job.correction is not None:
+                frame = job.correction.apply(frame)
+            if job.cutout is not None:
+                frame = job.cutout.apply(frame, job.frame_H_photo)
+        except PhotoError as err:  # the photo, or its subject mask
             return {"status": "skipped", "reason": err.reason, "error": err}
-        return {"frame": frame if job.correction is None else job.correction.apply(frame)}
+        return {"frame": frame}
 
     def _warp(self, job: FrameJob) -> np.ndarray | torch.Tensor:
         if job.read_margin is None or job.size_hw is None:

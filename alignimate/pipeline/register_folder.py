@@ -26,6 +26,7 @@ from tqdm import tqdm
 from alignimate.errors import UsageError
 from alignimate.io import PhotoError, read_image, read_image_planes, save_image_planes
 from alignimate.pipeline.color_pass import correction_digest, with_color_corrections
+from alignimate.pipeline.cutout import Cutout, cutout_signature, render_background
 from alignimate.pipeline.exclusions import EXCLUDED_REASON, read_exclusions
 from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.framing import common_crop
@@ -77,6 +78,14 @@ def _validate(folder: Path, settings: RegisterSettings) -> None:
         raise UsageError(f"detect_size must be at least 32 pixels, got {settings.detect_size}")
     if settings.keypoints and settings.mode in ("pixels", "masks"):
         raise UsageError(f"--keypoints is not used by --mode {settings.mode}")
+    # faces and keypoints modes find no outline of the subject, and pixels mode no subject at all.
+    if settings.background == "person" and settings.mode not in ("body", "masks"):
+        raise UsageError(
+            f"--background person needs the subject's mask: --mode body or --mode masks:DIR, "
+            f"not --mode {settings.mode}"
+        )
+    if settings.person_fill != "black" and settings.background != "person":
+        raise UsageError("--person-fill is only used with --background person")
 
 
 def _recorded(settings: RegisterSettings) -> dict[str, Any]:
@@ -97,6 +106,7 @@ def _recorded(settings: RegisterSettings) -> dict[str, Any]:
         "detect_size": settings.detect_size or None,
         # Recorded only when used, so runs from before the option resume as they were.
         **({"match_colors": settings.match_colors} if settings.match_colors != "none" else {}),
+        **({"person_fill": settings.person_fill} if settings.background == "person" else {}),
     }
 
 
@@ -114,9 +124,16 @@ def _pick_reference(photos: list[Photo], reference: str, folder: Path) -> Photo:
     raise UsageError(f"reference photo {reference!r} is not one of the usable photos in {folder}")
 
 
-def _frame_name(photo: Photo, taken: set[str], background: str, out: OutputFolder) -> str:
+def _frame_suffix(settings: RegisterSettings) -> str:
+    """``.png`` for frames with an alpha channel (which JPEG cannot hold), else ``.jpg``."""
+    clear = settings.background == "transparent" or (
+        settings.background == "person" and settings.person_fill == "transparent"
+    )
+    return ".png" if clear else ".jpg"
+
+
+def _frame_name(photo: Photo, taken: set[str], suffix: str, out: OutputFolder) -> str:
     """A fresh frame name for ``photo``: its relative name flattened, never the reports' names."""
-    suffix = ".png" if background == "transparent" else ".jpg"
     return out.fresh_name(photo.name, suffix, taken)
 
 
@@ -202,10 +219,11 @@ class _Run:
                 record.status, record.matrix, record.output = "pending", None, None
 
     def _same_settings(self, previous: RunRecord) -> bool:
-        """Whether ``previous`` registered with the settings of this run (the colour matching does not
-        change a registration; a changed correction rewrites the frame through its signature)."""
+        """Whether ``previous`` registered with the settings of this run (the colour matching and the
+        person fill do not change a registration; a change rewrites the frame through its signature)."""
         recorded = _recorded(self.settings)
         recorded.pop("match_colors", None)
+        recorded.pop("person_fill", None)
         return all(previous.settings.get(k) == v for k, v in recorded.items())
 
     def read_reference(self, photos: list[Photo], reference: Photo) -> tuple[Photo, np.ndarray]:
@@ -324,7 +342,15 @@ class _Run:
             box.width,
         ]
 
-    def render_all(self, reference: Photo, crop: dict[str, int] | None, output_size: list[int]) -> None:
+    def render_all(
+        self,
+        reference: Photo,
+        crop: dict[str, int] | None,
+        output_size: list[int],
+        source: SemanticSource | None = None,
+    ) -> None:
+        """Write every usable photo's frame that is not on disk already with this exact warp;
+        ``source``: the semantic mode's, which hands out the subject masks of ``--background person``."""
         offset = translation(-crop["left"], -crop["top"]) if crop else np.eye(3)
         taken: set[str] = {TRANSFORMS_NAME, REPORT_NAME}
         usable = [self.records[n] for n in self.order if self.records[n].usable]
@@ -350,18 +376,27 @@ class _Run:
             device=self.device,
             workers=self.workers,
         )
-        jobs: list[FrameJob] = []
-        signatures: dict[str, dict[str, Any]] = {}
+        suffix = _frame_suffix(self.settings)
+        todo: list[tuple[PhotoRecord, FrameJob, dict[str, Any]]] = []
         for record, job in zip(usable, planned, strict=True):
             signature = {"matrix": np.round(job.frame_H_photo, 9).tolist(), "size": output_size}
             if job.correction is not None:
                 signature["colors"] = correction_digest(job.correction)
+            if source is not None and self.settings.background == "person":
+                photo = Photo(Path(record.source), record.name, (record.size[0], record.size[1]), None)
+                signature["cutout"] = cutout_signature(self.settings.person_fill, source.mask_digest(photo))
             target = self.out / record.output if record.output else None
             if target is not None and target.exists() and record.extra.get("frame") == signature:
                 continue  # written by an earlier run with exactly this warp
+            todo.append((record, job, signature))
+        jobs: list[FrameJob] = []
+        signatures: dict[str, dict[str, Any]] = {}
+        for record, job, signature in self._with_cutouts(todo, source):
+            if record.output is not None and Path(record.output).suffix.lower() != suffix:
+                record.output = None  # an alpha channel came or went: a new name (finish removes the old)
             if record.output is None:
                 photo = Photo(Path(record.source), record.name, tuple(record.size), None)
-                record.output = _frame_name(photo, taken, self.settings.background, self.outputs)
+                record.output = _frame_name(photo, taken, suffix, self.outputs)
             jobs.append(dataclasses.replace(job, target=self.out / record.output, size_hw=None))
             signatures[record.name] = signature
         # The frames' names are on disk before any frame is, so a resumed run knows them as its own.
@@ -371,10 +406,13 @@ class _Run:
         # Photos are read and warped on a few threads; each frame is saved here, in order, and
         # checkpointed (Checkpoint: every few seconds, and when the run stops), so an interrupted
         # run resumes after the last frame saved.
+        background = self.settings.background
+        if background == "person":
+            background = render_background(self.settings.person_fill)
         outcomes = write_frames(
             jobs,
             (output_size[0], output_size[1]),
-            background=self.settings.background,
+            background=background,
             device=self.device,
             workers=self.workers,
             read=read_image_planes,
@@ -387,6 +425,26 @@ class _Run:
                 continue
             self.records[name].extra["frame"] = signatures[name]
             self.checkpoint(reference, crop, output_size)
+
+    def _with_cutouts(
+        self, todo: list[tuple[PhotoRecord, FrameJob, dict[str, Any]]], source: SemanticSource | None
+    ) -> list[tuple[PhotoRecord, FrameJob, dict[str, Any]]]:
+        """``--background person``: the frames to write, each job with its photo's subject mask; a
+        photo without one is skipped here with the reason (never a frame of the whole photo). Only
+        these photos' masks are fetched: a frame already written needs none."""
+        if self.settings.background != "person" or not todo:
+            return todo
+        if source is None:
+            raise UsageError(f"--background person needs --mode body or masks, not {self.settings.mode}")
+        photos = [Photo(Path(r.source), r.name, (r.size[0], r.size[1]), None) for r, _, _ in todo]
+        out = []
+        for (record, job, signature), mask in zip(todo, source.subject_masks(photos), strict=True):
+            if isinstance(mask, str):
+                self.skip(record.name, mask)
+            else:
+                cutout = Cutout(mask, self.settings.person_fill)
+                out.append((record, dataclasses.replace(job, cutout=cutout), signature))
+        return out
 
     def finish(
         self,
@@ -431,6 +489,7 @@ def _semantic_source(
             detector=detector,
             device=device,
             cache=cache,
+            keep_masks=settings.background == "person",
         )
     except (FileNotFoundError, ValueError, WeightsError) as err:
         raise UsageError(str(err)) from None
@@ -572,6 +631,7 @@ def _register_and_render(
     run: _Run, photos: list[Photo], wanted: Photo, mode: str, make_source: Callable[[], SemanticSource]
 ) -> AlignResult:
     """Register every photo onto ``wanted`` (or the photo standing in for it), crop, write the frames."""
+    semantic: SemanticSource | None = None
     if mode == "pixels":
         reference_photo, fixed_image = run.read_reference(photos, wanted)
         if reference_photo is not wanted:
@@ -588,5 +648,5 @@ def _register_and_render(
             run.forget_registrations()
         run.register_semantic(photos, reference_photo, ref_choice, semantic)
     crop_box, output_size = run.choose_crop(reference_photo)
-    run.render_all(reference_photo, crop_box, output_size)
+    run.render_all(reference_photo, crop_box, output_size, semantic)
     return AlignResult(run.out, run.finish(reference_photo, crop_box, output_size))

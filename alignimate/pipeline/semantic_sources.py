@@ -22,6 +22,11 @@ shoulder. Masks mode has one channel, the mask. The heatmaps are registered by p
 content rather than an empty border, and their residuals are too sparse for a robust scale.
 Coordinates in keypoint files and masks refer to the photo as it is displayed, i.e. after its EXIF
 orientation, like every coordinate in alignimate (docs/conventions.md).
+
+``--background person`` needs each photo's subject mask (:meth:`SemanticSource.subject_masks`): in
+masks mode the user's file, read when the frame is written; in body mode the mask of the person the
+registration chose, which the source keeps (compressed) when made with ``keep_masks=True``, so that
+nothing is detected twice.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from alignimate.detect.base import Detector, Instance, detect_each, map_instance
 from alignimate.detect.cache import DetectionCache
 from alignimate.detect.semantic import confidence_weights, resized_mask
 from alignimate.io import PhotoError, read_images_parallel
+from alignimate.pipeline.cutout import SubjectMask
 from alignimate.pipeline.photos import Photo
 from alignimate.registration import register_points
 
@@ -71,6 +77,8 @@ DEFAULT_BODY_DETECT_SIZE = 800
 _ASPECT_TOLERANCE = 0.03
 # Fewest points with weight each motion model needs for a closed-form fit.
 _WHAT = {"body": "person", "faces": "face"}
+# Photos detected at once when masks are fetched for frames whose registration was reused.
+_MASK_BATCH = 16
 
 
 def parse_mode(mode: str, source: str | os.PathLike[str] | None) -> tuple[str, Path | None]:
@@ -112,7 +120,8 @@ class SemanticSource:
     keypoint_names: the keypoints to align on (empty: the mode's default; for a keypoint file, the
     names of the reference photo's entry). detect_size: long side of the detector's input (body).
     detector: replaces the mode's model (anything with the :class:`~alignimate.detect.base.Detector`
-    interface); cache: detection cache for the model modes (None: no caching).
+    interface); cache: detection cache for the model modes (None: no caching). keep_masks: keep the
+    chosen person's mask of every photo :meth:`find` sees, for :meth:`subject_masks` (body mode).
     """
 
     def __init__(
@@ -125,12 +134,15 @@ class SemanticSource:
         detector: Detector | None = None,
         device: torch.device | str = "cpu",
         cache: DetectionCache | None = None,
+        keep_masks: bool = False,
     ) -> None:
         if mode not in SEMANTIC_MODES:
             raise ValueError(f"mode must be one of {', '.join(SEMANTIC_MODES)}, got {mode!r}")
         self.mode, self.source, self.cache = mode, source, cache
         self.device = torch.device(device)
         self.detect_size = detect_size
+        self.keep_masks = keep_masks
+        self._kept: dict[str, SubjectMask | str] = {}
         self.names: tuple[str, ...] | None = tuple(keypoint_names) or self._default_names()
         self._files: Any = None
         self.detector = detector
@@ -185,7 +197,77 @@ class SemanticSource:
         """The chosen instance of each photo (in its pixel coordinates), or the reason there is none."""
         if self._files is not None:
             return [self._from_files(p) for p in photos]
-        return self._from_detector(photos)
+        choices = self._from_detector(photos)
+        if self.keep_masks:
+            for photo, choice in zip(photos, choices, strict=True):
+                self._kept[photo.name] = self._kept_mask(photo, choice)
+        return choices
+
+    def _kept_mask(self, photo: Photo, choice: _Choice) -> SubjectMask | str:
+        if choice.instance is None:
+            return choice.reason
+        mask = choice.instance.mask
+        if mask is None:
+            return f"the detected {_WHAT[self.mode]} has no mask"
+        # As for mask files (MaskFolder's threshold): a mask with nothing above one half is empty.
+        if not (np.asarray(mask) > 0.5).any():
+            return f"the detected {_WHAT[self.mode]}'s mask is empty"
+        return SubjectMask.packed(mask, photo.size_hw)
+
+    # -- subject masks (--background person) ---------------------------------------------------------
+    def subject_masks(self, photos: Sequence[Photo]) -> list[SubjectMask | str]:
+        """Each photo's subject mask (:class:`~alignimate.pipeline.cutout.SubjectMask`, covering the
+        whole photo at the mask's own resolution), or the reason it has none.
+
+        masks mode: the photo's PNG, read (and checked as :meth:`find` checks it) when loaded, with its
+        size and modification time as the digest. body mode: the mask of the person :meth:`find` chose
+        (kept with ``keep_masks``); photos it has not seen in this run (their registration was reused)
+        are looked up now, in the detection cache first. Raises ``ValueError`` in modes without masks.
+        """
+        if self.mode == "masks":
+            return [self._file_mask(p) for p in photos]
+        if self.mode != "body":
+            raise ValueError(f"--mode {self.mode} has no subject masks (body and masks modes have)")
+        unseen = [p for p in photos if p.name not in self._kept]
+        keep, self.keep_masks = self.keep_masks, True
+        try:
+            for start in range(0, len(unseen), _MASK_BATCH):
+                self.find(unseen[start : start + _MASK_BATCH])
+        finally:
+            self.keep_masks = keep
+        return [self._kept[p.name] for p in photos]
+
+    def mask_digest(self, photo: Photo) -> str | None:
+        """What identifies ``photo``'s subject mask beyond the photo itself, cheaply (no mask is read
+        or detected): in masks mode its file's name, size and modification time (None without one);
+        None in body mode, whose mask follows from the photo."""
+        if self.mode != "masks":
+            return None
+        path = self._files.mask_path(photo.name)
+        try:
+            stat = path.stat() if path is not None else None
+        except OSError:
+            return None
+        return None if stat is None else f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
+
+    def _file_mask(self, photo: Photo) -> SubjectMask | str:
+        path = self._files.mask_path(photo.name)
+        if path is None:
+            return f"no mask for this photo in {self.source}"
+        digest = self.mask_digest(photo)
+        if digest is None:
+            return f"its mask {path} cannot be read"
+
+        def load() -> np.ndarray:
+            try:
+                choice = self._from_files(photo)
+            except (OSError, ValueError, SyntaxError) as err:  # what Pillow raises for a broken PNG
+                raise PhotoError(path, f"its mask cannot be read ({err})") from None
+            if choice.instance is None or choice.instance.mask is None:
+                raise PhotoError(path, choice.reason)
+            return choice.instance.mask
+
+        return SubjectMask(photo.size_hw, load, digest)
 
     def _from_files(self, photo: Photo) -> _Choice:
         found = self._files.lookup(photo.name, image_size=photo.size_hw)
