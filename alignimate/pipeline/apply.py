@@ -31,11 +31,9 @@ from alignimate.pipeline.records import (
     PhotoRecord,
     RunRecord,
     read_transforms,
-    write_report,
-    write_transforms,
 )
 from alignimate.pipeline.render import BACKGROUNDS, resize_matrix, translation
-from alignimate.pipeline.run import AlignResult, open_output, pick_device, resolve_workers
+from alignimate.pipeline.run import AlignResult, open_output, pick_device, resolve_workers, write_run
 from alignimate.settings import MATCH_COLORS
 
 __all__ = ["apply_transforms"]
@@ -170,8 +168,7 @@ def apply_transforms(
                 excluded,
             )
             result.canvas, result.crop = list(canvas_new), new_crop
-            write_transforms(folder.path_of(TRANSFORMS_NAME), result)
-            write_report(folder.path_of(REPORT_NAME), result)
+            write_run(folder, result)
         except OSError as err:
             raise failure_from_os_error(err, "write") from None
         return AlignResult(folder.path, result)

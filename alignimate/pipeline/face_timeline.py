@@ -98,19 +98,12 @@ from alignimate.pipeline.outputs import (
     failure_from_os_error,
 )
 from alignimate.pipeline.photos import Photo, Skipped, discover_photos
-from alignimate.pipeline.records import (
-    CHECKPOINT_NAME,
-    REPORT_NAME,
-    TRANSFORMS_NAME,
-    Checkpoint,
-    PhotoRecord,
-    RunRecord,
-    write_report,
-    write_transforms,
-)
+from alignimate.pipeline.records import PhotoRecord, RunRecord
 from alignimate.pipeline.render import linear_scale, read_for_scale
 from alignimate.pipeline.run import (
+    RUN_FILES,
     AlignResult,
+    RunBook,
     fresh_record,
     open_output,
     pick_device,
@@ -197,7 +190,7 @@ def period_key(when: datetime | None, every: str) -> str | None:
 
 def _frame_name(name: str, taken: set[str], out: OutputFolder) -> str:
     """A fresh frame name for the photo ``name``, never one of the run's own files."""
-    taken |= {TRANSFORMS_NAME, REPORT_NAME, CHECKPOINT_NAME, CONTACT_SHEET_NAME}
+    taken |= {*RUN_FILES, CONTACT_SHEET_NAME}
     return out.fresh_name(name, ".jpg", taken)
 
 
@@ -303,7 +296,7 @@ class _FacesRun:
         self.items: list[_Item] = []
         self.dropped: list[PhotoRecord] = []
         self.order: list[str] = []
-        self.checkpoints = Checkpoint(out / CHECKPOINT_NAME)
+        self.book = RunBook(outputs)
         self.template = face_template(settings.template, settings.output_size)
         self.detected = 0
         self.cached = 0
@@ -343,7 +336,7 @@ class _FacesRun:
         )
 
     def checkpoint(self) -> None:
-        self.checkpoints.update(self.run_record)
+        self.book.update(self.run_record)
 
     # -- 1. photos -----------------------------------------------------------------------------------
     def add_photos(self, photos: list[Photo], unreadable: list[Skipped], previous: RunRecord | None) -> None:
@@ -641,14 +634,12 @@ class _FacesRun:
 
     def finish(self) -> RunRecord:
         run = self.run_record()
-        write_transforms(self.out / TRANSFORMS_NAME, run)
-        write_report(self.out / REPORT_NAME, run)
-        self.checkpoints.remove()
+        self.book.close(run)
         # Frames of photos that are no longer in the timeline (dropped, thinned, renamed): the files
         # alignimate recorded as its own that this run's record does not name (OutputFolder.remove
         # deletes nothing else).
         current = {p.output for p in run.photos if p.output}
-        current |= {TRANSFORMS_NAME, REPORT_NAME, CONTACT_SHEET_NAME}
+        current |= {*RUN_FILES, CONTACT_SHEET_NAME}
         # A video's frames sub-folder stays: it is the input of the next run.
         self.outputs.remove(n for n in self.outputs.owned() - current if not (self.out / n).is_dir())
         return run
@@ -892,7 +883,7 @@ def _run_faces(
         record = run.finish()
     finally:
         # Whatever stopped the run (an error, Ctrl-C), what was done is recorded for a resume.
-        run.checkpoints.flush(quietly=True)
+        run.book.flush(quietly=True)
     sheet = contact_sheet(record.photos, out, outputs.path_of(CONTACT_SHEET_NAME))
     detections = {"photos": len(run.items), "detected": run.detected, "cached": run.cached}
     kept = [p for p in record.photos if p.usable and p.output]

@@ -32,16 +32,7 @@ from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.framing import common_crop
 from alignimate.pipeline.outputs import OutputFolder, check_not_input, failure_from_os_error
 from alignimate.pipeline.photos import Photo, Skipped, discover_photos
-from alignimate.pipeline.records import (
-    CHECKPOINT_NAME,
-    REPORT_NAME,
-    TRANSFORMS_NAME,
-    Checkpoint,
-    PhotoRecord,
-    RunRecord,
-    write_report,
-    write_transforms,
-)
+from alignimate.pipeline.records import PhotoRecord, RunRecord
 from alignimate.pipeline.register_stages import (
     FindSemantic,
     ReadWorkingCopy,
@@ -51,7 +42,9 @@ from alignimate.pipeline.register_stages import (
 )
 from alignimate.pipeline.render import translation
 from alignimate.pipeline.run import (
+    RUN_FILES,
     AlignResult,
+    RunBook,
     fresh_record,
     open_output,
     pick_device,
@@ -156,7 +149,7 @@ class _Run:
         self.workers = workers
         self.records: dict[str, PhotoRecord] = {}
         self.order: list[str] = []
-        self.checkpoints = Checkpoint(out / CHECKPOINT_NAME)
+        self.book = RunBook(outputs)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def run_record(
@@ -179,7 +172,7 @@ class _Run:
     def checkpoint(
         self, reference: Photo, crop: dict[str, int] | None = None, output_size: list[int] | None = None
     ) -> None:
-        self.checkpoints.update(lambda: self.run_record(reference, crop, output_size))
+        self.book.update(lambda: self.run_record(reference, crop, output_size))
 
     def skip(self, name: str, reason: str) -> None:
         record = self.records[name]
@@ -352,7 +345,7 @@ class _Run:
         """Write every usable photo's frame that is not on disk already with this exact warp;
         ``source``: the semantic mode's, which hands out the subject masks of ``--background person``."""
         offset = translation(-crop["left"], -crop["top"]) if crop else np.eye(3)
-        taken: set[str] = {TRANSFORMS_NAME, REPORT_NAME}
+        taken: set[str] = set(RUN_FILES)
         usable = [self.records[n] for n in self.order if self.records[n].usable]
         for record in usable:
             # Keep names already written by an earlier (interrupted) run of the same settings.
@@ -402,7 +395,7 @@ class _Run:
         # The frames' names are on disk before any frame is, so a resumed run knows them as its own.
         self.outputs.claim(job.target.name for job in jobs)
         self.checkpoint(reference, crop, output_size)
-        self.checkpoints.flush()
+        self.book.flush()
         # Photos are read and warped on a few threads; each frame is saved here, in order, and
         # checkpointed (Checkpoint: every few seconds, and when the run stops), so an interrupted
         # run resumes after the last frame saved.
@@ -455,10 +448,7 @@ class _Run:
         """Write transforms.json and report.csv (``reference`` None: nothing could be registered),
         remove the checkpoint and the frames of an earlier run that this run's record no longer names
         (photos excluded or skipped since; only files recorded as alignimate's)."""
-        run = self.run_record(reference, crop, output_size)
-        write_transforms(self.out / TRANSFORMS_NAME, run)
-        write_report(self.out / REPORT_NAME, run)
-        self.checkpoints.remove()
+        run = self.book.close(self.run_record(reference, crop, output_size))
         current = {p.output for p in run.photos if p.output}
         self.outputs.remove(
             n for n in self.outputs.owned() - current if Path(n).suffix.lower() in _FRAME_SUFFIXES
@@ -624,7 +614,7 @@ def align_folder(
             raise failure_from_os_error(err, "write") from None
         finally:
             # Whatever stopped the run (an error, Ctrl-C), what was done is recorded for a resume.
-            run.checkpoints.flush(quietly=True)
+            run.book.flush(quietly=True)
 
 
 def _register_and_render(

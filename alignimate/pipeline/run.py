@@ -8,7 +8,7 @@ job.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,32 @@ from alignimate.pipeline.exclusions import EXCLUDED_REASON
 from alignimate.pipeline.frame_writer import default_workers
 from alignimate.pipeline.outputs import OutputFolder
 from alignimate.pipeline.photos import Photo
-from alignimate.pipeline.records import REPORT_NAME, TRANSFORMS_NAME, PhotoRecord, RunRecord, load_previous
+from alignimate.pipeline.records import (
+    CHECKPOINT_NAME,
+    REPORT_NAME,
+    TRANSFORMS_NAME,
+    Checkpoint,
+    PhotoRecord,
+    RunRecord,
+    load_previous,
+    write_report,
+    write_transforms,
+)
 
-__all__ = ["AlignResult", "fresh_record", "open_output", "pick_device", "resolve_workers", "stat_key"]
+__all__ = [
+    "RUN_FILES",
+    "AlignResult",
+    "RunBook",
+    "fresh_record",
+    "open_output",
+    "pick_device",
+    "resolve_workers",
+    "stat_key",
+    "write_run",
+]
+
+# The files a resumable run keeps in its output folder besides its frames.
+RUN_FILES = (TRANSFORMS_NAME, REPORT_NAME, CHECKPOINT_NAME)
 
 
 @dataclass
@@ -132,3 +155,33 @@ def fresh_record(photo: Photo, stat: list[int]) -> PhotoRecord:
         datetime=photo.datetime.isoformat() if photo.datetime else None,
         extra={"stat": stat},
     )
+
+
+def write_run(folder: OutputFolder, run: RunRecord) -> None:
+    """Write the run's transforms.json and report.csv into its output folder (atomically)."""
+    write_transforms(folder.path / TRANSFORMS_NAME, run)
+    write_report(folder.path / REPORT_NAME, run)
+
+
+class RunBook:
+    """The record of a resumable run in its output folder: a checkpoint while it runs (written every
+    few seconds, and when it stops: :class:`~alignimate.pipeline.records.Checkpoint`), then
+    transforms.json and report.csv in place of the checkpoint when it ends."""
+
+    def __init__(self, folder: OutputFolder) -> None:
+        self.folder = folder
+        self.checkpoints = Checkpoint(folder.path / CHECKPOINT_NAME)
+
+    def update(self, make: Callable[[], RunRecord]) -> None:
+        """Note the run's progress (``make`` builds the record when a checkpoint is due)."""
+        self.checkpoints.update(make)
+
+    def flush(self, *, quietly: bool = False) -> None:
+        """Write the checkpoint now (``quietly``: while the run is stopping, ignoring a failure)."""
+        self.checkpoints.flush(quietly=quietly)
+
+    def close(self, run: RunRecord) -> RunRecord:
+        """The run ended: write its files and remove the checkpoint; returns ``run``."""
+        write_run(self.folder, run)
+        self.checkpoints.remove()
+        return run
