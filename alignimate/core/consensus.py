@@ -36,8 +36,9 @@ identical results on repeated calls (on the same device and with the same shapes
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -245,44 +246,25 @@ def ransac(
     return _result(best_matrix, src, dst, valid, found, threshold)
 
 
-def estimate_translation_ransac(
-    src_points: torch.Tensor, dst_points: torch.Tensor, **kwargs: object
-) -> RansacResult:
-    """:func:`ransac` with ``model="translation"``: points ``(B, N, 2)`` -> :class:`RansacResult` with
-    ``matrix`` ``(B, 3, 3)``. Keyword arguments are passed on. Conventions: docs/conventions.md."""
-    return ransac(src_points, dst_points, "translation", **kwargs)  # type: ignore[arg-type]
+def _ransac_for(model: Model) -> Callable[..., RansacResult]:
+    """:func:`ransac` with ``model`` fixed, as the public ``estimate_<model>_ransac`` function."""
+
+    def estimate(src_points: torch.Tensor, dst_points: torch.Tensor, **kwargs: Any) -> RansacResult:
+        return ransac(src_points, dst_points, model, **kwargs)
+
+    estimate.__name__ = estimate.__qualname__ = f"estimate_{model}_ransac"
+    estimate.__doc__ = (
+        f':func:`ransac` with ``model="{model}"``: points ``(B, N, 2)`` -> :class:`RansacResult` with '
+        "``matrix`` ``(B, 3, 3)``. Keyword arguments are passed on. Conventions: docs/conventions.md."
+    )
+    return estimate
 
 
-def estimate_rigid_ransac(
-    src_points: torch.Tensor, dst_points: torch.Tensor, **kwargs: object
-) -> RansacResult:
-    """:func:`ransac` with ``model="rigid"``: points ``(B, N, 2)`` -> :class:`RansacResult` with
-    ``matrix`` ``(B, 3, 3)``. Keyword arguments are passed on. Conventions: docs/conventions.md."""
-    return ransac(src_points, dst_points, "rigid", **kwargs)  # type: ignore[arg-type]
-
-
-def estimate_similarity_ransac(
-    src_points: torch.Tensor, dst_points: torch.Tensor, **kwargs: object
-) -> RansacResult:
-    """:func:`ransac` with ``model="similarity"``: points ``(B, N, 2)`` -> :class:`RansacResult` with
-    ``matrix`` ``(B, 3, 3)``. Keyword arguments are passed on. Conventions: docs/conventions.md."""
-    return ransac(src_points, dst_points, "similarity", **kwargs)  # type: ignore[arg-type]
-
-
-def estimate_affine_ransac(
-    src_points: torch.Tensor, dst_points: torch.Tensor, **kwargs: object
-) -> RansacResult:
-    """:func:`ransac` with ``model="affine"``: points ``(B, N, 2)`` -> :class:`RansacResult` with
-    ``matrix`` ``(B, 3, 3)``. Keyword arguments are passed on. Conventions: docs/conventions.md."""
-    return ransac(src_points, dst_points, "affine", **kwargs)  # type: ignore[arg-type]
-
-
-def estimate_homography_ransac(
-    src_points: torch.Tensor, dst_points: torch.Tensor, **kwargs: object
-) -> RansacResult:
-    """:func:`ransac` with ``model="homography"``: points ``(B, N, 2)`` -> :class:`RansacResult` with
-    ``matrix`` ``(B, 3, 3)``. Keyword arguments are passed on. Conventions: docs/conventions.md."""
-    return ransac(src_points, dst_points, "homography", **kwargs)  # type: ignore[arg-type]
+estimate_translation_ransac = _ransac_for("translation")
+estimate_rigid_ransac = _ransac_for("rigid")
+estimate_similarity_ransac = _ransac_for("similarity")
+estimate_affine_ransac = _ransac_for("affine")
+estimate_homography_ransac = _ransac_for("homography")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,20 +10,29 @@ from __future__ import annotations
 import torch
 
 
+def scale_offset_matrix(
+    scale: tuple[float, float],
+    offset: tuple[float, float],
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Matrix ``(3, 3)`` of the per-axis map ``x' = sx * x + ox``, ``y' = sy * y + oy`` for
+    ``scale=(sx, sy)`` and ``offset=(ox, oy)``: the form of every change between pixel and
+    normalised or frame coordinates."""
+    (sx, sy), (ox, oy) = scale, offset
+    m = torch.tensor([[sx, 0.0, ox], [0.0, sy, oy], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    # Built in float64 and cast once, so float64 callers keep full precision.
+    return m.to(dtype=dtype, device=device)
+
+
 def normalize_pixel_matrix(
     size: tuple[int, int], *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
 ) -> torch.Tensor:
     """Matrix ``(3, 3)`` mapping pixel coordinates of an image of ``size=(h, w)`` to ``grid_sample``'s
     normalised coordinates (``align_corners=False``)."""
     h, w = size
-    m = torch.zeros(3, 3, dtype=torch.float64)
-    m[0, 0] = 2.0 / w
-    m[0, 2] = 1.0 / w - 1.0
-    m[1, 1] = 2.0 / h
-    m[1, 2] = 1.0 / h - 1.0
-    m[2, 2] = 1.0
-    # Built in float64 and cast once, so float64 callers keep full precision.
-    return m.to(dtype=dtype, device=device)
+    return scale_offset_matrix((2.0 / w, 2.0 / h), (1.0 / w - 1.0, 1.0 / h - 1.0), dtype=dtype, device=device)
 
 
 def denormalize_pixel_matrix(
@@ -31,13 +40,9 @@ def denormalize_pixel_matrix(
 ) -> torch.Tensor:
     """Inverse of :func:`normalize_pixel_matrix`: normalised -> pixel coordinates, ``(3, 3)``."""
     h, w = size
-    m = torch.zeros(3, 3, dtype=torch.float64)
-    m[0, 0] = w / 2.0
-    m[0, 2] = (w - 1.0) / 2.0
-    m[1, 1] = h / 2.0
-    m[1, 2] = (h - 1.0) / 2.0
-    m[2, 2] = 1.0
-    return m.to(dtype=dtype, device=device)
+    return scale_offset_matrix(
+        (w / 2.0, h / 2.0), ((w - 1.0) / 2.0, (h - 1.0) / 2.0), dtype=dtype, device=device
+    )
 
 
 def pixel_grid(

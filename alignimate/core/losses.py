@@ -26,6 +26,7 @@ import functools
 import inspect
 import math
 from collections.abc import Callable
+from typing import ParamSpec
 
 import torch
 from torch import nn
@@ -66,6 +67,7 @@ __all__ = [
 ]
 
 LossFn = Callable[..., torch.Tensor]
+_P = ParamSpec("_P")
 
 # Floor for normalised-convolution denominators. Only pixels whose whole window lies (almost)
 # outside the mask get near it, and those have weight 0; the floor keeps their values and
@@ -154,6 +156,20 @@ def mask_weight_sum(images: torch.Tensor, mask: torch.Tensor | None = None) -> t
     return weights.expand(batch, *images.shape[1:]).sum(dim=(1, 2, 3))
 
 
+def _one_minus(similarity: Callable[_P, torch.Tensor], doc: str) -> Callable[_P, torch.Tensor]:
+    """The loss ``1 - similarity(...)`` under the name ``<similarity>_loss``, taking the similarity's
+    parameters (``inspect.signature`` follows ``__wrapped__``, so :func:`get_loss` checks options
+    against them)."""
+
+    @functools.wraps(similarity)
+    def loss(*args: _P.args, **kwargs: _P.kwargs) -> torch.Tensor:
+        return 1.0 - similarity(*args, **kwargs)
+
+    loss.__name__ = loss.__qualname__ = f"{similarity.__name__}_loss"
+    loss.__doc__ = doc
+    return loss
+
+
 def _check_positive(value: float, name: str) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
@@ -231,11 +247,9 @@ def zncc(
     return torch.where(weight > 0, value, torch.ones_like(value))
 
 
-def zncc_loss(
-    a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-8
-) -> torch.Tensor:
-    """``1 - zncc(a, b, mask, eps)`` -> ``(B,)`` in ``[0, 2]``; 0 for a perfect (affine) match."""
-    return 1.0 - zncc(a, b, mask, eps)
+zncc_loss = _one_minus(
+    zncc, "``1 - zncc(a, b, mask, eps)`` -> ``(B,)`` in ``[0, 2]``; 0 for a perfect (affine) match."
+)
 
 
 def _gaussian_window(
@@ -358,16 +372,7 @@ def local_zncc(
     return 1.0 - masked_mean(1.0 - corr, weights)
 
 
-def local_zncc_loss(
-    a: torch.Tensor,
-    b: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    window_size: int | None = 9,
-    sigma: float | None = None,
-    eps: float = 1e-4,
-) -> torch.Tensor:
-    """``1 - local_zncc(...)`` -> ``(B,)``; 0 for identical images."""
-    return 1.0 - local_zncc(a, b, mask, window_size, sigma, eps)
+local_zncc_loss = _one_minus(local_zncc, "``1 - local_zncc(...)`` -> ``(B,)``; 0 for identical images.")
 
 
 # --------------------------------------------------------------------------- SSIM
@@ -504,20 +509,7 @@ def ssim(
     return torch.cat(means)
 
 
-def ssim_loss(
-    a: torch.Tensor,
-    b: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    window_size: int = 11,
-    sigma: float = 1.5,
-    data_range: float = 1.0,
-    k1: float = 0.01,
-    k2: float = 0.03,
-    crop_border: bool = True,
-    border_type: str = "reflect",
-) -> torch.Tensor:
-    """``1 - ssim(...)`` -> ``(B,)`` in ``[0, 2]``; 0 for identical images."""
-    return 1.0 - ssim(a, b, mask, window_size, sigma, data_range, k1, k2, crop_border, border_type)
+ssim_loss = _one_minus(ssim, "``1 - ssim(...)`` -> ``(B,)`` in ``[0, 2]``; 0 for identical images.")
 
 
 # --------------------------------------------------------------------------- PSNR, TV
@@ -576,57 +568,59 @@ def _mean_or_zero(values: torch.Tensor, weights: torch.Tensor | None) -> torch.T
 # --------------------------------------------------------------------------- modules and registry
 
 
-class L1Loss(nn.Module):
+class _BoundLoss(nn.Module):
+    """A loss function with its options bound: ``forward(a, b, mask=None) -> (B,)``. Each option is
+    an attribute of the module, read at every call."""
+
+    def __init__(self, loss: LossFn, **options: object) -> None:
+        super().__init__()
+        self._loss, self._option_names = loss, tuple(options)
+        for name, value in options.items():
+            setattr(self, name, value)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self._loss(a, b, mask, **{name: getattr(self, name) for name in self._option_names})
+
+
+class L1Loss(_BoundLoss):
     """Module form of :func:`l1_loss`: ``forward(a, b, mask=None) -> (B,)``."""
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return l1_loss(a, b, mask)
+    def __init__(self) -> None:
+        super().__init__(l1_loss)
 
 
-class MSELoss(nn.Module):
+class MSELoss(_BoundLoss):
     """Module form of :func:`mse_loss`: ``forward(a, b, mask=None) -> (B,)``."""
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return mse_loss(a, b, mask)
+    def __init__(self) -> None:
+        super().__init__(mse_loss)
 
 
-class CharbonnierLoss(nn.Module):
+class CharbonnierLoss(_BoundLoss):
     """Module form of :func:`charbonnier_loss`: ``forward(a, b, mask=None) -> (B,)``."""
 
     def __init__(self, scale: float = 0.01) -> None:
-        super().__init__()
         _check_positive(scale, "scale")
-        self.scale = scale
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return charbonnier_loss(a, b, mask, self.scale)
+        super().__init__(charbonnier_loss, scale=scale)
 
 
-class ZNCCLoss(nn.Module):
+class ZNCCLoss(_BoundLoss):
     """Module form of :func:`zncc_loss`: ``forward(a, b, mask=None) -> (B,)``."""
 
     def __init__(self, eps: float = 1e-8) -> None:
-        super().__init__()
         _check_positive(eps, "eps")
-        self.eps = eps
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return zncc_loss(a, b, mask, self.eps)
+        super().__init__(zncc_loss, eps=eps)
 
 
-class LocalZNCCLoss(nn.Module):
+class LocalZNCCLoss(_BoundLoss):
     """Module form of :func:`local_zncc_loss`: ``forward(a, b, mask=None) -> (B,)``."""
 
     def __init__(self, window_size: int | None = 9, sigma: float | None = None, eps: float = 1e-4) -> None:
-        super().__init__()
         _check_positive(eps, "eps")
-        self.window_size, self.sigma, self.eps = window_size, sigma, eps
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return local_zncc_loss(a, b, mask, self.window_size, self.sigma, self.eps)
+        super().__init__(local_zncc_loss, window_size=window_size, sigma=sigma, eps=eps)
 
 
-class SSIMLoss(nn.Module):
+class SSIMLoss(_BoundLoss):
     """Module form of :func:`ssim_loss`: ``forward(a, b, mask=None) -> (B,)``."""
 
     def __init__(
@@ -639,24 +633,16 @@ class SSIMLoss(nn.Module):
         crop_border: bool = True,
         border_type: str = "reflect",
     ) -> None:
-        super().__init__()
         _ssim_constants(data_range, k1, k2)
-        self.window_size, self.sigma, self.data_range = window_size, sigma, data_range
-        self.k1, self.k2 = k1, k2
-        self.crop_border, self.border_type = crop_border, border_type
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return ssim_loss(
-            a,
-            b,
-            mask,
-            self.window_size,
-            self.sigma,
-            self.data_range,
-            self.k1,
-            self.k2,
-            self.crop_border,
-            self.border_type,
+        super().__init__(
+            ssim_loss,
+            window_size=window_size,
+            sigma=sigma,
+            data_range=data_range,
+            k1=k1,
+            k2=k2,
+            crop_border=crop_border,
+            border_type=border_type,
         )
 
 

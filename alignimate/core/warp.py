@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import TypedDict, Unpack
 
 import torch
 import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
@@ -34,6 +35,7 @@ from alignimate.core.coords import normalize_pixel_matrix
 from alignimate.core.transforms import _broadcast_batch, _check_size, _safe_denominator, invert, to_3x3
 
 __all__ = [
+    "WarpOptions",
     "center_crop",
     "crop",
     "pad_to",
@@ -46,6 +48,17 @@ _MODES = ("bilinear", "nearest", "bicubic")
 _PADDING_MODES = ("zeros", "border", "reflection", "constant")
 
 FillValue = float | Sequence[float] | torch.Tensor
+
+
+class WarpOptions(TypedDict, total=False):
+    """The keyword options of :func:`warp_perspective`, which :func:`warp_affine` passes on (their
+    defaults and meaning are :func:`warp_perspective`'s)."""
+
+    mode: str
+    padding_mode: str
+    fill_value: FillValue
+    return_mask: bool
+    exact_integer_shifts: bool
 
 
 def warp_perspective(
@@ -94,34 +107,16 @@ def warp_perspective(
 
 
 def warp_affine(
-    images: torch.Tensor,
-    dst_A_src: torch.Tensor,
-    dsize: tuple[int, int],
-    *,
-    mode: str = "bilinear",
-    padding_mode: str = "zeros",
-    fill_value: FillValue = 0.0,
-    return_mask: bool = False,
-    exact_integer_shifts: bool = True,
+    images: torch.Tensor, dst_A_src: torch.Tensor, dsize: tuple[int, int], **options: Unpack[WarpOptions]
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Affine warp of ``images`` ``(B, C, H, W)`` by ``dst_A_src`` ``(B|1, 2, 3)`` or ``(B|1, 3, 3)`` (only
     the top two rows are used) into ``dsize=(h, w)``; same result as ``cv2.warpAffine(img, M, (w, h))``.
 
-    Options and return value as :func:`warp_perspective`; skips the perspective division.
-    Conventions: docs/conventions.md.
+    Keyword options (:class:`WarpOptions`, with their defaults) and return value as
+    :func:`warp_perspective`; skips the perspective division. Conventions: docs/conventions.md.
     """
     check_matrices(dst_A_src, None, "dst_A_src", rows=(2, 3))
-    return _warp(
-        images,
-        to_3x3(dst_A_src[:, :2, :]),
-        dsize,
-        affine=True,
-        mode=mode,
-        padding_mode=padding_mode,
-        fill_value=fill_value,
-        return_mask=return_mask,
-        exact_integer_shifts=exact_integer_shifts,
-    )
+    return warp_perspective(images, dst_A_src[:, :2, :], dsize, **options)
 
 
 def warp_grid(dst_H_src: torch.Tensor, src_size: tuple[int, int], dsize: tuple[int, int]) -> torch.Tensor:

@@ -36,7 +36,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
@@ -46,6 +46,8 @@ from alignimate.detect.weights import file_sha256
 __all__ = ["CacheWarning", "DetectionCache", "default_cache_dir", "detect_cached"]
 
 _FORMAT_VERSION = 1
+
+_Entry = TypeVar("_Entry")
 
 # An entry file larger than this is treated as corrupt without being read, and none is written:
 # real entries (a few masks at the detector's working size, compressed) are far smaller.
@@ -150,17 +152,7 @@ class DetectionCache:
     # -- detections -------------------------------------------------------------------------
     def load_instances(self, model: str, key: str) -> list[Instance] | None:
         """Cached instances for ``key`` or None (a miss: absent, disabled, or corrupt)."""
-        path = self._path("detections", model, key)
-        data = self._read(path)
-        if data is None:
-            return None
-        try:
-            instances = _decode_instances(data)
-        except _BadEntryError as err:
-            self._bad_entry(path, str(err))
-            return None
-        self.hits += 1
-        return instances
+        return self._load("detections", model, key, _decode_instances)
 
     def save_instances(self, model: str, key: str, instances: Sequence[Instance]) -> None:
         """Store ``instances`` (possibly empty: "nothing found" is worth caching too)."""
@@ -171,17 +163,7 @@ class DetectionCache:
     def load_array(self, model: str, key: str) -> np.ndarray | None:
         """Cached array for ``key`` or None (a miss). A hit is a finite numeric array of at least one
         dimension, in native byte order."""
-        path = self._path("arrays", model, key)
-        data = self._read(path)
-        if data is None:
-            return None
-        try:
-            array = _decode_array(data)
-        except _BadEntryError as err:
-            self._bad_entry(path, str(err))
-            return None
-        self.hits += 1
-        return array
+        return self._load("arrays", model, key, _decode_array)
 
     def save_array(self, model: str, key: str, array: np.ndarray) -> None:
         """Store one array (e.g. the ``(N, D)`` embeddings of a photo's faces)."""
@@ -189,19 +171,26 @@ class DetectionCache:
             self._write(self._path("arrays", model, key), {"array": np.asarray(array)})
 
     # -- storage ----------------------------------------------------------------------------
-    def _read(self, path: Path) -> dict[str, np.ndarray] | None:
-        """The entry's arrays, or None after counting a miss (absent, disabled or unreadable)."""
+    def _load(
+        self, kind: str, model: str, key: str, decode: Callable[[dict[str, np.ndarray]], _Entry]
+    ) -> _Entry | None:
+        """The decoded entry, or None after counting a miss (disabled, absent, unreadable, or not
+        what ``decode`` accepts)."""
+        path = self._path(kind, model, key)
         if not self.enabled:
             self.misses += 1
             return None
         try:
             data = _read_npz(path)
+            if data is None:
+                self.misses += 1
+                return None
+            entry = decode(data)
         except _BadEntryError as err:
             self._bad_entry(path, str(err))
             return None
-        if data is None:
-            self.misses += 1
-        return data
+        self.hits += 1
+        return entry
 
     def _bad_entry(self, path: Path, reason: str) -> None:
         # Not deleted: the recomputed entry replaces it atomically, and where the cache cannot be

@@ -8,10 +8,11 @@ Weights are resolved by :mod:`alignimate.detect.weights` and never downloaded im
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ __all__ = [
     "PersonDetector",
     "build_keypoint_rcnn",
     "build_mask_rcnn",
+    "build_rcnn",
     "choose_main_instance",
 ]
 
@@ -65,20 +67,42 @@ _COCO_PERSON_LABEL = 1  # index of "person" in the COCO category list both model
 _CONTINUOUS_TO_CENTRE = 0.5
 
 
-def _build_rcnn(
-    name: str,
-    factory: Callable[..., torch.nn.Module],
-    weights: str | os.PathLike[str] | None,
-    working_size: int,
-    min_score: float,
-    max_detections: int,
-    proposals: int,
-    **architecture: int,
+RCNNName = Literal["maskrcnn", "keypointrcnn"]
+
+# torchvision's constructor of each model and the head sizes its COCO weights were trained with.
+_RCNN_MODELS: dict[str, tuple[str, dict[str, int]]] = {
+    "maskrcnn": ("maskrcnn_resnet50_fpn", {"num_classes": 91}),
+    "keypointrcnn": (
+        "keypointrcnn_resnet50_fpn",
+        {"num_classes": 2, "num_keypoints": len(COCO_KEYPOINT_NAMES)},
+    ),
+}
+
+
+def build_rcnn(
+    name: RCNNName,
+    weights: str | os.PathLike[str] | None = None,
+    *,
+    working_size: int = 800,
+    min_score: float = 0.5,
+    max_detections: int = 10,
+    proposals: int = 1000,
 ) -> torch.nn.Module:
-    """Build a torchvision R-CNN with the settings both builders share and load ``name``'s weights."""
+    """A torchvision ResNet-50 FPN R-CNN in eval mode with weights from
+    :func:`alignimate.detect.weights.load_state_dict` (``weights``: explicit file, else the hub cache).
+
+    ``name``: ``"maskrcnn"`` (Mask R-CNN, COCO, 91 classes) or ``"keypointrcnn"`` (Keypoint R-CNN,
+    COCO person, 17 keypoints). Its internal resize is pinned so the long side of every input becomes
+    ``working_size``; it keeps at most ``max_detections`` boxes per image (torchvision's default of
+    100 makes the mask and keypoint heads the slowest part on a CPU); ``proposals`` is the number of
+    region proposals kept before and after NMS (torchvision's default 1000; the box head's cost grows
+    linearly with it)."""
+    from torchvision.models import detection
+
+    constructor, heads = _RCNN_MODELS[name]
     state = load_state_dict(name, weights)
     # weights_backbone=None: constructing must never trigger a download of ImageNet weights.
-    model = factory(
+    model = getattr(detection, constructor)(
         weights=None,
         weights_backbone=None,
         min_size=working_size,
@@ -87,62 +111,15 @@ def _build_rcnn(
         box_detections_per_img=max_detections,
         rpn_pre_nms_top_n_test=proposals,
         rpn_post_nms_top_n_test=proposals,
-        **architecture,
+        **heads,
     )
     model.load_state_dict(state)
     return model.eval()
 
 
-def build_mask_rcnn(
-    weights: str | os.PathLike[str] | None = None,
-    *,
-    working_size: int = 800,
-    min_score: float = 0.5,
-    max_detections: int = 10,
-    proposals: int = 1000,
-) -> torch.nn.Module:
-    """Mask R-CNN ResNet-50 FPN (COCO, 91 classes) in eval mode with weights from
-    :func:`alignimate.detect.weights.load_state_dict` (``weights``: explicit file, else the hub cache).
-    Its internal resize is pinned so the long side of every input becomes ``working_size``; it keeps
-    at most ``max_detections`` boxes per image (torchvision's default of 100 makes the mask and
-    keypoint heads the slowest part on a CPU); ``proposals`` is the number of region proposals kept
-    before and after NMS (torchvision's default 1000; the box head's cost grows linearly with it)."""
-    from torchvision.models.detection import maskrcnn_resnet50_fpn
-
-    return _build_rcnn(
-        "maskrcnn",
-        maskrcnn_resnet50_fpn,
-        weights,
-        working_size,
-        min_score,
-        max_detections,
-        proposals,
-        num_classes=91,
-    )
-
-
-def build_keypoint_rcnn(
-    weights: str | os.PathLike[str] | None = None,
-    *,
-    working_size: int = 800,
-    min_score: float = 0.5,
-    max_detections: int = 10,
-    proposals: int = 1000,
-) -> torch.nn.Module:
-    """Keypoint R-CNN ResNet-50 FPN (COCO person, 17 keypoints) in eval mode; see :func:`build_mask_rcnn`."""
-    from torchvision.models.detection import keypointrcnn_resnet50_fpn
-
-    return _build_rcnn(
-        "keypointrcnn",
-        keypointrcnn_resnet50_fpn,
-        weights,
-        working_size,
-        min_score,
-        max_detections,
-        proposals,
-        num_classes=2,
-        num_keypoints=len(COCO_KEYPOINT_NAMES),
-    )
+# The public names of the two models' builders (same options as build_rcnn).
+build_mask_rcnn = functools.partial(build_rcnn, "maskrcnn")
+build_keypoint_rcnn = functools.partial(build_rcnn, "keypointrcnn")
 
 
 @dataclass(frozen=True)
@@ -196,7 +173,7 @@ class PersonDetector:
     min_score: persons scoring lower are dropped. match_iou: smallest box IoU that attaches a
     keypoint detection to a mask detection; an unmatched keypoint detection becomes a person without
     mask. max_persons: most detections kept per photo and model (highest scores first). proposals:
-    region proposals per photo (see :func:`build_mask_rcnn`). mask_weights / keypoint_weights:
+    region proposals per photo (see :func:`build_rcnn`). mask_weights / keypoint_weights:
     explicit weight files (else the hub cache).
     """
 
@@ -235,28 +212,20 @@ class PersonDetector:
         self.match_iou = float(match_iou)
         self.batch_size = batch_size
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self._mask_model = (
-            build_mask_rcnn(
-                mask_weights,
+
+        def build(name: RCNNName, weights: str | os.PathLike[str] | None) -> torch.nn.Module:
+            model = build_rcnn(
+                name,
+                weights,
                 working_size=working_size,
                 min_score=min_score,
                 max_detections=max_persons,
                 proposals=proposals,
-            ).to(self.device)
-            if masks
-            else None
-        )
-        self._kp_model = (
-            build_keypoint_rcnn(
-                keypoint_weights,
-                working_size=working_size,
-                min_score=min_score,
-                max_detections=max_persons,
-                proposals=proposals,
-            ).to(self.device)
-            if keypoints
-            else None
-        )
+            )
+            return model.to(self.device)
+
+        self._mask_model = build("maskrcnn", mask_weights) if masks else None
+        self._kp_model = build("keypointrcnn", keypoint_weights) if keypoints else None
 
     def settings(self) -> dict[str, Any]:
         """Every option that changes the detections (part of the cache key)."""
@@ -308,17 +277,21 @@ class PersonDetector:
         return out
 
 
-def _person_rows(output: dict[str, torch.Tensor], min_score: float) -> torch.Tensor:
+def _persons(
+    output: dict[str, torch.Tensor], min_score: float
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """The person rows of one R-CNN output scoring at least ``min_score``: their indices, boxes
+    (centre convention) and scores."""
     keep = (output["labels"] == _COCO_PERSON_LABEL) & (output["scores"] >= min_score)
-    return torch.nonzero(keep).flatten().cpu()
+    rows = torch.nonzero(keep).flatten().cpu()
+    boxes = output["boxes"][rows].float().cpu().numpy() - _CONTINUOUS_TO_CENTRE
+    return rows, boxes, output["scores"][rows].float().cpu().numpy()
 
 
 def _mask_instances(
     output: dict[str, torch.Tensor], size: tuple[int, int], min_score: float
 ) -> list[Instance]:
-    rows = _person_rows(output, min_score)
-    boxes = output["boxes"][rows].float().cpu().numpy() - _CONTINUOUS_TO_CENTRE
-    scores = output["scores"][rows].float().cpu().numpy()
+    rows, boxes, scores = _persons(output, min_score)
     masks = output["masks"][rows, 0].float().cpu().numpy()
     return [
         Instance(box=boxes[k], score=float(scores[k]), mask=masks[k], image_size=size, label="person")
@@ -329,9 +302,7 @@ def _mask_instances(
 def _keypoint_instances(
     output: dict[str, torch.Tensor], size: tuple[int, int], min_score: float
 ) -> list[Instance]:
-    rows = _person_rows(output, min_score)
-    boxes = output["boxes"][rows].float().cpu().numpy() - _CONTINUOUS_TO_CENTRE
-    scores = output["scores"][rows].float().cpu().numpy()
+    rows, boxes, scores = _persons(output, min_score)
     kps = output["keypoints"][rows, :, :2].float().cpu().numpy() - _CONTINUOUS_TO_CENTRE
     # Keypoint R-CNN scores are heatmap logits; the sigmoid maps them to [0, 1] (0 logits -> 0.5).
     kp_conf = torch.sigmoid(output["keypoints_scores"][rows].float()).cpu().numpy()

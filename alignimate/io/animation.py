@@ -40,7 +40,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import GifImagePlugin, Image
 
-from alignimate.io.writing import AtomicFile, temporary_path_for
+from alignimate.io.writing import AtomicFile, check_uint8_image, temporary_path_for
 
 __all__ = [
     "ANIMATION_SUFFIXES",
@@ -139,14 +139,9 @@ def _check_size_options(
 
 def _as_rgb(frame: np.ndarray) -> np.ndarray:
     """``(H, W, 3)`` uint8 view or copy of a grey, RGB or RGBA (composited on black) frame."""
-    if not isinstance(frame, np.ndarray):
-        raise TypeError(f"frames must be numpy arrays, got {type(frame).__name__}")
-    if frame.dtype != np.uint8:
-        raise TypeError(f"frames must be uint8, got {frame.dtype}")
+    check_uint8_image(frame, "a frame")
     if frame.ndim == 2:
         return np.repeat(frame[:, :, None], 3, axis=2)
-    if frame.ndim != 3 or frame.shape[2] not in (1, 3, 4) or 0 in frame.shape:
-        raise ValueError(f"a frame must have shape (H, W), (H, W, 3) or (H, W, 4), got {frame.shape}")
     if frame.shape[2] == 1:
         return np.repeat(frame, 3, axis=2)
     if frame.shape[2] == 4:
@@ -633,35 +628,33 @@ def write_animation(
     if not out.parent.is_dir():
         raise ValueError(f"out_path: folder {out.parent} does not exist")
 
-    timeline = {"fps": fps, "hold_first": hold_first, "hold_last": hold_last, "crossfade": crossfade}
-    options = {"size": size, "scale": scale, "max_width": max_width, "quality": quality, "loop": loop}
+    def encode(path: Path, shrink: float) -> AnimationInfo:
+        options = {"size": size, "scale": scale, "max_width": max_width, "quality": quality, "loop": loop}
+        return _write_once(
+            factory,
+            sequence,
+            path,
+            fps=fps,
+            hold_first=hold_first,
+            hold_last=hold_last,
+            crossfade=crossfade,
+            boomerang=boomerang,
+            writer_options={**options, "shrink": shrink},
+        )
+
     if max_bytes is None:
-        return _write_once(factory, sequence, out, boomerang=boomerang, writer_options=options, **timeline)
-    return _write_capped(factory, sequence, out, max_bytes, boomerang, options, timeline)
+        return encode(out, 1.0)
+    return _write_capped(encode, out, max_bytes)
 
 
-def _write_capped(
-    factory: Callable[[], Iterable[np.ndarray]],
-    sequence: Sequence[np.ndarray] | None,
-    out: Path,
-    max_bytes: int,
-    boomerang: bool,
-    options: dict,
-    timeline: dict,
-) -> AnimationInfo:
-    """Encode to a hidden trial file, shrinking until it fits ``max_bytes``; then rename it."""
+def _write_capped(encode: Callable[[Path, float], AnimationInfo], out: Path, max_bytes: int) -> AnimationInfo:
+    """Encode (``encode(path, shrink)``) to a hidden trial file, shrinking until it fits ``max_bytes``;
+    then rename it."""
     shrink = 1.0
     for attempt in range(_MAX_SHRINK_ATTEMPTS):
         trial = temporary_path_for(out)
         try:
-            info = _write_once(
-                factory,
-                sequence,
-                trial,
-                boomerang=boomerang,
-                writer_options={**options, "shrink": shrink},
-                **timeline,
-            )
+            info = encode(trial, shrink)
         except BaseException:
             trial.unlink(missing_ok=True)
             raise

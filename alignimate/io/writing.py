@@ -26,6 +26,7 @@ __all__ = [
     "IMAGE_FORMATS",
     "AtomicFile",
     "atomic_write",
+    "check_uint8_image",
     "save_image",
     "temporary_path_for",
     "write_csv",
@@ -106,16 +107,15 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def _check_image_array(array: np.ndarray) -> np.ndarray:
+def check_uint8_image(array: np.ndarray, name: str = "array") -> None:
+    """Raise unless ``array`` is a non-empty uint8 numpy image: ``(H, W)`` grey, ``(H, W, 1)``,
+    ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA (what the writers here accept)."""
     if not isinstance(array, np.ndarray):
-        raise TypeError(f"array must be a numpy array, got {type(array).__name__}")
+        raise TypeError(f"{name} must be a numpy array, got {type(array).__name__}")
     if array.dtype != np.uint8:
-        raise TypeError(f"array must be uint8, got {array.dtype}")
-    if array.ndim == 2:
-        return array
-    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-        raise ValueError(f"array must have shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
-    return array[:, :, 0] if array.shape[2] == 1 else array
+        raise TypeError(f"{name} must be uint8, got {array.dtype}")
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)) or 0 in array.shape:
+        raise ValueError(f"{name} must have shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
 
 
 def save_image(
@@ -136,7 +136,9 @@ def save_image(
         )
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in [1, 100], got {quality}")
-    array = _check_image_array(array)
+    check_uint8_image(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
     if fmt == "JPEG" and array.ndim == 3 and array.shape[2] == 4:
         raise ValueError("array: JPEG cannot store an alpha channel; save RGBA as .png, .webp or .tiff")
     image = Image.fromarray(np.ascontiguousarray(array))

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from alignimate.core.coords import scale_offset_matrix
+
 __all__ = [
     "frame_from_pixels",
     "frame_size",
@@ -40,13 +42,8 @@ def frame_from_pixels(
     """Matrix ``(3, 3)`` mapping pixel coordinates of an image of ``size=(h, w)`` to its frame."""
     h, w = size
     s = max(h, w) / 2.0
-    m = torch.zeros(3, 3, dtype=torch.float64)
-    m[0, 0] = 1.0 / s
-    m[1, 1] = 1.0 / s
-    m[0, 2] = -(w - 1.0) / (2.0 * s)
-    m[1, 2] = -(h - 1.0) / (2.0 * s)
-    m[2, 2] = 1.0
-    return m.to(dtype=dtype, device=device)
+    centre = (-(w - 1.0) / (2.0 * s), -(h - 1.0) / (2.0 * s))
+    return scale_offset_matrix((1.0 / s, 1.0 / s), centre, dtype=dtype, device=device)
 
 
 def pixels_from_frame(
@@ -55,13 +52,7 @@ def pixels_from_frame(
     """Inverse of :func:`frame_from_pixels`: frame -> pixel coordinates, ``(3, 3)``."""
     h, w = size
     s = max(h, w) / 2.0
-    m = torch.zeros(3, 3, dtype=torch.float64)
-    m[0, 0] = s
-    m[1, 1] = s
-    m[0, 2] = (w - 1.0) / 2.0
-    m[1, 2] = (h - 1.0) / 2.0
-    m[2, 2] = 1.0
-    return m.to(dtype=dtype, device=device)
+    return scale_offset_matrix((s, s), ((w - 1.0) / 2.0, (h - 1.0) / 2.0), dtype=dtype, device=device)
 
 
 def matrix_from_model(
