@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
 
 from alignimate.core import gaussian_blur2d, warp_perspective
-from alignimate.pipeline.render import resize_matrix, translation
+from alignimate.pipeline.render import BLUR_DIVISOR, BLUR_FACTOR, resize_matrix, translation
 
 __all__ = [
     "FEATHER_SIGMA",
@@ -54,10 +54,8 @@ PERSON_FILLS = ("black", "white", "blur", "transparent")
 FEATHER_SIGMA = 2.0
 # Output rows composited at once: a band's floats (mask, frame, fill) stay a few MB at 4000 px wide.
 _BAND_ROWS = 256
-# The blurred fill is made at 1/_BLUR_FACTOR of the frame size with sigma = long side / _BLUR_DIVISOR
-# (both as render.py's blurred background, so the two blurs look alike); _BAND_ROWS is a multiple.
-_BLUR_FACTOR = 8
-_BLUR_DIVISOR = 40.0
+# The blurred fill is made like render.py's blurred background (BLUR_FACTOR, BLUR_DIVISOR), so the
+# two blurs look alike; _BAND_ROWS is a multiple of BLUR_FACTOR.
 # Where less than this share of the blur's reach is background (deep inside the subject), the fill is
 # the plain blur: the background-only average would divide by almost nothing there, and the subject
 # covers the spot anyway.
@@ -254,16 +252,16 @@ def _mask_bands(
 def _blurred_background(
     pixels: np.ndarray, source: torch.Tensor, frame_H_mask: np.ndarray, feather: float
 ) -> torch.Tensor:
-    """The blurred fill at 1/_BLUR_FACTOR of the frame size, ``(1, 3, hs, ws)`` in grey levels.
+    """The blurred fill at 1/BLUR_FACTOR of the frame size, ``(1, 3, hs, ws)`` in grey levels.
 
     A normalised convolution: the background's colours, weighted by ``1 - m``, are summed over
-    blocks of _BLUR_FACTOR x _BLUR_FACTOR frame pixels and blurred, then divided by the blurred
+    blocks of BLUR_FACTOR x BLUR_FACTOR frame pixels and blurred, then divided by the blurred
     weights, so the subject's colours never bleed into the fill (no halo); where almost no background
     is within reach (deep inside the subject, which covers the spot anyway) the plain blur is used.
     Summing blocks at full resolution, rather than shrinking the frame first, keeps a block that
     straddles the edge from mixing the subject's colours in."""
     h, w = pixels.shape[:2]
-    f = _BLUR_FACTOR
+    f = BLUR_FACTOR
     hs, ws = -(-h // f), -(-w // f)
     # Channels: the weighted colours (3), the weights, the plain colours (3), the pixel count.
     sums = torch.zeros((8, hs, ws))
@@ -274,8 +272,8 @@ def _blurred_background(
         padded = F.pad(planes, (0, ws * f - w, 0, -(-(y1 - y0) // f) * f - (y1 - y0)))
         blocks = padded.reshape(8, -1, f, ws, f).sum(dim=(2, 4))
         sums[:, y0 // f : y0 // f + blocks.shape[1]] += blocks
-    # _BAND_ROWS is a multiple of _BLUR_FACTOR, so bands never share a block row.
-    sigma = max(hs, ws) / _BLUR_DIVISOR
+    # _BAND_ROWS is a multiple of BLUR_FACTOR, so bands never share a block row.
+    sigma = max(hs, ws) / BLUR_DIVISOR
     blurred = gaussian_blur2d(sums[None], None, sigma, border_type="replicate")[0]
     share = blurred[3:4] / blurred[7:8]
     background = blurred[0:3] / blurred[3:4].clamp_min(1e-12)
@@ -305,7 +303,7 @@ def _compose_band(
     elif fill == "blur":
         assert small_fill is not None
         # Block centres: small pixel i covers frame pixels f i .. f i + f - 1.
-        f = _BLUR_FACTOR
+        f = BLUR_FACTOR
         band_H_small = translation(0, -y0) @ np.array([[f, 0, (f - 1) / 2], [0, f, (f - 1) / 2], [0, 0, 1.0]])
         matrix = torch.as_tensor(band_H_small, dtype=torch.float32)[None]
         background = warp_perspective(

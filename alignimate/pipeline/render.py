@@ -40,9 +40,11 @@ __all__ = [
 ]
 
 BACKGROUNDS = ("black", "white", "blur", "transparent")
-# The blurred background is made at 1/_BLUR_FACTOR of the output size: a blur this strong loses
-# nothing at low resolution, and a 12 MP frame would otherwise cost a very large filter.
-_BLUR_FACTOR = 8
+# The blurred background is made at 1/BLUR_FACTOR of the output size (a blur this strong loses
+# nothing at low resolution, and a 12 MP frame would otherwise cost a very large filter), with a
+# Gaussian sigma of its long side / BLUR_DIVISOR. The cut-out's blurred fill uses the same two.
+BLUR_FACTOR = 8
+BLUR_DIVISOR = 40.0
 # Output tile (h, w): large enough that per-tile Python overhead is small, small enough that a tile's
 # float band, sampling grid and result (about 5 MB together) stay cache-friendly. Chosen by timing
 # other tile sizes on 12 MP frames, none faster (docs/benchmarks.md, design measurements).
@@ -402,13 +404,13 @@ class _Frame:
         return warp_perspective(small, matrix, size, padding_mode="border")[0]
 
     def blurred_small(self) -> torch.Tensor:
-        """The blurred background at 1/_BLUR_FACTOR of the output size, ``(1, 3, h, w)`` in grey levels;
+        """The blurred background at 1/BLUR_FACTOR of the output size, ``(1, 3, h, w)`` in grey levels;
         made once per frame, on first use."""
         if self._blur is None:
             h, w = self.size
-            small_out = (max(1, h // _BLUR_FACTOR), max(1, w // _BLUR_FACTOR))
+            small_out = (max(1, h // BLUR_FACTOR), max(1, w // BLUR_FACTOR))
             ph, pw = self.image.shape[:2]
-            small_in = (max(1, ph // _BLUR_FACTOR), max(1, pw // _BLUR_FACTOR))
+            small_in = (max(1, ph // BLUR_FACTOR), max(1, pw // BLUR_FACTOR))
             # Pillow's antialiased bilinear reduction, on uint8 and in C (the same filter as
             # alignimate.core.resize), avoids a float copy of the whole photo.
             whole = Image.fromarray(np.ascontiguousarray(self.image))
@@ -420,7 +422,7 @@ class _Frame:
             photo = photo.to(self.device)
             rows = torch.as_tensor(matrix, dtype=torch.float32, device=self.device).unsqueeze(0)
             extended = warp_perspective(photo, rows, small_out, padding_mode="border")
-            sigma = max(small_out) / 40.0
+            sigma = max(small_out) / BLUR_DIVISOR
             self._blur = gaussian_blur2d(extended, None, sigma, border_type="replicate")
         return self._blur
 

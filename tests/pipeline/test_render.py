@@ -156,7 +156,7 @@ def blurred_reference(photo: np.ndarray, frame_H_photo: np.ndarray, size: tuple[
     """The blurred background composed the documented way, with whole-image float ops only."""
     images = torch.from_numpy(photo.copy()).permute(2, 0, 1).unsqueeze(0).float() / 255.0
     matrix = torch.from_numpy(frame_H_photo).unsqueeze(0)
-    factor = render._BLUR_FACTOR
+    factor = render.BLUR_FACTOR
     small_out = (size[0] // factor, size[1] // factor)
     small_in = (photo.shape[0] // factor, photo.shape[1] // factor)
     small_matrix = (
