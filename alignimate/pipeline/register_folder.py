@@ -439,16 +439,11 @@ class _Run:
                 out.append((record, dataclasses.replace(job, cutout=cutout), signature))
         return out
 
-    def finish(
-        self,
-        reference: Photo | None,
-        crop: dict[str, int] | None = None,
-        output_size: list[int] | None = None,
-    ) -> RunRecord:
-        """Write transforms.json and report.csv (``reference`` None: nothing could be registered),
-        remove the checkpoint and the frames of an earlier run that this run's record no longer names
-        (photos excluded or skipped since; only files recorded as alignimate's)."""
-        run = self.book.close(self.run_record(reference, crop, output_size))
+    def finish(self, run: RunRecord) -> RunRecord:
+        """Write transforms.json and report.csv of ``run`` (:meth:`run_record`), remove the checkpoint
+        and the frames of an earlier run that this run's record no longer names (photos excluded or
+        skipped since; only files recorded as alignimate's)."""
+        self.book.close(run)
         current = {p.output for p in run.photos if p.output}
         self.outputs.remove(
             n for n in self.outputs.owned() - current if Path(n).suffix.lower() in _FRAME_SUFFIXES
@@ -608,7 +603,7 @@ def align_folder(
 
         try:
             if wanted is None:
-                return AlignResult(out, run.finish(None))
+                return AlignResult(out, run.finish(run.run_record(None)))
             return _register_and_render(run, photos, wanted, settings.mode, make_source)
         except OSError as err:
             raise failure_from_os_error(err, "write") from None
@@ -632,11 +627,11 @@ def _register_and_render(
         found, ref_choice = run.semantic_reference(photos, wanted, semantic)
         if found is None:
             run.log(f"nothing to register on in any photo of {run.folder} (--mode {mode})")
-            return AlignResult(run.out, run.finish(None))
+            return AlignResult(run.out, run.finish(run.run_record(None)))
         reference_photo = found
         if reference_photo is not wanted:
             run.forget_registrations()
         run.register_semantic(photos, reference_photo, ref_choice, semantic)
     crop_box, output_size = run.choose_crop(reference_photo)
     run.render_all(reference_photo, crop_box, output_size, semantic)
-    return AlignResult(run.out, run.finish(reference_photo, crop_box, output_size))
+    return AlignResult(run.out, run.finish(run.run_record(reference_photo, crop_box, output_size)))

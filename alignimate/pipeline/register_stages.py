@@ -83,16 +83,11 @@ def _as_tensor(images: list[np.ndarray], device: torch.device) -> torch.Tensor:
     return batch.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
 
 
-def _full_resolution_matrix(
-    fixed_H_moving: np.ndarray,
-    moving_work: tuple[int, int],
-    moving_full: tuple[int, int],
-    fixed_work: tuple[int, int],
-    fixed_full: tuple[int, int],
-) -> np.ndarray:
-    """Turn a working-resolution ``fixed_H_moving`` into ``canvas_H_photo`` between full-size images."""
+def _full_resolution_matrix(fixed_H_moving: np.ndarray, work: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Turn a working-resolution ``fixed_H_moving`` into ``canvas_H_photo`` between the full-size
+    images; ``work`` is ``(moving_work, fixed_work, moving_full, fixed_full)``, each ``(h, w)``."""
     matrix = torch.from_numpy(np.asarray(fixed_H_moving, dtype=np.float64))[None]
-    return rescale_matrix(matrix, moving_work, fixed_work, moving_full, fixed_full)[0].numpy()
+    return rescale_matrix(matrix, *work)[0].numpy()
 
 
 def _keypoint_rms(
@@ -184,9 +179,8 @@ class RegisterPixels(Stage):
             if verdict is not None and not verdict.startswith("kept"):
                 rows[i] = _skipped(row, verdict)
                 continue
-            matrix = _full_resolution_matrix(
-                matrices[k], work_size, row["photo"].size_hw, fixed_work, self.reference_size_hw
-            )
+            sizes = (work_size, fixed_work, row["photo"].size_hw, self.reference_size_hw)
+            matrix = _full_resolution_matrix(matrices[k], sizes)
             rows[i] = _usable_matrix({**row, "note": verdict or ""}, matrix)
 
 
@@ -314,5 +308,5 @@ class RegisterSemantic(Stage):
             detail = dict(row["choice"].detail or {})
             if keypoints[k] is not None and ref.points is not None:
                 detail["keypoint_rms"] = _keypoint_rms(matrix, keypoints[k], ref.points, ref.work)
-            full = _full_resolution_matrix(matrix, work, row["photo"].size_hw, ref.work, ref.size_hw)
+            full = _full_resolution_matrix(matrix, (work, ref.work, row["photo"].size_hw, ref.size_hw))
             rows[i] = _usable_matrix({**row, "semantic": detail, "note": note}, full)
