@@ -59,6 +59,11 @@ models_app = typer.Typer(
     help="List, locate and download the model weights alignimate uses.", no_args_is_help=True
 )
 app.add_typer(models_app, name="models")
+dataset_app = typer.Typer(
+    help="Build datasets from folders of photos (aligned face crops and a Parquet manifest).",
+    no_args_is_help=True,
+)
+app.add_typer(dataset_app, name="dataset")
 
 __all__ = ["EXIT_OK", "app", "main"]
 
@@ -502,7 +507,104 @@ def faces(
         progress=not (quiet or as_json),
         log=_logger(quiet or as_json),
     )
+    _finish(
+        result,
+        as_json,
+        quiet,
+        lambda summary: (
+            f"kept {summary['aligned']} photos, left out {len(summary['skipped'])}; wrote "
+            f"{summary['output'] or 'no animation'} (frames, report and contact sheet in {summary['out']})"
+        ),
+    )
+
+
+@dataset_app.command(
+    "faces",
+    help=(
+        "Align every face of every photo under SRC (recursively) to a square crop, written under "
+        "DST/crops/ with a Parquet manifest in DST/manifest/ (one row per face, and one per photo "
+        "without a face). Rerunning with the same DST adds only photos not yet in the manifest.\n\n"
+        "Examples:\n\n"
+        "  alignimate dataset faces photos/ --out faces_512/\n\n"
+        "  alignimate dataset faces photos/ --out alice/ --main-face --identity alice.jpg\n\n"
+        "  alignimate dataset faces photos/ --out faces/ --engine ray --address auto"
+    ),
+)
+@_guarded
+def dataset_faces(
+    src: Path = typer.Argument(..., help="Folder of photos (read recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (crops, manifest)."),
+    size: int = typer.Option(512, help="Side of the square crops, pixels."),
+    template: str = typer.Option("ffhq", help="ffhq | arcface | eyes | ffhq-quad: where the face goes."),
+    main_face: bool = typer.Option(
+        False, "--main-face/--all-faces", help="Keep only the largest face of a photo, or every face."
+    ),
+    frontal: bool = typer.Option(True, "--frontal/--no-frontal", help="Skip faces that are not frontal."),
+    max_yaw: float = typer.Option(0.35, help="Largest accepted yaw asymmetry, 0 (frontal) to 1 (profile)."),
+    max_roll: float = typer.Option(30.0, help="Largest accepted head roll, degrees."),
+    max_pitch: float = typer.Option(0.3, help="Largest accepted nod, 0 (level) to 1."),
+    min_face: int = typer.Option(64, help="Smallest face kept: longer side of its box, photo pixels."),
+    identity: Path = typer.Option(None, help="Photo of the person to keep (its largest face)."),
+    max_distance: float = typer.Option(
+        None, help="Largest cosine distance to the --identity face (default: the embedder's own)."
+    ),
+    embed: bool = typer.Option(False, "--embed", help="Store every face's embedding in the manifest."),
+    image_format: str = typer.Option("jpg", "--format", help="jpg | png: the crop files."),
+    quality: int = typer.Option(95, help="JPEG quality of the crops, 1 to 100."),
+    background: str = typer.Option("black", help="black | white | blur: outside the photo."),
+    shard_size: int = typer.Option(1000, help="Photos per crop folder."),
+    detect_size: int = typer.Option(960, help="Long side of the face detector's working copy, pixels."),
+    engine: str = typer.Option(
+        "local", help="local (this process) | ray (Ray Data; pip install 'alignimate[ray]')."
+    ),
+    address: str = typer.Option(None, help="Ray cluster address for --engine ray (default: a local Ray)."),
+    workers: int = typer.Option(
+        None, help="Local engine: batches processed at once (default: one per core)."
+    ),
+    batch_size: int = typer.Option(None, help="Photos per batch (default 8 locally, 2 under Ray on CPUs)."),
+    ray_actors: int = typer.Option(None, help="Ray: detection actors (default: one per CPU, or per GPU)."),
+    ray_actor_cpus: float = typer.Option(0.75, help="Ray: CPUs each actor asks for (fractions allowed)."),
+    device: str = typer.Option("cpu", help="auto | cpu | cuda."),
+    max_pixels: int = MAX_PIXELS,
+    threads: int = THREADS,
+    quiet: bool = QUIET,
+    as_json: bool = JSON,
+) -> None:
+    from alignimate import dataset
+
+    _use_threads(threads)
+    result = dataset.faces(
+        src,
+        out,
+        size=size,
+        template=template,
+        main_face=main_face,
+        frontal=frontal,
+        max_yaw=max_yaw,
+        max_roll=max_roll,
+        max_pitch=max_pitch,
+        min_face=min_face,
+        identity=identity,
+        max_distance=max_distance,
+        embed=embed,
+        image_format=image_format,
+        quality=quality,
+        background=background,
+        shard_size=shard_size,
+        detect_size=detect_size,
+        max_pixels=max_pixels,
+        engine=engine,
+        address=address,
+        workers=workers,
+        batch_size=batch_size,
+        device=device,
+        ray_actors=ray_actors,
+        ray_actor_cpus=ray_actor_cpus,
+        progress=not (quiet or as_json),
+        log=_logger(quiet or as_json),
+    )
     summary = result.summary()
+    skipped = sum(summary["skipped_photos"].values())
     _report(
         summary,
         as_json,
