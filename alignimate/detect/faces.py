@@ -6,17 +6,29 @@ and landmarks are mapped back to the original photo, and each face is then re-de
 full-resolution crop around it (``refine``), which restores full-resolution landmark accuracy for
 small faces. Photos of equal working size are batched together (MTCNN needs equal sizes within a
 batch).
+
+Last, the landmarks are re-estimated on *aligned* crops (``align_landmarks``): MTCNN's final network
+(ONet) run again on the face warped upright to a fixed scale and position in its 48 px input, and on
+the mirror image of that crop, the two estimates averaged (left and right swapped back). MTCNN's own
+crops are axis-aligned boxes cut at whole pixels, at whatever size and roll the face has, and its
+landmark errors change with all three; on aligned crops the network sees every face, large or
+small, turned or not, the same way, so the same face gets the same landmarks in a photo and in an
+aligned frame made from it (docs/benchmarks.md, "Eyes held").
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
 
+from alignimate.core.fit import estimate_similarity
+from alignimate.core.warp import warp_affine
 from alignimate.detect.base import (
     ImageBatch,
     Instance,
@@ -24,8 +36,9 @@ from alignimate.detect.base import (
     map_instance_to_original,
     resize_uint8,
 )
+from alignimate.detect.identity import ARCFACE_TEMPLATE_112
 
-__all__ = ["DEFAULT_FACE_WORKING_SIZE", "FACE_LANDMARKS", "FaceDetector"]
+__all__ = ["DEFAULT_FACE_WORKING_SIZE", "FACE_LANDMARKS", "FaceDetector", "align_landmarks"]
 
 # MTCNN's landmark order. "left" is the image left in an upright photo (the subject's right eye).
 FACE_LANDMARKS: tuple[str, ...] = ("eye_left", "eye_right", "nose", "mouth_left", "mouth_right")
@@ -38,6 +51,22 @@ DEFAULT_FACE_WORKING_SIZE = 960
 
 # Refinement crops: _REFINE_CROP px square, the face box a half of it.
 _REFINE_CROP = 256
+
+# Aligned landmark crops. ONet's input side, in pixels.
+_ONET_SIZE = 48
+# The aligned crop in the units of the ArcFace template (ARCFACE_TEMPLATE_112, the face's 5 points on
+# 112 x 112): a square of this side about this centre, which frames an upright face about as MTCNN's
+# own boxes do. The centre lies on the template's axis of symmetry, so the mirror image of a crop is
+# the crop of the mirrored face.
+_ALIGNED_CENTRE = (56.0, 66.0)
+_ALIGNED_SIDE = 100.0
+# ONet passes: the first crop is placed by MTCNN's landmarks, each later one by the previous pass's.
+_ALIGN_PASSES = 2
+# Supersampling limit of an aligned crop: a face larger than this many photo pixels per crop pixel is
+# first reduced by whole-pixel averaging.
+_MAX_SUPERSAMPLE = 8
+# Mirror image of a landmark set: the eyes and the mouth corners change sides.
+_MIRROR_ORDER = (1, 0, 2, 4, 3)
 
 
 def _face_crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -96,6 +125,111 @@ def _best_match(
     return best
 
 
+def _aligned_crop_matrices(points: np.ndarray) -> np.ndarray:
+    """``crop_H_photo`` ``(N, 3, 3)`` float64: the similarity that takes each face's landmarks
+    ``(N, 5, 2)`` (photo pixels) by their least-squares fit onto the ArcFace template, then the aligned
+    box (:data:`_ALIGNED_CENTRE`, :data:`_ALIGNED_SIDE`) onto a ``_ONET_SIZE`` px crop (pixel
+    centres, docs/conventions.md)."""
+    template = torch.tensor(ARCFACE_TEMPLATE_112, dtype=torch.float64)
+    src = torch.from_numpy(np.asarray(points, dtype=np.float64))
+    arcface_H_photo = estimate_similarity(src, template[None].expand(src.shape[0], -1, -1)).numpy()
+    k = _ONET_SIZE / _ALIGNED_SIDE
+    left = _ALIGNED_CENTRE[0] - _ALIGNED_SIDE / 2
+    top = _ALIGNED_CENTRE[1] - _ALIGNED_SIDE / 2
+    crop_H_arcface = np.array([[k, 0.0, -k * left - 0.5], [0.0, k, -k * top - 0.5], [0.0, 0.0, 1.0]])
+    return crop_H_arcface @ arcface_H_photo
+
+
+def _aligned_crop(image: np.ndarray, crop_H_photo: np.ndarray) -> torch.Tensor:
+    """The ``(3, _ONET_SIZE, _ONET_SIZE)`` float32 crop (grey levels 0-255) of ``image`` ``(H, W, 3)``
+    uint8 by the similarity ``crop_H_photo``, antialiased: each crop pixel is the mean of a grid of
+    bilinear samples about one photo pixel apart (after whole-pixel averaging of the photo where the
+    face is very large). Outside the photo is black, as in MTCNN's own crops."""
+    h, w = image.shape[:2]
+    photo_H_crop = np.linalg.inv(crop_H_photo)
+    edge = _ONET_SIZE - 0.5
+    corners = np.array([[-0.5, -0.5], [edge, -0.5], [-0.5, edge], [edge, edge]])
+    footprint = corners @ photo_H_crop[:2, :2].T + photo_H_crop[:2, 2]
+    x0, y0 = (max(0, int(np.floor(v)) - 2) for v in footprint.min(axis=0))
+    x1, y1 = min(w, int(np.ceil(footprint[:, 0].max())) + 3), min(h, int(np.ceil(footprint[:, 1].max())) + 3)
+    if x1 <= x0 or y1 <= y0:
+        return torch.zeros(3, _ONET_SIZE, _ONET_SIZE)
+    region = torch.from_numpy(np.array(image[y0:y1, x0:x1], dtype=np.float32)).permute(2, 0, 1)[None]
+    per_crop_pixel = 1.0 / math.sqrt(abs(float(np.linalg.det(crop_H_photo[:2, :2]))))
+    reduce = max(1, math.ceil(per_crop_pixel / _MAX_SUPERSAMPLE))
+    if reduce > 1 and min(region.shape[-2:]) >= reduce:
+        region = F.avg_pool2d(region, reduce)
+    else:
+        reduce = 1
+    # Pixel j of the reduced region averages photo pixels reduce * j ... reduce * j + reduce - 1.
+    offset = (reduce - 1) / 2
+    photo_H_region = np.array([[reduce, 0.0, x0 + offset], [0.0, reduce, y0 + offset], [0.0, 0.0, 1.0]])
+    k = int(min(_MAX_SUPERSAMPLE, max(1, math.ceil(per_crop_pixel / reduce))))
+    # Crop pixel u is the mean of the k x k fine pixels k u ... k u + k - 1 (centre k u + (k - 1) / 2).
+    fine_H_crop = np.array([[k, 0.0, (k - 1) / 2], [0.0, k, (k - 1) / 2], [0.0, 0.0, 1.0]])
+    fine_H_region = fine_H_crop @ crop_H_photo @ photo_H_region
+    fine = warp_affine(region, torch.from_numpy(fine_H_region).float()[None], (k * _ONET_SIZE,) * 2)
+    assert isinstance(fine, torch.Tensor)
+    return (F.avg_pool2d(fine, k) if k > 1 else fine)[0]
+
+
+def _onet_landmarks(onet: torch.nn.Module, crops: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """ONet on crops ``(M, 3, 48, 48)`` (grey levels 0-255): landmarks ``(M, 5, 2)`` float64 in crop
+    pixels and the face probability ``(M,)``."""
+    device = next(onet.parameters()).device
+    points, probs = [], []
+    for start in range(0, crops.shape[0], 256):
+        batch = (crops[start : start + 256].to(device) - 127.5) * 0.0078125
+        with torch.inference_mode():
+            _, landmarks, prob = onet(batch)
+        points.append(landmarks.double().cpu().numpy())
+        probs.append(prob[:, 1].double().cpu().numpy())
+    flat = np.concatenate(points)
+    # ONet gives x then y of the 5 points as fractions of its input, measured from the crop's edge.
+    return np.stack([flat[:, :5], flat[:, 5:]], axis=2) * _ONET_SIZE - 0.5, np.concatenate(probs)
+
+
+def align_landmarks(
+    onet: torch.nn.Module, images: list[np.ndarray], points: np.ndarray, passes: int = _ALIGN_PASSES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks re-estimated by MTCNN's ONet on aligned crops and their mirror images.
+
+    Each pass warps every face upright to a fixed place and scale in a 48 px crop (placed by the
+    previous landmarks, :func:`_aligned_crop_matrices`), runs ONet on the crops and their mirror images
+    in one batch, maps both estimates back to the photo (the mirror's left and right swapped) and
+    averages them.
+
+    Args:
+        onet: facenet-pytorch's ONet (``MTCNN().onet``).
+        images: ``(H, W, 3)`` uint8 photo of each face (the same photo may appear several times).
+        points: ``(N, 5, 2)`` landmarks in MTCNN order, photo pixels (docs/conventions.md), one face
+            per entry of ``images``.
+        passes: how many times to re-estimate (each pass places its crop by the last estimate).
+
+    Returns:
+        ``(landmarks (N, 5, 2) float64, probability (N,))``: the new landmarks in photo pixels, and the
+        mean face probability ONet gives the last pass's crops (low where the crop shows no face,
+        i.e. the starting landmarks were wrong).
+    """
+    current = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
+    n = current.shape[0]
+    probability = np.zeros(n)
+    if n == 0:
+        return current, probability
+    mirror = list(_MIRROR_ORDER)
+    for _ in range(passes):
+        crop_H_photo = _aligned_crop_matrices(current)
+        crops = torch.stack([_aligned_crop(im, m) for im, m in zip(images, crop_H_photo, strict=True)])
+        found, prob = _onet_landmarks(onet, torch.cat([crops, crops.flip(-1)]))
+        mirrored = found[n:][:, mirror]
+        mirrored[..., 0] = (_ONET_SIZE - 1) - mirrored[..., 0]
+        in_crop = 0.5 * (found[:n] + mirrored)
+        photo_H_crop = np.linalg.inv(crop_H_photo)
+        current = np.einsum("nij,nkj->nki", photo_H_crop[:, :2, :2], in_crop) + photo_H_crop[:, None, :2, 2]
+        probability = 0.5 * (prob[:n] + prob[n:])
+    return current, probability
+
+
 class FaceDetector:
     """All faces in each photo, each an :class:`Instance` with label ``"face"``, its box, score and
     the 5 landmarks :data:`FACE_LANDMARKS` (each landmark's score is the face's score).
@@ -109,6 +243,10 @@ class FaceDetector:
     refine: when a photo was reduced, re-detect each face on a full-resolution crop around it
         (``_REFINE_CROP`` px, the face about half of it) and keep that box and those landmarks: the
         small working copy finds faces, the crop places the landmarks.
+    align_landmarks: re-estimate each face's landmarks on aligned crops and their mirror images
+        (:func:`align_landmarks`; the module docstring says why). A face whose aligned crops ONet
+        does not take for a face (probability under the last stage threshold) keeps MTCNN's
+        landmarks.
     """
 
     name = "mtcnn"
@@ -123,6 +261,7 @@ class FaceDetector:
         min_score: float = 0.9,
         batch_size: int = 8,
         refine: bool = True,
+        align_landmarks: bool = True,
         device: torch.device | str | None = None,
     ) -> None:
         from facenet_pytorch import MTCNN
@@ -146,6 +285,7 @@ class FaceDetector:
         self.min_score = float(min_score)
         self.batch_size = batch_size
         self.refine = refine
+        self.align_landmarks = align_landmarks
         dev = torch.device(device) if device is not None else None
         self._mtcnn = MTCNN(
             keep_all=True,
@@ -175,6 +315,7 @@ class FaceDetector:
             "factor": self.factor,
             "min_score": self.min_score,
             "refine": self.refine,
+            "align_landmarks": self.align_landmarks,
         }
 
     def detect(self, images: ImageBatch) -> list[list[Instance]]:
@@ -199,7 +340,26 @@ class FaceDetector:
         if self.refine:
             reduced = [i for i, (o, w) in enumerate(zip(originals, work, strict=True)) if o.shape != w.shape]
             self._refine([originals[i] for i in reduced], [results[i] for i in reduced])
+        if self.align_landmarks:
+            self._align(originals, results)
         return results
+
+    def _align(self, originals: list[np.ndarray], faces_per_image: list[list[Instance]]) -> None:
+        """Replace every face's landmarks by :func:`align_landmarks`' on the full-resolution photo,
+        where ONet takes the aligned crops for a face (a face it does not keeps MTCNN's)."""
+        where = [
+            (i, j)
+            for i, faces in enumerate(faces_per_image)
+            for j, face in enumerate(faces)
+            if face.keypoints is not None and np.isfinite(face.keypoints).all()
+        ]
+        if not where:
+            return
+        points = np.stack([faces_per_image[i][j].keypoints for i, j in where]).astype(np.float64)
+        aligned, probability = align_landmarks(self._mtcnn.onet, [originals[i] for i, _ in where], points)
+        for (i, j), new, prob in zip(where, aligned, probability, strict=True):
+            if prob >= self.thresholds[2] and np.isfinite(new).all():
+                faces_per_image[i][j] = replace(faces_per_image[i][j], keypoints=new.astype(np.float32))
 
     def _refine(self, originals: list[np.ndarray], faces_per_image: list[list[Instance]]) -> None:
         """Re-detect every face on a full-resolution crop around it and keep the re-detection that

@@ -130,8 +130,11 @@ def face_template(kind: str, size: int) -> np.ndarray:
 
 # The "eyes" fit weighs each eye this many times more than a nose or mouth landmark: the eyes all but
 # land on their template points, and the other three still steady the angle and the scale, which two
-# points alone leave to the eye landmarks' own scatter (measured: docs/benchmarks.md, "Eyes held").
-EYE_WEIGHT = 25.0
+# points alone leave to the eye landmarks' own scatter. With the detector's aligned landmarks
+# (detect.faces.align_landmarks) that scatter is small, so the eyes can weigh more: the fit then
+# leaves them nearer their template points, and a mouth that moves with the expression pulls them
+# less (measured: docs/benchmarks.md, "Eyes held").
+EYE_WEIGHT = 100.0
 # The "eyes" fit falls back to the five-point fit when, once the eyes are placed, a nose or mouth
 # landmark lands further than this many template eye distances from its template point: real faces
 # stay far inside (their proportions differ from the template's by a fraction of that), so a larger

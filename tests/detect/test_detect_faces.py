@@ -69,8 +69,9 @@ def test_reduced_working_resolution_maps_back_to_the_original(detector: FaceDete
     eye_distance = float(np.linalg.norm(expected[1] - expected[0]))
 
     full = FaceDetector(working_size=None, min_face_size=60).detect([canvas])[0]  # face ~130 px wide
-    # 1/3 of the size: the face is ~43 px wide there. Without refinement this tests the mapping alone.
-    small = FaceDetector(working_size=400, refine=False).detect([canvas])[0]
+    # 1/3 of the size: the face is ~43 px wide there. Without refinement (nor aligned landmarks, which
+    # work on the full-resolution photo) this tests the mapping alone.
+    small = FaceDetector(working_size=400, refine=False, align_landmarks=False).detect([canvas])[0]
     assert len(full) == 1 and len(small) == 1
     assert small[0].image_size == (900, 1200)
     assert _landmark_error(full[0].keypoints, expected) < 0.06 * eye_distance
@@ -98,6 +99,8 @@ def test_blank_and_tiny_photos_are_not_fatal(detector: FaceDetector) -> None:
 def test_settings_and_bad_arguments() -> None:
     d = FaceDetector(working_size=640, min_score=0.95)
     assert d.settings()["working_size"] == 640 and d.settings()["min_score"] == 0.95
+    assert d.settings()["align_landmarks"] is True
+    assert FaceDetector(align_landmarks=False).settings()["align_landmarks"] is False
     with pytest.raises(ValueError, match="working_size"):
         FaceDetector(working_size=8)
     with pytest.raises(ValueError, match="min_face_size"):
@@ -118,10 +121,94 @@ def test_refinement_recovers_landmarks_of_small_faces(truth: dict) -> None:
     canvas[y0 : y0 + 512, x0 : x0 + 512] = skimage.data.astronaut()
     expected = np.array([truth["landmarks_source"][k] for k in ORDER]) + np.array([x0, y0])
     eye_distance = float(np.linalg.norm(expected[1] - expected[0]))
-    coarse = FaceDetector(working_size=480, refine=False).detect([canvas])[0]
-    refined = FaceDetector(working_size=480).detect([canvas])[0]
+    # Aligned landmarks off in both: they are measured on the full-resolution photo and would hide
+    # what the crop refinement does.
+    coarse = FaceDetector(working_size=480, refine=False, align_landmarks=False).detect([canvas])[0]
+    refined = FaceDetector(working_size=480, align_landmarks=False).detect([canvas])[0]
     assert len(coarse) == 1 and len(refined) == 1
     coarse_error = _landmark_error(coarse[0].keypoints, expected) / eye_distance
     refined_error = _landmark_error(refined[0].keypoints, expected) / eye_distance
     assert refined_error < 0.08
     assert refined_error < coarse_error
+
+
+def _astronaut_renderings(truth: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The astronaut under similarities of different scale (face 0.6x to 2.5x), roll and sub-pixel
+    position, each with ``frame_H_source``."""
+    import cv2
+    import skimage.data
+
+    source = skimage.data.astronaut()
+    centre = np.array([truth["landmarks_source"][k] for k in ORDER]).mean(axis=0)
+    out = []
+    for scale, degrees, (cx, cy) in [
+        (0.6, 0.0, (160.3, 170.7)),
+        (1.0, 12.0, (300.5, 240.25)),
+        (1.4, -17.0, (330.8, 300.1)),
+        (1.9, 5.0, (420.4, 380.6)),
+        (2.5, -8.0, (500.2, 420.9)),
+    ]:
+        a = np.deg2rad(degrees)
+        linear = scale * np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+        matrix = np.eye(3)
+        matrix[:2, :2] = linear
+        matrix[:2, 2] = np.array([cx, cy]) - linear @ centre
+        size = (int(2 * cx), int(2 * cy))
+        frame = cv2.warpAffine(
+            source, matrix[:2], size, flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        )
+        out.append((frame, matrix))
+    return out
+
+
+def test_aligned_landmarks_are_the_same_at_every_scale_and_roll(truth: dict) -> None:
+    """One face at five scales and rolls: its landmarks, mapped back to the face's own pixels, scatter
+    less with the aligned landmarks than with MTCNN's, and lie near the hand-measured truth."""
+    renderings = _astronaut_renderings(truth)
+    images = [image for image, _ in renderings]
+    expected = np.array([truth["landmarks_source"][k] for k in ORDER])
+    eye_distance = float(np.linalg.norm(expected[1] - expected[0]))
+    scatter = {}
+    for align in (False, True):
+        found = FaceDetector(min_face_size=30, align_landmarks=align).detect(images)
+        back = []
+        for faces, (_, matrix) in zip(found, renderings, strict=True):
+            assert len(faces) == 1
+            inverse = np.linalg.inv(matrix)
+            back.append(faces[0].keypoints.astype(np.float64) @ inverse[:2, :2].T + inverse[:2, 2])
+        points = np.stack(back)
+        # Worst distance of an eye to that eye's mean position, in eye distances.
+        scatter[align] = float(np.linalg.norm(points[:, :2] - points[:, :2].mean(axis=0), axis=2).max())
+        scatter[align] /= eye_distance
+        if align:
+            assert np.linalg.norm(points - expected, axis=2).max() < 0.1 * eye_distance
+    print(f"eye scatter over scales and rolls (eye distances): {scatter}")
+    assert scatter[True] < 0.02
+    assert scatter[True] < 0.5 * scatter[False]
+
+
+def test_aligned_landmarks_of_a_mirrored_photo_are_mirrored(detector: FaceDetector) -> None:
+    image = _load("face_03.jpg")
+    mirror = np.ascontiguousarray(image[:, ::-1])
+    (face,), (flipped,) = detector.detect([image, mirror])
+    back = flipped.keypoints[[1, 0, 2, 4, 3]].astype(np.float64)
+    back[:, 0] = image.shape[1] - 1 - back[:, 0]
+    eye_distance = float(np.linalg.norm(face.keypoints[1] - face.keypoints[0]))
+    assert np.linalg.norm(back - face.keypoints, axis=1).max() < 0.02 * eye_distance
+
+
+def test_aligned_landmarks_keep_mtcnn_s_where_the_crop_shows_no_face(detector: FaceDetector) -> None:
+    from alignimate.detect.faces import align_landmarks
+
+    image = _load("face_03.jpg")
+    face = FaceDetector(min_face_size=48, align_landmarks=False).detect([image])[0][0]
+    # The same landmarks moved onto the blank top-left corner: ONet sees no face there.
+    moved = face.keypoints.astype(np.float64) - face.keypoints.min(axis=0) + 2.0
+    blank = image.copy()
+    blank[: int(moved[:, 1].max()) + 60, : int(moved[:, 0].max()) + 60] = 128
+    points, probability = align_landmarks(
+        detector._mtcnn.onet, [image, blank], np.stack([face.keypoints, moved])
+    )
+    assert points.shape == (2, 5, 2)
+    assert probability[0] > 0.99 and probability[1] < detector.thresholds[2]
+    assert align_landmarks(detector._mtcnn.onet, [], np.zeros((0, 5, 2)))[0].shape == (0, 5, 2)
