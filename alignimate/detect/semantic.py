@@ -1,4 +1,5 @@
-"""Detections -> the ``(B, K, H, W)`` keypoint heatmaps that ``register`` aligns on.
+"""Detections -> the ``(K, h, w)`` keypoint heatmaps that ``register`` aligns on (the semantic modes,
+:mod:`alignimate.pipeline.semantic_sources`).
 
 One channel per chosen keypoint: a Gaussian from :func:`alignimate.core.heatmaps.keypoint_heatmaps`
 around the keypoint, weighted by how much the keypoint can be trusted, times the person's soft mask
@@ -17,7 +18,13 @@ from alignimate.core.heatmaps import keypoint_heatmaps
 from alignimate.core.transforms import scale_matrix_for_resize, transform_points
 from alignimate.detect.base import Instance, select_keypoints
 
-__all__ = ["DEFAULT_CONFIDENCE_RAMP", "confidence_weights", "resized_mask", "semantic_heatmaps"]
+__all__ = [
+    "DEFAULT_CONFIDENCE_RAMP",
+    "confidence_weights",
+    "heatmap_image",
+    "keypoints_at",
+    "resized_mask",
+]
 
 # Keypoint confidences (in [0, 1]) below the first value get weight 0, above the second weight 1,
 # linear in between. 0.5 is a Keypoint R-CNN logit of 0 (its "unsure" point), 0.9 a logit of 2.2.
@@ -53,63 +60,37 @@ def resized_mask(
     return r[0].clamp(0.0, 1.0)
 
 
-def semantic_heatmaps(
-    instances_per_image: Sequence[Instance | None],
-    size: tuple[int, int],
-    keypoint_names: Sequence[str],
-    sigma_frac: float = 0.04,
-    *,
-    image_sizes: Sequence[tuple[int, int]] | None = None,
-    use_mask: bool = True,
-    confidence_ramp: tuple[float, float] = DEFAULT_CONFIDENCE_RAMP,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Heatmaps ``(B, K, h, w)`` for the chosen instance of each photo (None: a photo where nothing
-    was found, all channels 0).
+def keypoints_at(
+    inst: Instance, names: Sequence[str], photo_size: Sequence[int], size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The keypoints ``names`` of ``inst`` (found on a photo of ``photo_size=(H, W)``) where they lie
+    on the same photo resized to ``size=(h, w)`` (pixel-centre convention, docs/conventions.md),
+    ``(K, 2)`` float64, with their scores ``(K,)``; a name the instance does not have scores 0."""
+    pts, scores = select_keypoints(inst, names)
+    resized_H_photo = scale_matrix_for_resize(tuple(photo_size), tuple(size), dtype=torch.float64)
+    out = transform_points(resized_H_photo, torch.as_tensor(pts, dtype=torch.float64)[None])[0]
+    return out.numpy(), np.asarray(scores, dtype=np.float64)
 
-    size: ``(h, w)`` of the heatmaps, i.e. of the photos as ``register`` sees them; each photo is
-        taken to be resized to it as a whole, so a keypoint ``x`` maps to ``(x + 0.5) * w / W - 0.5``.
-    keypoint_names: the ``K`` channels, by name (e.g. COCO names or the 5 face landmarks); a name an
-        instance does not have gives a zero channel.
-    sigma_frac: Gaussian sigma as a fraction of ``max(h, w)`` (0.04 as in alignimation).
-    image_sizes: ``(H, W)`` of each original photo; defaults to each instance's ``image_size``.
-    use_mask: multiply by the instance's soft mask (resized to ``size``) where it has one.
-    confidence_ramp: see :func:`confidence_weights`; each channel is scaled by its keypoint's weight.
-    """
+
+def heatmap_image(
+    points: np.ndarray,
+    weights: np.ndarray,
+    size: tuple[int, int],
+    sigma: float,
+    mask: np.ndarray | None = None,
+) -> torch.Tensor:
+    """The semantic image ``(K, h, w)`` float32 of one detection at ``size=(h, w)``: a Gaussian of
+    ``sigma`` pixels around each of the ``(K, 2)`` ``points`` (pixels of that size), scaled by its
+    weight ``(K,)`` (e.g. :func:`confidence_weights` of the scores), times the soft ``mask`` (any
+    resolution, resized) where there is one, so a heatmap does not spill onto the background."""
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"size must be (h, w) with positive entries, got {size}")
-    if len(keypoint_names) == 0:
-        raise ValueError("keypoint_names must list at least one keypoint name")
-    if sigma_frac <= 0:
-        raise ValueError(f"sigma_frac must be positive, got {sigma_frac}")
-    if image_sizes is not None and len(image_sizes) != len(instances_per_image):
-        raise ValueError(f"image_sizes has {len(image_sizes)} entries for {len(instances_per_image)} images")
-    h, w = int(size[0]), int(size[1])
-    k = len(keypoint_names)
-    dev = torch.device(device) if device is not None else None
-    points = torch.zeros(len(instances_per_image), k, 2, dtype=torch.float64)
-    scores = torch.zeros(len(instances_per_image), k, dtype=torch.float64)
-    for b, inst in enumerate(instances_per_image):
-        if inst is None:
-            continue
-        src = image_sizes[b] if image_sizes is not None else inst.image_size
-        if src is None:
-            raise ValueError(f"instances_per_image[{b}] has no image_size; pass image_sizes")
-        pts, sc = select_keypoints(inst, keypoint_names)
-        to_out = scale_matrix_for_resize(tuple(src), (h, w), dtype=torch.float64)
-        points[b] = transform_points(to_out, torch.as_tensor(pts, dtype=torch.float64)[None])[0]
-        scores[b] = torch.as_tensor(sc, dtype=torch.float64)
-    weights = confidence_weights(scores, confidence_ramp).to(dtype=dtype, device=dev)
-    sigma = sigma_frac * max(h, w)
-    maps = keypoint_heatmaps(points.to(dtype=dtype, device=dev), size=(h, w), sigma=sigma, weights=weights)
-    if not use_mask or all(inst is None or inst.mask is None for inst in instances_per_image):
-        return maps
-    ones = torch.ones(1, h, w, dtype=dtype, device=dev)
-    masks = torch.stack(
-        [
-            ones if inst is None or inst.mask is None else resized_mask(inst.mask, (h, w), dtype, dev)
-            for inst in instances_per_image
-        ]
-    )
-    return maps * masks
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    maps = keypoint_heatmaps(
+        torch.as_tensor(points, dtype=torch.float32)[None],
+        size=tuple(size),
+        sigma=sigma,
+        weights=torch.as_tensor(weights, dtype=torch.float32)[None],
+    )[0]
+    return maps if mask is None else maps * resized_mask(mask, tuple(size))

@@ -41,12 +41,10 @@ import numpy as np
 import torch
 
 from alignimate.core.fit import MIN_POINTS
-from alignimate.core.heatmaps import keypoint_heatmaps
 from alignimate.core.resize import fit_size
-from alignimate.core.transforms import scale_matrix_for_resize, transform_points
-from alignimate.detect.base import Detector, Instance, detect_each, map_instance_to_original, select_keypoints
+from alignimate.detect.base import Detector, Instance, detect_each, map_instance_to_original
 from alignimate.detect.cache import DetectionCache
-from alignimate.detect.semantic import confidence_weights, resized_mask
+from alignimate.detect.semantic import confidence_weights, heatmap_image, keypoints_at, resized_mask
 from alignimate.io import PhotoError, read_images_parallel
 from alignimate.pipeline.cutout import SubjectMask
 from alignimate.pipeline.photos import Photo
@@ -357,9 +355,7 @@ class SemanticSource:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(K, 2)`` keypoints in working pixels and their ``(K,)`` weights in ``[0, 1]``."""
         assert self.names is not None
-        pts, scores = select_keypoints(inst, self.names)
-        work_H_photo = scale_matrix_for_resize(tuple(photo_size), work, dtype=torch.float64)
-        out = transform_points(work_H_photo, torch.as_tensor(pts, dtype=torch.float64)[None])[0].numpy()
+        out, scores = keypoints_at(inst, self.names, photo_size, work)
         weights = confidence_weights(torch.as_tensor(scores, dtype=torch.float64)).numpy()
         if self.mode == "keypoints":
             weights = np.where(scores > 0, 1.0, 0.0)  # user files: a given point is a trusted point
@@ -386,18 +382,12 @@ class SemanticSource:
 
         keypoints: the instance's :meth:`points` at that size (None in masks mode, which has none);
         sigma: heatmap sigma in working pixels (default :meth:`sigma` of those points)."""
-        mask = None if inst.mask is None else resized_mask(inst.mask, work)
         if keypoints is None:
-            assert mask is not None, "an instance without keypoints needs a mask"
-            return mask
+            assert inst.mask is not None, "an instance without keypoints needs a mask"
+            return resized_mask(inst.mask, work)
         points, weights = keypoints
-        maps = keypoint_heatmaps(
-            torch.as_tensor(points, dtype=torch.float32)[None],
-            size=work,
-            sigma=self.sigma(points, weights, work) if sigma is None else sigma,
-            weights=torch.as_tensor(weights, dtype=torch.float32)[None],
-        )[0]
-        return maps if mask is None else maps * mask
+        sigma = self.sigma(points, weights, work) if sigma is None else sigma
+        return heatmap_image(points, weights, work, sigma, inst.mask)
 
 
 def keypoint_init(

@@ -6,7 +6,7 @@ import torch
 
 from alignimate.detect.base import Instance
 from alignimate.detect.persons import COCO_KEYPOINT_NAMES, DEFAULT_BODY_KEYPOINTS
-from alignimate.detect.semantic import confidence_weights, semantic_heatmaps
+from alignimate.detect.semantic import confidence_weights, heatmap_image, keypoints_at
 
 
 def _person(points: dict[str, tuple[float, float, float]], size: tuple[int, int], mask=None) -> Instance:
@@ -43,39 +43,43 @@ def test_peaks_sit_on_the_rescaled_keypoints() -> None:
         },
         (400, 600),
     )
-    maps = semantic_heatmaps([p], (100, 150), DEFAULT_BODY_KEYPOINTS, sigma_frac=0.04)
-    assert maps.shape == (1, 3, 100, 150) and maps.dtype == torch.float32
-    assert [_argmax_xy(maps[0, k]) for k in range(3)] == [(50, 10), (60, 30), (90, 80)]
-    # Sigma is 4 % of the long side: 6 px. One sigma away the peak-normalised Gaussian is exp(-1/2).
-    assert float(maps[0, 0, 10, 56] / maps[0, 0, 10, 50]) == pytest.approx(np.exp(-0.5), rel=1e-5)
-    assert float(maps[0, 0, 10, 50]) == pytest.approx(1.0)
+    points, scores = keypoints_at(p, DEFAULT_BODY_KEYPOINTS, (400, 600), (100, 150))
+    np.testing.assert_allclose(points, [[50, 10], [60, 30], [90, 80]], atol=1e-9)
+    np.testing.assert_allclose(scores, [1.0, 0.95, 0.99], atol=1e-6)
+    maps = heatmap_image(points, np.ones(3), (100, 150), sigma=6.0)
+    assert maps.shape == (3, 100, 150) and maps.dtype == torch.float32
+    assert [_argmax_xy(maps[k]) for k in range(3)] == [(50, 10), (60, 30), (90, 80)]
+    # One sigma away the peak-normalised Gaussian is exp(-1/2).
+    assert float(maps[0, 10, 56] / maps[0, 10, 50]) == pytest.approx(np.exp(-0.5), rel=1e-5)
+    assert float(maps[0, 10, 50]) == pytest.approx(1.0)
 
 
-def test_low_confidence_is_down_weighted_and_missing_instances_are_zero() -> None:
+def test_low_confidence_is_down_weighted_and_unknown_names_score_zero() -> None:
     p = _person(
         {"left_ear": (10, 10, 0.3), "left_shoulder": (20, 20, 0.7), "left_hip": (30, 30, 0.95)}, (64, 64)
     )
-    maps = semantic_heatmaps([p, None], (64, 64), DEFAULT_BODY_KEYPOINTS)
-    peaks = maps.amax(dim=(-1, -2))
-    assert peaks[0].tolist() == pytest.approx([0.0, 0.5, 1.0])  # ramp (0.5, 0.9)
-    assert torch.count_nonzero(maps[1]) == 0
-    # A name the instance does not have is a zero channel, not an error.
-    only_nose = semantic_heatmaps([p], (64, 64), ["left_hip", "tail"])
-    assert float(only_nose[0, 1].abs().max()) == 0.0
+    points, scores = keypoints_at(p, DEFAULT_BODY_KEYPOINTS, (64, 64), (64, 64))
+    weights = confidence_weights(torch.as_tensor(scores)).numpy()
+    peaks = heatmap_image(points, weights, (64, 64), sigma=2.5).amax(dim=(-1, -2))
+    assert peaks.tolist() == pytest.approx([0.0, 0.5, 1.0])  # ramp (0.5, 0.9)
+    # A name the instance does not have scores 0, so its channel is 0, not an error.
+    _, only = keypoints_at(p, ["left_hip", "tail"], (64, 64), (64, 64))
+    assert only.tolist() == pytest.approx([0.95, 0.0])
 
 
 def test_mask_multiplies_the_heatmaps() -> None:
     mask = np.zeros((32, 32), np.float32)  # covers the whole 64x64 photo at half resolution
     mask[:, :16] = 1.0  # left half of the photo is the person
     p = _person({"left_ear": (20, 30, 1.0), "left_hip": (44, 30, 1.0)}, (64, 64), mask=mask)
-    plain = semantic_heatmaps([p], (64, 64), ["left_ear", "left_hip"], use_mask=False)
-    masked = semantic_heatmaps([p], (64, 64), ["left_ear", "left_hip"])
-    assert float(plain[0, 1].max()) == pytest.approx(1.0)
-    assert float(masked[0, 1, :, 40:].max()) == 0.0  # outside the mask: nothing
-    torch.testing.assert_close(masked[0, 0, :, :28], plain[0, 0, :, :28])  # inside: unchanged
+    points, _ = keypoints_at(p, ["left_ear", "left_hip"], (64, 64), (64, 64))
+    plain = heatmap_image(points, np.ones(2), (64, 64), sigma=2.56)
+    masked = heatmap_image(points, np.ones(2), (64, 64), sigma=2.56, mask=p.mask)
+    assert float(plain[1].max()) == pytest.approx(1.0)
+    assert float(masked[1, :, 40:].max()) == 0.0  # outside the mask: nothing
+    torch.testing.assert_close(masked[0, :, :28], plain[0, :, :28])  # inside: unchanged
 
 
-def test_face_landmarks_and_explicit_image_sizes() -> None:
+def test_face_landmarks_keep_their_order() -> None:
     from alignimate.detect.faces import FACE_LANDMARKS
 
     face = Instance(
@@ -85,21 +89,15 @@ def test_face_landmarks_and_explicit_image_sizes() -> None:
         keypoint_scores=np.ones(5, np.float32),
         keypoint_names=FACE_LANDMARKS,
     )
-    with pytest.raises(ValueError, match="image_size"):
-        semantic_heatmaps([face], (32, 32), FACE_LANDMARKS)
-    maps = semantic_heatmaps([face], (32, 32), FACE_LANDMARKS, image_sizes=[(32, 32)], dtype=torch.float64)
-    assert maps.dtype == torch.float64
-    assert [_argmax_xy(maps[0, k]) for k in range(5)] == [(10, 10), (20, 10), (15, 15), (11, 20), (19, 20)]
+    points, _ = keypoints_at(face, FACE_LANDMARKS, (32, 32), (32, 32))
+    maps = heatmap_image(points, np.ones(5), (32, 32), sigma=1.5)
+    assert [_argmax_xy(maps[k]) for k in range(5)] == [(10, 10), (20, 10), (15, 15), (11, 20), (19, 20)]
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="sigma_frac"):
-        semantic_heatmaps([None], (8, 8), ["a"], sigma_frac=0)
+    with pytest.raises(ValueError, match="sigma"):
+        heatmap_image(np.zeros((1, 2)), np.ones(1), (8, 8), sigma=0)
     with pytest.raises(ValueError, match="size"):
-        semantic_heatmaps([None], (0, 8), ["a"])
-    with pytest.raises(ValueError, match="image_sizes"):
-        semantic_heatmaps([None], (8, 8), ["a"], image_sizes=[(8, 8), (8, 8)])
+        heatmap_image(np.zeros((1, 2)), np.ones(1), (0, 8), sigma=1)
     with pytest.raises(ValueError, match="ramp"):
         confidence_weights(torch.zeros(2), (0.5, 0.5))
-    with pytest.raises(ValueError, match="names"):
-        semantic_heatmaps([None], (8, 8), [])
