@@ -156,6 +156,10 @@ def _flag_help(info: SettingInfo) -> str:
     return f"{info.help}{valid}; default {default!r}."
 
 
+# `dataset faces` has options of its own; those it shares with `faces` keep the same meaning and help.
+_FACES_INFOS = setting_infos(FacesSettings)
+
+
 def _settings_flags(*classes: type[Settings]) -> Callable[[F], F]:
     """Give a command one flag per field of ``classes`` (:mod:`alignimate.settings`), after its own
     parameters; the command receives their values as ``flags`` (None where a flag was not given, so
@@ -527,15 +531,19 @@ def faces(
         "Examples:\n\n"
         "  alignimate dataset faces photos/ --out faces_512/\n\n"
         "  alignimate dataset faces photos/ --out alice/ --main-face --identity alice.jpg\n\n"
-        "  alignimate dataset faces photos/ --out faces/ --engine ray --address auto"
+        "  alignimate dataset faces photos/ --out faces/ --engine ray --address auto\n\n"
+        "  alignimate dataset faces clip.mp4 --out clip_faces/ --sample-fps 2"
     ),
 )
 @_guarded
 def dataset_faces(
-    src: Path = typer.Argument(..., help="Folder of photos (read recursively)."),
+    src: Path = typer.Argument(..., help="Folder of photos (read recursively), or a video file."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (crops, manifest)."),
     size: int = typer.Option(512, help="Side of the square crops, pixels."),
     template: str = typer.Option("ffhq", help="ffhq | arcface | eyes | ffhq-quad: where the face goes."),
+    landmarks: int = typer.Option(5, help=_flag_help(_FACES_INFOS["landmarks"]), show_default=False),
+    video_every: int = typer.Option(1, help=_flag_help(_FACES_INFOS["video_every"]), show_default=False),
+    sample_fps: float = typer.Option(0.0, help=_flag_help(_FACES_INFOS["sample_fps"]), show_default=False),
     main_face: bool = typer.Option(
         False, "--main-face/--all-faces", help="Keep only the largest face of a photo, or every face."
     ),
@@ -578,6 +586,7 @@ def dataset_faces(
         out,
         size=size,
         template=template,
+        landmarks=landmarks,
         main_face=main_face,
         frontal=frontal,
         max_yaw=max_yaw,
@@ -600,6 +609,8 @@ def dataset_faces(
         device=device,
         ray_actors=ray_actors,
         ray_actor_cpus=ray_actor_cpus,
+        video_every=video_every,
+        sample_fps=sample_fps,
         progress=not (quiet or as_json),
         log=_logger(quiet or as_json),
     )

@@ -4,6 +4,7 @@
 
     result = dataset.faces("photos/", "faces_512/")                  # alignimate dataset faces
     result = dataset.faces("photos/", "faces_512/", engine="ray")    # the same stages on Ray Data
+    result = dataset.faces("clip.mp4", "clip_faces/", sample_fps=2)  # a video's frames, 2 per second
     table = dataset.read_manifest("faces_512/")                      # a pyarrow.Table
 
 The job and its output folder are described in :mod:`alignimate.pipeline.dataset_faces`; scale
@@ -28,6 +29,7 @@ def faces(
     *,
     size: int = 512,
     template: str = "ffhq",
+    landmarks: int = 5,
     main_face: bool = False,
     frontal: bool = True,
     max_yaw: float = 0.35,
@@ -51,15 +53,21 @@ def faces(
     device: str = "cpu",
     ray_actors: int | None = None,
     ray_actor_cpus: float = 0.75,
+    video_every: int = 1,
+    sample_fps: float = 0.0,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> Any:
     """One aligned square crop per face of every photo under ``src`` (recursively), and a Parquet
     manifest, in ``dst``; rerunning adds only the photos whose content is not in the manifest yet.
+    ``src`` may be a video file: its frames (every ``video_every``-th, or ``sample_fps`` per second
+    when above 0) are written into ``dst`` and processed like photos.
 
     Args:
         size: crop side, pixels. template: ``ffhq`` | ``arcface`` | ``eyes`` (as ``alignimate faces``)
-            | ``ffhq-quad`` (the FFHQ recipe's own square per face).
+            | ``ffhq-quad`` (the FFHQ recipe's own square per face). landmarks: 5 (MTCNN's) | 68
+            (dlib's 68-point model, opt-in: its training data forbids commercial use; with ``ffhq``
+            the exact FFHQ recipe).
         main_face: keep only the largest face of each photo (default: every face that passes).
         frontal, max_yaw, max_roll, max_pitch: the frontal filter (:mod:`alignimate.detect.frontal`;
             ``max_roll`` in degrees). min_face: smallest face kept, longer side of its box in pixels.
@@ -103,6 +111,7 @@ def faces(
         decode_side=2 * detect_size,
         max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
         shard_size=shard_size,
+        landmarks=landmarks,
     )
     return make_face_dataset(
         src,
@@ -117,6 +126,8 @@ def faces(
         device=device,
         ray_actors=ray_actors,
         ray_actor_cpus=ray_actor_cpus,
+        video_every=video_every,
+        sample_fps=sample_fps,
         progress=progress,
         log=log,
     )

@@ -1,8 +1,8 @@
 """Typed settings: one frozen dataclass per job, whose field defaults are the only defaults.
 
 Each field is declared with :func:`setting`: its default, a one-line meaning, and its valid values
-(``choices`` for text, an inclusive ``bounds`` range for numbers). Everything else is derived from
-these declarations, so a new option is written once:
+(``choices`` for text or a few allowed integers, an inclusive ``bounds`` range for numbers).
+Everything else is derived from these declarations, so a new option is written once:
 
 - the config-file schema and its checks (:data:`alignimate.config.SCHEMA`);
 - the command-line flags of ``register``, ``faces`` and ``animate`` (:mod:`alignimate.cli`);
@@ -50,7 +50,7 @@ class SettingInfo:
     default: Any
     help: str
     types: tuple[type, ...]
-    choices: tuple[str, ...] | None = None
+    choices: tuple[str | int, ...] | None = None
     bounds: tuple[float, float] | None = None
 
     def problem(self, value: Any) -> str | None:
@@ -63,7 +63,7 @@ class SettingInfo:
         if isinstance(value, (list, tuple)) and not all(isinstance(v, str) for v in value):
             return f"must be a list of names (text), got {value!r}"
         if self.choices is not None and value not in self.choices:
-            return f"must be one of {', '.join(self.choices)}, got {value!r}"
+            return f"must be one of {', '.join(map(str, self.choices))}, got {value!r}"
         if self.bounds is not None and not isinstance(value, bool):
             low, high = self.bounds
             if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
@@ -73,7 +73,7 @@ class SettingInfo:
     def describe(self) -> str:
         """The valid values, for docs: ``a | b | c`` or ``0.1 to 120``."""
         if self.choices is not None:
-            return " | ".join(self.choices)
+            return " | ".join(map(str, self.choices))
         if self.bounds is not None:
             return " to ".join(f"{b:,}" if isinstance(b, int) else f"{b:g}" for b in self.bounds)
         return ""
@@ -88,7 +88,7 @@ def setting(
     default: Any,
     help: str,
     *,
-    choices: tuple[str, ...] | None = None,
+    choices: tuple[str | int, ...] | None = None,
     bounds: tuple[float, float] | None = None,
 ) -> Any:
     """Declare a settings field (module docstring)."""
@@ -292,6 +292,13 @@ class FacesSettings(Settings):
     )
     template: str = setting(
         "eyes", "where the landmarks go on the canvas", choices=("eyes", "arcface", "ffhq")
+    )
+    landmarks: int = setting(
+        5,
+        "landmarks the fit uses: 5 (MTCNN's) | 68 (dlib's 68-point model, reduced to the FFHQ "
+        "recipe's points; with template ffhq the exact FFHQ crop; its training data forbids "
+        "commercial use)",
+        choices=(5, 68),
     )
     output_size: int = setting(768, "side of the square output canvas, pixels", bounds=(64, 8192))
     refine: str = setting(

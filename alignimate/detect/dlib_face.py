@@ -33,6 +33,7 @@ __all__ = [
     "DlibResnetEmbedder",
     "five_from_68",
     "import_dlib",
+    "predict_five_from_68",
 ]
 
 DLIB_DESCRIPTOR_DIM = 128
@@ -125,3 +126,28 @@ def five_from_68(landmarks: np.ndarray) -> np.ndarray:
     if lm.shape != (68, 2):
         raise ValueError(f"landmarks must have shape (68, 2), got {lm.shape}")
     return np.stack([lm[36:42].mean(axis=0), lm[42:48].mean(axis=0), lm[30], lm[48], lm[54]])
+
+
+def predict_five_from_68(
+    model: DlibLandmarks68,
+    image: np.ndarray,
+    box: np.ndarray,
+    image_H_photo: np.ndarray | None = None,
+) -> np.ndarray:
+    """The FFHQ recipe's 5 points (:func:`five_from_68`) ``(5, 2)`` float64 of the face in ``box``,
+    in *photo* pixels, with the 68-point model run on ``image``, a copy of the photo (a reduced
+    decode, or a part of it).
+
+    Args:
+        model: the 68-point predictor.
+        image: ``(h, w, 3)`` uint8 RGB, the copy the model runs on.
+        box: the face box ``(x0, y0, x1, y1)`` in photo pixels.
+        image_H_photo: ``(3, 3)`` affine pixel matrix from the photo to ``image`` (None: ``image`` is
+            the photo itself). The box is mapped by it, and the points back by its inverse.
+    """
+    matrix = np.eye(3) if image_H_photo is None else np.asarray(image_H_photo, dtype=np.float64)
+    corners = np.asarray(box, dtype=np.float64).reshape(2, 2)
+    in_image = corners @ matrix[:2, :2].T + matrix[:2, 2]
+    points = five_from_68(model.predict(image, in_image.reshape(4)))
+    back = np.linalg.inv(matrix)
+    return points @ back[:2, :2].T + back[:2, 2]

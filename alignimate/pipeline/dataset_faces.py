@@ -11,7 +11,9 @@ around them:
    earlier run recorded (those photos are skipped) and the crops it names. Crops no manifest row
    names (left by an interrupted run) and unreadable part files are deleted here;
 2. with ``identity``, embed the largest face of the reference photo;
-3. list the photos under the input folder, recursively, and cut them into shards
+3. list the photos under the input folder, recursively (a video file as input: its sampled frames,
+   written first into ``DST/<video stem>-frames/`` by
+   :func:`~alignimate.pipeline.video_input.open_video_input`, are the photos), and cut them into shards
    (:func:`~alignimate.pipeline.dataset_stages.shard_bounds`); entries that look like photos but
    cannot be read become skipped rows at once;
 4. run the stages: ``engine="local"`` on :func:`~alignimate.pipeline.stages.run_stages`, the
@@ -25,6 +27,12 @@ Output folder::
     DST/dataset.json                    settings and runs
     DST/manifest/part-rNNN_*.parquet    the manifest (read all parts: read_manifest)
     DST/crops/rNNN-SSSSS/<hash>_<face>.jpg
+    DST/<video stem>-frames/frame*.jpg  a video's sampled frames (video input only)
+
+A row's ``source`` is its photo's path relative to the input folder; for a video, relative to
+``DST`` (``<video stem>-frames/frame000012_000000.480s.jpg``: frame index and time in the video), so
+the frames of several videos in one dataset never share a source, and ``dataset.json``'s run entry
+names the video and the sampling.
 
 A batch that raises is run again, up to ``retries`` more times (the local executor here, Ray's map
 retries under Ray); locally a batch that still fails is run one photo at a time, and a photo that
@@ -66,6 +74,7 @@ from alignimate.pipeline.dataset_stages import (
     EmbedFaces,
     Fingerprint,
     FitFaces,
+    Landmarks68,
     ManifestRows,
     ReadFile,
     WarpCrops,
@@ -77,6 +86,8 @@ from alignimate.pipeline.outputs import OutputFolder, failure_from_os_error
 from alignimate.pipeline.photos import relative_name
 from alignimate.pipeline.run import pick_device, resolve_workers
 from alignimate.pipeline.stages import Batch, Row, Stage, batch_rows, rows_batch, run_stages
+from alignimate.pipeline.video_input import is_video_input, open_video_input
+from alignimate.settings import FacesSettings, setting_infos
 
 __all__ = [
     "CROPS_DIR",
@@ -117,7 +128,9 @@ class DatasetSettings:
     reference photo of ``--identity`` and the largest cosine distance accepted. embed: store each
     face's embedding. image_format, quality, background: the crop files. detect_size: long side of
     MTCNN's working copy; decode_side: the decoded copy's long side is at least this (JPEG draft).
-    max_pixels: decompression budget. shard_size: photos per crop folder.
+    max_pixels: decompression budget. shard_size: photos per crop folder. landmarks: 5 (MTCNN's) or
+    68 (dlib's 68-point model reduced to the FFHQ recipe's points for the fit: :class:`Landmarks68`;
+    with ``template="ffhq"`` the recipe's own crop), the ``landmarks`` option of ``alignimate faces``.
     """
 
     size: int = 512
@@ -135,6 +148,7 @@ class DatasetSettings:
     decode_side: int = 1920
     max_pixels: int = DEFAULT_MAX_PIXELS
     shard_size: int = 1000
+    landmarks: int = 5
 
     def check(self) -> None:
         """Raise :class:`~alignimate.errors.UsageError` for a value out of range."""
@@ -162,6 +176,9 @@ class DatasetSettings:
             )
         if self.max_pixels < 1 or self.shard_size < 1:
             problems.append("--max-pixels and --shard-size must be positive")
+        landmarks = setting_infos(FacesSettings)["landmarks"].problem(self.landmarks)
+        if landmarks is not None:
+            problems.append(f"--landmarks {landmarks}")
         if problems:
             raise UsageError("; ".join(problems))
 
@@ -169,6 +186,9 @@ class DatasetSettings:
         """JSON form (as recorded in ``dataset.json``)."""
         values = asdict(self)
         values["frontal"] = None if self.frontal is None else asdict(self.frontal)
+        if self.landmarks == 5:
+            # Recorded only when not the default: datasets made before the option stay valid.
+            del values["landmarks"]
         return values
 
 
@@ -324,8 +344,8 @@ class _ManifestWriter:
 
 @dataclass(frozen=True)
 class _Plan:
-    """What one run adds to the settings: the input folder, the shards, the known photos, the
-    identity reference."""
+    """What one run adds to the settings: the folder sources are relative to (the input folder, or
+    ``DST`` for a video's frames), the shards, the known photos, the identity reference."""
 
     root: str
     out: str
@@ -348,9 +368,11 @@ def pipeline_stages(settings: DatasetSettings, plan: _Plan) -> list[Stage]:
     if settings.embed or plan.reference is not None:
         stages.append(EmbedFaces(plan.reference, device=plan.device, expected=plan.embedder_name))
     max_distance = settings.max_distance if plan.reference is not None else None
+    stages.append(ChooseFaces(settings.min_face, settings.frontal, max_distance, settings.main_face))
+    if settings.landmarks == 68:
+        stages.append(Landmarks68())
     stages += [
-        ChooseFaces(settings.min_face, settings.frontal, max_distance, settings.main_face),
-        FitFaces(settings.template, settings.size),
+        FitFaces(settings.template, settings.size, settings.landmarks),
         WarpCrops(
             plan.out,
             settings.size,
@@ -436,9 +458,11 @@ def _open_settings(folder: OutputFolder, settings: DatasetSettings) -> dict[str,
         raise UsageError(f"{path}: unreadable dataset record; choose a new output folder")
     earlier = record.get("settings")
     if earlier != wanted:
-        keys = sorted(k for k in wanted if not isinstance(earlier, dict) or earlier.get(k) != wanted[k])
+        # Both sides' keys: a setting recorded only when not its default is absent from one of them.
+        names = set(wanted) | (set(earlier) if isinstance(earlier, dict) else set())
+        keys = sorted(k for k in names if not isinstance(earlier, dict) or earlier.get(k) != wanted.get(k))
         before = ", ".join(f"{k}={earlier.get(k)!r}" for k in keys) if isinstance(earlier, dict) else "?"
-        now = ", ".join(f"{k}={wanted[k]!r}" for k in keys)
+        now = ", ".join(f"{k}={wanted.get(k)!r}" for k in keys)
         raise UsageError(
             f"{folder.path}: this dataset was made with {before}, this run asks for {now}; every crop "
             f"of a dataset has the same settings, so choose a new output folder"
@@ -505,13 +529,17 @@ def make_face_dataset(
     device: str = "cpu",
     ray_actors: int | None = None,
     ray_actor_cpus: float = 0.75,
+    video_every: int = 1,
+    sample_fps: float = 0.0,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> DatasetResult:
     """Align every face under ``src`` into crops and a Parquet manifest in ``dst`` (module docstring).
 
     Args:
-        src: the input folder (read recursively; ``dst`` inside it is left out).
+        src: the input folder (read recursively; ``dst`` inside it is left out), or a video file,
+            whose sampled frames are written into ``dst`` first and then processed like photos
+            (module docstring).
         dst: the output folder; a rerun adds the photos not yet in its manifest.
         settings: what the crops and rows are (:class:`DatasetSettings`; fixed per output folder).
         identity: a photo of the person to keep (its largest face); other faces are skipped.
@@ -523,6 +551,8 @@ def make_face_dataset(
             ``"auto"`` (under Ray: the cluster's GPUs when it has any). ray_actors, ray_actor_cpus:
             the Ray actor pool's size (default one per CPU, or per GPU) and CPUs per actor
             (:class:`~alignimate.pipeline.ray_engine.RayOptions`).
+        video_every, sample_fps: a video's frames: every N-th, or ``sample_fps`` per second when it
+            is above 0 (the ``video_every`` and ``sample_fps`` settings of ``register`` and ``faces``).
         progress: show a progress bar. log: where messages go (default: nowhere).
 
     Returns:
@@ -542,10 +572,21 @@ def make_face_dataset(
     if (batch_size is not None and batch_size < 1) or retries < 0:
         raise UsageError(f"batch size must be positive and retries not negative, got {batch_size}, {retries}")
     count = resolve_workers(workers)
+    infos = setting_infos(FacesSettings)
+    for name, value in (("video_every", video_every), ("sample_fps", sample_fps)):
+        problem = infos[name].problem(value)
+        if problem is not None:
+            raise UsageError(f"{infos[name].flag} {problem}")
     root = Path(src)
-    if not root.is_dir():
-        raise UsageError(f"{root}: not a folder")
+    video = None
+    if is_video_input(root):
+        video = _VideoInput(root.resolve(), video_every, sample_fps)
+        root = video.path.parent
+    elif not root.is_dir():
+        raise UsageError(f"{root}: not a folder (nor a video file)")
     root = root.resolve()
+    if settings.landmarks == 68:
+        _check_landmarks68()
     import pyarrow  # noqa: F401  (a runtime dependency: fail here, before any output, if it is broken)
 
     if engine == "local":
@@ -555,7 +596,7 @@ def make_face_dataset(
             size = batch_size or _LOCAL_BATCH
             _run_local(photos, stages, writer, plan, count, size, retries, progress, say)
 
-        return _make(root, Path(dst), settings, identity, engine, dev, dev, started, say, local)
+        return _make(root, video, Path(dst), settings, identity, engine, dev, dev, started, say, local)
 
     from alignimate.pipeline.ray_engine import RayOptions, require_ray, started_ray
 
@@ -584,14 +625,47 @@ def make_face_dataset(
 
         # The reference photo of --identity is embedded here, on the driver's own device.
         driver_dev = "cuda" if gpu and torch.cuda.is_available() else "cpu"
-        return _make(root, Path(dst), settings, identity, engine, dev, driver_dev, started, say, on_ray)
+        return _make(
+            root, video, Path(dst), settings, identity, engine, dev, driver_dev, started, say, on_ray
+        )
     finally:
         if ours:
             ray.shutdown()
 
 
+@dataclass(frozen=True)
+class _VideoInput:
+    """A video file as the input, and which of its frames to take (as :func:`open_video_input`)."""
+
+    path: Path
+    every: int
+    sample_fps: float
+
+    def record(self, frames: Path) -> dict[str, Any]:
+        """The run entry's ``video``: the file, the frames folder (relative to ``DST``), the sampling."""
+        return {
+            "path": str(self.path),
+            "frames": frames.name,
+            "video_every": self.every,
+            "sample_fps": self.sample_fps,
+        }
+
+
+def _check_landmarks68() -> None:
+    """A UsageError naming what to install when dlib or its 68-point model is missing here."""
+    from alignimate.detect.dlib_face import import_dlib
+    from alignimate.detect.weights import WeightsNotFound, model_path
+
+    try:
+        import_dlib()
+        model_path("dlib-landmarks-68")
+    except WeightsNotFound as err:
+        raise UsageError(f"--landmarks 68 needs dlib's 68-point landmark model: {err}") from None
+
+
 def _make(
     root: Path,
+    video: _VideoInput | None,
     out_path: Path,
     settings: DatasetSettings,
     identity: str | os.PathLike[str] | None,
@@ -603,11 +677,25 @@ def _make(
     execute: Callable[[Sequence[Path], list[Stage], _ManifestWriter, _Plan], None],
 ) -> DatasetResult:
     """The job once the request is checked and the engine chosen: ``execute(photos, stages, writer,
-    plan)`` runs the stages (make_face_dataset, steps 1 to 5)."""
+    plan)`` runs the stages (make_face_dataset, steps 1 to 5). ``root``: the input folder (for a
+    ``video``, the folder that holds it)."""
     reference = embedder_name = None
     if identity is not None:
         reference, embedder_name, threshold, digest = _reference(Path(identity), settings, driver_dev, say)
         settings = replace(settings, identity_sha256=digest, max_distance=threshold)
+    scan_root = root
+    if video is not None:
+        # Frames are written (or, on a rerun, kept) before the folder is opened for the dataset: the
+        # frames folder then holds this run's photos, and it is the output folder's own sub-folder.
+        scan_root = open_video_input(
+            video.path,
+            out_path,
+            command=_COMMAND,
+            overwrite=False,
+            every=video.every,
+            sample_fps=video.sample_fps,
+            log=say,
+        ).resolve()
     with OutputFolder.open(out_path, command=_COMMAND, inputs=[root], hint="choose a new folder") as folder:
         names = [SETTINGS_NAME, MANIFEST_DIR, CROPS_DIR]
         taken = [n for n in names if not folder.is_free(n)]
@@ -621,7 +709,10 @@ def _make(
         for sub in (manifest_dir, crops_dir):
             sub.mkdir(exist_ok=True)
         run = f"r{len(record['runs']) + 1:03d}"
-        record["runs"].append({"run": run, "engine": engine, "started": _now(), "finished": None})
+        entry: dict[str, Any] = {"run": run, "engine": engine, "started": _now(), "finished": None}
+        if video is not None:
+            entry["video"] = video.record(scan_root)
+        record["runs"].append(entry)
         write_json(folder.path / SETTINGS_NAME, record)
 
         earlier = _load_manifest(manifest_dir, say)
@@ -630,7 +721,12 @@ def _make(
         if removed:
             say(f"removed {removed} crops that no manifest row names (left by an interrupted run)")
 
-        photos, unusable = scan_folder(root, recursive=True, exclude=folder.path)
+        # A video's frames are named relative to DST, which holds their folder (module docstring).
+        if video is None:
+            photos, unusable = scan_folder(root, recursive=True, exclude=folder.path)
+        else:
+            root = folder.path.resolve()
+            photos, unusable = scan_folder(scan_root, recursive=True)
         sources = [p.relative_to(root).as_posix() for p in photos]
         plan = _Plan(
             root=str(root),

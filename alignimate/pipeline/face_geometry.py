@@ -53,6 +53,7 @@ __all__ = [
     "face_region",
     "face_template",
     "ffhq_quad",
+    "ffhq_quad_fit",
     "fit_to_template",
     "similarity_parameters",
     "smooth_similarities",
@@ -101,6 +102,18 @@ def ffhq_quad(points: np.ndarray) -> np.ndarray:
     y = _r90(x)
     c = eye_avg + 0.1 * eye_to_mouth
     return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+
+
+def ffhq_quad_fit(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """``canvas_H_photo`` similarities ``(N, 3, 3)`` that take each face's own FFHQ quad
+    (:func:`ffhq_quad` of its landmarks ``(N, 5, 2)``, photo pixels, MTCNN order) onto the edges of
+    the ``size`` x ``size`` canvas: the NVlabs recipe's crop itself, with no template fit. The quad is
+    a square, so the least-squares similarity maps it exactly."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    edges = np.array([[-0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5], [size - 0.5, -0.5]])
+    quads = np.stack([ffhq_quad(lm) for lm in points])
+    target = torch.from_numpy(edges)[None].expand(len(quads), -1, -1)
+    return estimate_similarity(torch.from_numpy(quads), target).numpy()
 
 
 def face_template(kind: str, size: int) -> np.ndarray:

@@ -13,8 +13,15 @@ Steps, each of which drops a photo with a reason instead of stopping the run:
    values go into the record's ``extra["frontal"]``);
 5. ``every``: keep one photo per day, ISO week or month, the most frontal one (smallest yaw
    asymmetry). Photos without a capture date have no period and are all kept;
+   ``landmarks=68``: each kept face's 5 landmarks are replaced by the FFHQ recipe's points from
+   dlib's 68-point model (:func:`~alignimate.detect.dlib_face.five_from_68`), run inside the face's
+   box on a copy of the photo decoded with that box at least :data:`LANDMARKS68_FACE_SIDE` pixels
+   (the points mapped back to photo pixels), cached like the detections. The photos kept so far
+   were chosen with MTCNN's landmarks, so the choice of landmarks changes the fit, never the photos;
 6. closed-form similarity (weighted Umeyama, :func:`~alignimate.core.fit.estimate_similarity`) from
-   the 5 landmarks to the template points on the ``output_size`` square canvas;
+   the 5 landmarks to the template points on the ``output_size`` square canvas; with the 68-point
+   landmarks the ``ffhq`` template is the recipe itself, each face's own FFHQ quad mapped onto the
+   canvas (:func:`~alignimate.pipeline.face_geometry.ffhq_quad_fit`);
 7. ``dedupe``: drop a photo whose aligned face looks like the last kept one (see
    :data:`DEDUPE_THRESHOLD`);
 8. ``refine="heatmaps"``: Gaussian heatmaps of each photo's landmarks registered by
@@ -50,8 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -61,11 +67,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from alignimate.core import (
-    gaussian_blur2d,
-    rgb_to_grayscale,
-    warp_affine,
-)
 from alignimate.core.fit import point_rms
 from alignimate.core.transforms import transform_points
 from alignimate.detect.base import Detector, Instance
@@ -73,21 +74,24 @@ from alignimate.detect.cache import DetectionCache
 from alignimate.detect.frontal import FrontalThresholds, check_frontal
 from alignimate.detect.identity import FaceEmbedder, IdentitySelection, select_identity
 from alignimate.errors import UsageError
-from alignimate.io import AnimationInfo, PhotoError, save_image
+from alignimate.io import AnimationInfo, save_image
 from alignimate.io.animation import ANIMATION_SUFFIXES
 from alignimate.pipeline.color_pass import correction_digest, with_color_corrections
 from alignimate.pipeline.contact_sheet import contact_sheet
 from alignimate.pipeline.exclusions import EXCLUDED_REASON, read_exclusions
+from alignimate.pipeline.face_dedupe import DEDUPE_THRESHOLD, face_thumbnails
 from alignimate.pipeline.face_detection import _reference_embedding, detect_faces
 from alignimate.pipeline.face_geometry import (
     TEMPLATES,
     face_region,
     face_template,
     ffhq_quad,
+    ffhq_quad_fit,
     fit_to_template,
     similarity_parameters,
     smooth_similarities,
 )
+from alignimate.pipeline.face_landmarks68 import landmarks68_of, load_landmarks68_model
 from alignimate.pipeline.face_refine import refine_with_heatmaps
 from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.frames_to_animation import animate, check_animation_options
@@ -99,7 +103,6 @@ from alignimate.pipeline.outputs import (
 )
 from alignimate.pipeline.photos import Photo, Skipped, discover_photos
 from alignimate.pipeline.records import PhotoRecord, RunRecord
-from alignimate.pipeline.render import linear_scale, read_for_scale
 from alignimate.pipeline.run import (
     RUN_FILES,
     AlignResult,
@@ -132,17 +135,6 @@ EVERY = ("all", "day", "week", "month")
 REFINES = ("none", "heatmaps")
 CONTACT_SHEET_NAME = "contact_sheet.jpg"
 
-# Near-duplicates: mean absolute difference, in [0, 1] grey levels, of two 32 x 32 grey thumbnails of
-# the aligned face (a square of 2.5 eye distances around the template's landmarks), each blurred with a
-# Gaussian of sigma 1 px so that landmark jitter between two shots matters less than their content.
-# Measured (tests/pipeline/test_face_timeline.py): a burst-like copy of a sample photo (turned 0.7 degrees,
-# moved 3 px, 1 % larger, sensor noise, JPEG re-encoded) differs by about 0.010; consecutive photos of
-# the sample timeline, the same portrait in other light a week apart, by 0.027 to 0.25. Brightness is
-# deliberately not normalised: the same face in other light is not a duplicate.
-DEDUPE_THRESHOLD = 0.016
-_DEDUPE_BLUR = 1.0
-_DEDUPE_THUMB = 32
-_DEDUPE_BOX_EYES = 2.5
 
 # A heatmap refinement is used only if it leaves the landmarks at most this much (fraction of S, RMS)
 # farther from the reference face than the closed-form fit.
@@ -192,24 +184,6 @@ def _frame_name(name: str, taken: set[str], out: OutputFolder) -> str:
     """A fresh frame name for the photo ``name``, never one of the run's own files."""
     taken |= {*RUN_FILES, CONTACT_SHEET_NAME}
     return out.fresh_name(name, ".jpg", taken)
-
-
-def _prefetch(items: Sequence[Any], load: Callable[[Any], Any], window: int = 2) -> Iterator[tuple[Any, Any]]:
-    """``(item, load(item) or the exception it raised)`` in order, loading ``window`` items ahead on
-    threads (Pillow decodes without the GIL)."""
-
-    def safe(item: Any) -> Any:
-        try:
-            return load(item)
-        except Exception as err:  # returned to the caller, which decides per item
-            return err
-
-    with ThreadPoolExecutor(max_workers=window, thread_name_prefix="alignimate-faces") as pool:
-        pending: list[Future[Any]] = [pool.submit(safe, item) for item in items[:window]]
-        for i, item in enumerate(items):
-            if i + window < len(items):
-                pending.append(pool.submit(safe, items[i + window]))
-            yield item, pending[i].result()
 
 
 def _noop(_message: str) -> None:
@@ -274,6 +248,7 @@ class _Item:
     face: Instance | None = None
     yaw: float = 0.0
     five_point: np.ndarray | None = None  # the five-point fit, whichever fit places the frame
+    fit_landmarks: np.ndarray | None = None  # the 68-point model's five points, which replace MTCNN's
 
 
 class _FacesRun:
@@ -324,6 +299,8 @@ class _FacesRun:
         settings["background"] = "black"
         if self.settings.match_colors != "none":  # recorded only when used: older records stay valid
             settings["match_colors"] = self.settings.match_colors
+        if self.settings.landmarks != 5:  # the same
+            settings["landmarks"] = self.settings.landmarks
         return RunRecord(
             command="faces",
             input=str(self.folder.resolve()),
@@ -447,6 +424,21 @@ class _FacesRun:
                     f"(yaw {winner.yaw:.2f} vs {item.yaw:.2f})",
                 )
 
+    # -- 5b. the 68-point landmarks (landmarks=68) ------------------------------------------------
+    def use_landmarks68(self, model: Any) -> None:
+        """Replace each kept face's landmarks by the FFHQ recipe's five points from the 68-point
+        ``model`` (:mod:`alignimate.pipeline.face_landmarks68`)."""
+        found = landmarks68_of(
+            self.kept(),
+            model,
+            self.cache,
+            lambda item, reason: self.drop(item, "unreadable", reason),
+            self.bar,
+        )
+        for item in self.kept():
+            item.fit_landmarks = found[id(item)]
+            item.record.extra["landmarks_68"] = np.round(found[id(item)], 3).tolist()
+
     # -- 6. closed-form fit --------------------------------------------------------------------------
     def fit(self) -> None:
         items = self.kept()
@@ -454,8 +446,11 @@ class _FacesRun:
             return
         landmarks = np.stack([self._landmarks(item) for item in items])
         hold_eyes = self.settings.template == "eyes"
+        quad = self.settings.template == "ffhq" and self.settings.landmarks == 68
         matrices, held = fit_to_template(landmarks, self.template, hold_eyes=hold_eyes)
         five_point, _ = fit_to_template(landmarks, self.template, hold_eyes=False)
+        if quad:  # the FFHQ recipe: each face's own quad onto the canvas, no template fit
+            matrices = ffhq_quad_fit(landmarks, self.settings.output_size)
         for item, matrix, eyes, steady in zip(items, matrices, held, five_point, strict=True):
             self._set_matrix(item, matrix)
             item.five_point = steady
@@ -463,11 +458,17 @@ class _FacesRun:
             if hold_eyes:
                 # Which fit placed the face (face_geometry.fit_to_template): "eyes" holds them still.
                 item.record.extra["fit"] = "eyes" if eyes else "five points (the eyes looked implausible)"
+            elif quad:
+                item.record.extra["fit"] = "ffhq quad"
             item.record.converged = True
             item.record.iterations = 0
 
     @staticmethod
     def _landmarks(item: _Item) -> np.ndarray:
+        """The five points the fit uses (photo pixels): the 68-point model's when asked for, else
+        MTCNN's."""
+        if item.fit_landmarks is not None:
+            return item.fit_landmarks
         assert item.face is not None and item.face.keypoints is not None
         return np.asarray(item.face.keypoints, dtype=np.float64)
 
@@ -492,36 +493,20 @@ class _FacesRun:
         items = self.kept()
         if len(items) < 2:
             return
-        eye_distance = float(np.linalg.norm(self.template[1] - self.template[0]))
-        side = _DEDUPE_BOX_EYES * eye_distance
-        centre = self.template.mean(axis=0)
-        # thumb_H_canvas: the square of `side` canvas pixels around the template's centroid -> 32 px.
-        k = _DEDUPE_THUMB / side
-        thumb_H_canvas = np.array(
-            [
-                [k, 0, (_DEDUPE_THUMB - 1) / 2 - k * centre[0]],
-                [0, k, (_DEDUPE_THUMB - 1) / 2 - k * centre[1]],
-                [0, 0, 1],
-            ]
-        )
-
-        def load(item: _Item) -> np.ndarray:
-            # Compared on the five-point fit: the steadiest alignment of two shots of one face.
-            matrix = np.asarray(item.record.matrix if item.five_point is None else item.five_point)
-            image, work_H_photo = read_for_scale(
-                item.photo.path, item.photo.size_hw, k * linear_scale(matrix), margin=2.0
+        # Compared on the five-point fit: the steadiest alignment of two shots of one face.
+        photos = [
+            (
+                i.photo.path,
+                i.photo.size_hw,
+                np.asarray(i.record.matrix if i.five_point is None else i.five_point),
             )
-            thumb_H_work = thumb_H_canvas @ matrix @ np.linalg.inv(work_H_photo)
-            tensor = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255
-            grey = rgb_to_grayscale(tensor)
-            thumb = warp_affine(grey, torch.from_numpy(thumb_H_work).float()[None], (_DEDUPE_THUMB,) * 2)
-            assert isinstance(thumb, torch.Tensor)
-            return gaussian_blur2d(thumb, None, _DEDUPE_BLUR, border_type="replicate")[0, 0].numpy()
-
+            for i in items
+        ]
+        thumbs = face_thumbnails(photos, self.template, self.workers)
         last: tuple[_Item, np.ndarray] | None = None
-        for item, thumb in self.bar(_prefetch(items, load), len(items), "near-duplicates"):
-            if isinstance(thumb, Exception):
-                self.drop(item, "unreadable", thumb.reason if isinstance(thumb, PhotoError) else str(thumb))
+        for item, thumb in self.bar(zip(items, thumbs, strict=True), len(items), "near-duplicates"):
+            if isinstance(thumb, str):
+                self.drop(item, "unreadable", thumb)
                 continue
             if last is not None:
                 difference = float(np.mean(np.abs(thumb - last[1])))
@@ -721,7 +706,8 @@ def make_face_timeline(
     :mod:`alignimate.pipeline.face_geometry`.
 
     settings: what to keep and how to align (:class:`~alignimate.settings.FacesSettings`: identity,
-    the frontal filter's thresholds, template, output size, refine, every, dedupe, smooth, ...).
+    the frontal filter's thresholds, template, landmarks, output size, refine, every, dedupe, smooth,
+    ...).
     animation: how the frames become ``output`` (:class:`~alignimate.settings.AnimateSettings`,
     default :data:`~alignimate.settings.FACES_ANIMATION`); max_width as
     :func:`alignimate.pipeline.animate`. ``options`` replace fields of either by name
@@ -738,6 +724,7 @@ def make_face_timeline(
     folder, output = Path(folder), Path(output)
     log = log or _noop
     settings, animation = _settings(settings, animation, options)
+    landmarks68 = load_landmarks68_model() if settings.landmarks == 68 else None
     out = Path(out_dir) if out_dir is not None else output.parent / f"{output.stem}_frames"
     inputs = [folder]
     if is_video_input(folder):
@@ -815,6 +802,7 @@ def make_face_timeline(
                 excluded,
                 animation=animation,
                 max_width=max_width,
+                landmarks68=landmarks68,
             )
         except OSError as err:
             raise failure_from_os_error(err, "write") from None
@@ -839,6 +827,7 @@ def _run_faces(
     excluded: frozenset[str],
     animation: AnimateSettings,
     max_width: int | None,
+    landmarks68: Any = None,
 ) -> FacesResult:
     """The steps of :func:`make_face_timeline` once its requests are checked and its folder is open."""
     out = outputs.path
@@ -873,6 +862,8 @@ def _run_faces(
             )
         )
         run.thin(settings.every)
+        if landmarks68 is not None:
+            run.use_landmarks68(landmarks68)
         run.fit()
         if settings.dedupe:
             run.dedupe(DEDUPE_THRESHOLD)
