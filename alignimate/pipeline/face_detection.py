@@ -26,7 +26,17 @@ from alignimate.errors import UsageError
 from alignimate.io import PhotoError, read_image
 from alignimate.pipeline.photos import Photo
 from alignimate.pipeline.records import PhotoRecord
-from alignimate.pipeline.stages import Batch, Row, RowStage, Skip, Stage, batch_rows, rows_batch, run_stages
+from alignimate.pipeline.stages import (
+    Batch,
+    Row,
+    RowStage,
+    Skip,
+    Stage,
+    Step,
+    batch_rows,
+    rows_batch,
+    run_steps,
+)
 
 __all__ = ["DetectAndEmbed", "FaceItem", "LookUpFaces", "detect_faces"]
 
@@ -74,13 +84,12 @@ def detect_faces(
         ``(detected, cached)``: how many photos went through the detector, and how many had their
         faces in the cache.
     """
-    lookup = LookUpFaces(detector, embedder, cache)
-    read = run_stages(({"item": item} for item in items), [lookup], batch_size=1, workers=2, window=3)
-    found = run_stages(
-        (row for batch in read for row in batch_rows(batch)),
-        [DetectAndEmbed(detector, embedder, cache)],
-        batch_size=_DETECT_BATCH,
-        workers=1,
+    found = run_steps(
+        ({"item": item} for item in items),
+        [
+            Step([LookUpFaces(detector, embedder, cache)], workers=2, window=3),
+            Step([DetectAndEmbed(detector, embedder, cache)], batch_size=_DETECT_BATCH),
+        ],
     )
     detected = cached = 0
     for row in bar((row for batch in found for row in batch_rows(batch)), len(items), "detecting faces"):

@@ -52,7 +52,7 @@ from alignimate.pipeline.run import (
     stat_key,
 )
 from alignimate.pipeline.semantic_sources import SEMANTIC_MODES, SemanticSource, parse_mode
-from alignimate.pipeline.stages import Row, Stage, batch_length, batch_rows, run_stages
+from alignimate.pipeline.stages import Row, Step, batch_length, batch_rows, run_steps
 from alignimate.pipeline.video_input import is_video_input, open_video_input
 from alignimate.settings import RegisterSettings
 
@@ -239,15 +239,17 @@ class _Run:
         the engine runs outside the GIL) and recorded here, in order; at most a few batches are in
         memory at once, however many photos there are."""
         self._mark_reference(reference)
-        stages = [
-            ReadWorkingCopy(self.settings.size),
-            RegisterPixels(
-                fixed_image, reference.size_hw, self.settings.model, self.settings.loss, self.device
-            ),
-        ]
+        register = RegisterPixels(
+            fixed_image, reference.size_hw, self.settings.model, self.settings.loss, self.device
+        )
         # On a GPU the batches queue on one device anyway; more threads would only hold more memory.
         workers = self.workers if self.device.type == "cpu" else 1
-        self._run_stages(photos, reference, stages, workers, "registering")
+        steps = [
+            # Working copies are small: reading two batches ahead keeps the registration fed.
+            Step([ReadWorkingCopy(self.settings.size)], workers=2, window=2 * self.batch_size),
+            Step([register], batch_size=self.batch_size, workers=workers),
+        ]
+        self._run_stages(photos, reference, steps, "registering")
 
     def register_semantic(
         self, photos: list[Photo], reference: Photo, ref_choice: Any, source: SemanticSource
@@ -263,7 +265,7 @@ class _Run:
         stages = [FindSemantic(source), RegisterSemantic(source, target, size, model, loss, self.device)]
         what = {"body": "persons", "faces": "faces"}.get(source.mode, source.mode)
         # One worker: the detectors and their cache are used from one thread.
-        self._run_stages(photos, reference, stages, 1, f"registering {what}")
+        self._run_stages(photos, reference, [Step(stages, batch_size=self.batch_size)], f"registering {what}")
 
     def semantic_reference(self, photos: list[Photo], wanted: Photo, source: SemanticSource) -> Any:
         """The reference photo and what the source found in it. An automatic reference in which nothing
@@ -289,17 +291,15 @@ class _Run:
         record.status, record.reason, record.matrix = "reference", "", np.eye(3).tolist()
         record.loss, record.converged, record.iterations = 0.0, True, 0
 
-    def _run_stages(
-        self, photos: list[Photo], reference: Photo, stages: list[Stage], workers: int, desc: str
-    ) -> None:
-        """Run the pending photos through ``stages`` (:mod:`.register_stages`) and record each batch,
-        in order, with a checkpoint after it."""
+    def _run_stages(self, photos: list[Photo], reference: Photo, steps: list[Step], desc: str) -> None:
+        """Run the pending photos through the ``steps`` of stages (:mod:`.register_stages`) and record
+        each batch, in order, with a checkpoint after it."""
         todo = [p for p in photos if self.records[p.name].status == "pending"]
         if not todo:
             return
         rows = ({"name": p.name, "photo": p} for p in todo)
         with tqdm(total=len(todo), desc=desc, unit="photo", disable=not self.progress, leave=False) as bar:
-            for batch in run_stages(rows, stages, batch_size=self.batch_size, workers=workers):
+            for batch in run_steps(rows, steps):
                 for row in batch_rows(batch):
                     self._record(row)
                 bar.update(batch_length(batch))

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from alignimate.io import PhotoError
@@ -34,11 +35,13 @@ __all__ = [
     "RowStage",
     "Skip",
     "Stage",
+    "Step",
     "batch_length",
     "batch_rows",
     "batches_of",
     "rows_batch",
     "run_stages",
+    "run_steps",
 ]
 
 Batch = dict[str, Any]
@@ -176,3 +179,30 @@ def run_stages(
         finally:
             for future in pending:
                 future.cancel()
+
+
+@dataclass(frozen=True)
+class Step:
+    """Stages that run together at one batch size and parallelism (:func:`run_steps`): e.g. photo
+    reads one at a time on two threads, then a model on batches of 16 on one thread."""
+
+    stages: Sequence[Stage]
+    batch_size: int = 1
+    workers: int = 1
+    window: int | None = None
+
+
+def run_steps(rows: Iterable[Mapping[str, Any]], steps: Sequence[Step]) -> Iterator[Batch]:
+    """:func:`run_stages` for each step in turn, the rows of one step's batches streaming into the
+    next as they come out (in order), so all steps work at once; yields the last step's batches.
+    Memory stays bounded by each step's window."""
+    if not steps:
+        raise ValueError("run_steps needs at least one step")
+    stream: Iterable[Mapping[str, Any]] = rows
+    batches: Iterator[Batch] = iter(())
+    for step in steps:
+        batches = run_stages(
+            stream, step.stages, batch_size=step.batch_size, workers=step.workers, window=step.window
+        )
+        stream = (row for batch in batches for row in batch_rows(batch))
+    return batches

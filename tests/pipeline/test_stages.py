@@ -16,11 +16,13 @@ from alignimate.pipeline.stages import (
     RowStage,
     Skip,
     Stage,
+    Step,
     batch_length,
     batch_rows,
     batches_of,
     rows_batch,
     run_stages,
+    run_steps,
 )
 
 
@@ -125,3 +127,26 @@ def test_bad_executor_arguments_are_refused() -> None:
         list(run_stages([{"x": 1}], [Double()], batch_size=1, workers=1, window=0))
     with pytest.raises(ValueError, match="batch size"):
         list(run_stages([{"x": 1}], [Double()], batch_size=0, workers=1))
+
+
+def test_steps_chain_at_their_own_batch_sizes_and_keep_the_order() -> None:
+    seen_sizes: list[int] = []
+
+    class Count(Stage):
+        def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+            seen_sizes.append(len(batch["x"]))
+            return batch
+
+    double, sleepy = Double(), Sleepy()
+    out = list(
+        run_steps(
+            ({"x": i} for i in range(10)),
+            [Step([sleepy], workers=3), Step([Count(), double], batch_size=4)],
+        )
+    )
+    assert [x for b in out for x in b["x"]] == list(range(10))
+    assert seen_sizes == [4, 4, 2]
+    assert [y for b in out for y in b["y"]] == [0, 2, 4, None, 8, None, 12, 14, 16, 18]
+    assert sleepy.most > 1
+    with pytest.raises(ValueError, match="at least one step"):
+        run_steps([{"x": 1}], [])
