@@ -717,6 +717,37 @@ def models_download(
     typer.echo(f"{path}\nsha256 {weights.file_sha256(path)}")
 
 
+# glibc's mallopt parameters, and the sizes set: a buffer up to _MMAP_THRESHOLD comes from the heap,
+# and up to _TRIM_THRESHOLD of free heap is kept for reuse.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD, _TRIM_THRESHOLD = 256 << 20, 1 << 30
+
+
+def _keep_large_buffers() -> None:
+    """Let glibc's malloc reuse freed full-resolution buffers instead of unmapping every one.
+
+    By default glibc serves every buffer over 32 MB (a 12 MP frame is 36 MB) by a fresh ``mmap`` and
+    unmaps it when freed, so every decoded photo and warped frame pays for faulting in zeroed pages,
+    and every free for an unmapping that all threads notice: a large share of the CPU time of writing
+    frames (docs/benchmarks.md, end to end). Higher mmap and trim thresholds keep such buffers in the
+    heap, reused frame after frame; the price is that the peak memory of the run stays reserved until
+    it ends. A process-wide setting, so the CLI, which owns its process, makes it; the library never
+    does. Nothing happens on other C libraries, nor where glibc refuses a threshold."""
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+    mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+
+
 def main() -> None:
     """Console-script entry point."""
+    _keep_large_buffers()
     app()

@@ -3,59 +3,54 @@
 Writing aligned frames decodes every photo at full resolution and encodes every frame. Through
 Pillow and numpy each of these costs a full extra copy of the image (Pillow keeps RGB as 4 bytes
 per pixel, so ``np.asarray`` re-packs the whole image, and ``Image.fromarray`` copies it back),
-which on a 12 MP photo is as long as the decode itself. Here JPEGs are decoded and encoded by the
-libjpeg-turbo bindings that ship with torchvision, straight from and into channel planes, which the
-tiled renderer (:mod:`alignimate.pipeline.render`) reads as cheaply as interleaved pixels.
+which on a 12 MP photo is as long as the decode itself. Here JPEGs are decoded and encoded by
+OpenCV's libjpeg-turbo (:mod:`alignimate.io.opencv`), straight from and into interleaved pixels,
+which the renderer (:mod:`alignimate.pipeline.render`) reads and writes without a copy; planes are
+views of that memory.
 
 Results are the same as the Pillow path, pixel for pixel: both run libjpeg-turbo with the same
 settings (accurate integer IDCT, smooth chroma upsampling; quality-scaled tables and 4:2:0 chroma
 when encoding), and the tests compare the two on baseline, progressive, grey, 4:4:4/4:2:2,
 restart-marker and all eight EXIF orientations. Everything else (other formats, CMYK JPEGs, files
-libjpeg refuses, a torchvision without these functions) goes through
-:func:`alignimate.io.read_image` / :func:`alignimate.io.save_image`'s Pillow code, which also
-gives the human reason when a photo cannot be read.
+libjpeg refuses, no usable OpenCV) goes through :func:`alignimate.io.read_image` /
+:func:`alignimate.io.save_image`'s Pillow code, which also gives the human reason when a photo cannot
+be read.
 
-torchvision 0.29 marks its image codecs deprecated in favour of TorchCodec; the one warning it
-repeats on every call is silenced here (its exact message only), and the Pillow path takes over
-if a later torchvision drops them.
+OpenCV rather than torchvision's codecs (the same libjpeg-turbo): importing torchvision costs seconds
+at the start of every run (docs/benchmarks.md, end to end), and its codecs are deprecated.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
-from collections.abc import Callable
-from functools import cache
+import threading
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import numpy as np
 import torch
 
 from alignimate.io.images import PhotoError, _effective_limit, _open, _orientation, _reason_for, read_image
+from alignimate.io.opencv import opencv
 from alignimate.io.writing import IMAGE_FORMATS, atomic_write, save_image
 
 __all__ = ["fast_jpeg_available", "read_image_planes", "save_image_planes"]
 
-_TORCHVISION_CODEC_DEPRECATION = "The image decoding and encoding capabilities of TorchVision are deprecated"
 # Pillow modes of JPEGs that libjpeg-turbo turns into RGB exactly as Pillow does (CMYK and YCCK
 # JPEGs are converted differently by the two; they take the Pillow path).
 _FAST_JPEG_MODES = frozenset({"RGB", "L"})
+# Per thread, the BGR copy of the last frame encoded (OpenCV encodes BGR): reusing it spares the page
+# faults of a fresh full-resolution buffer on every frame.
+_SCRATCH = threading.local()
 
 
-@cache
-def _jpeg_codec() -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor], Any] | None:
-    """``(decode_jpeg, encode_jpeg, ImageReadMode.RGB)`` from torchvision, or ``None`` without them."""
-    try:
-        from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
-    except ImportError:
-        return None
-    warnings.filterwarnings("ignore", message=_TORCHVISION_CODEC_DEPRECATION, category=DeprecationWarning)
-    return decode_jpeg, encode_jpeg, ImageReadMode.RGB
+def _jpeg_codec() -> ModuleType | None:
+    """OpenCV when it can decode and encode JPEGs here, else ``None``."""
+    return opencv()
 
 
 def fast_jpeg_available() -> bool:
-    """Whether JPEGs are decoded and encoded through torchvision's libjpeg-turbo bindings."""
+    """Whether JPEGs are decoded and encoded through OpenCV's libjpeg-turbo (else through Pillow)."""
     return _jpeg_codec() is not None
 
 
@@ -84,17 +79,17 @@ def _upright(planes: torch.Tensor, orientation: int) -> torch.Tensor:
 
 
 def _decode_jpeg(path: Path) -> torch.Tensor | None:
-    """``(3, H, W)`` planes of a JPEG as stored (no orientation), or ``None`` when libjpeg refuses it."""
-    codec = _jpeg_codec()
-    if codec is None:
+    """``(3, H, W)`` planes of a JPEG as stored (no orientation; interleaved in memory), or ``None``
+    when libjpeg refuses it (truncated, corrupt) or there is no codec."""
+    cv2 = _jpeg_codec()
+    if cv2 is None:
         return None
-    decode, _, rgb = codec
-    data = torch.from_numpy(np.fromfile(path, dtype=np.uint8))
-    try:
-        return decode(data, mode=rgb)
-    except RuntimeError:
-        # Truncated or corrupt: Pillow reads it again and either says why or decodes what it can.
+    data = np.fromfile(path, dtype=np.uint8)
+    pixels = cv2.imdecode(data, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    if pixels is None or pixels.ndim != 3 or pixels.shape[2] != 3:
+        # Pillow reads it again and either says why or decodes what it can.
         return None
+    return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
 def read_image_planes(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> torch.Tensor:
@@ -135,14 +130,24 @@ def save_image_planes(
     if planes.ndim != 3 or planes.shape[0] not in (1, 3, 4):
         raise ValueError(f"planes must have shape (C, H, W) with C in 1, 3, 4, got {tuple(planes.shape)}")
     planes = planes.cpu()
-    codec = _jpeg_codec()
+    cv2 = _jpeg_codec()
     simple_jpeg = IMAGE_FORMATS.get(path.suffix.lower()) == "JPEG" and exif is None and planes.shape[0] != 4
-    if codec is None or not simple_jpeg or not 1 <= quality <= 100:
+    if cv2 is None or not simple_jpeg or not 1 <= quality <= 100:
         # Everything else (and the argument errors) is save_image's.
         return save_image(path, planes.permute(1, 2, 0).numpy(), quality=quality, exif=exif)
-    encode = codec[1]
-    # Planes interleaved in memory (what the renderer makes) are encoded without any copy.
-    data = encode(planes, quality=quality)
+    pixels = planes.permute(1, 2, 0).numpy()  # interleaved frames (the renderer's): a view, no copy
+    image = pixels[..., 0] if planes.shape[0] == 1 else _as_bgr(cv2, pixels)
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        return save_image(path, pixels, quality=quality)
     with atomic_write(path) as tmp:
-        tmp.write_bytes(data.numpy().tobytes())
+        data.tofile(tmp)
     return path
+
+
+def _as_bgr(cv2: ModuleType, rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` ``(H, W, 3)`` with its channels reversed, in this thread's reused buffer."""
+    scratch = getattr(_SCRATCH, "bgr", None)
+    if scratch is None or scratch.shape != rgb.shape:
+        scratch = _SCRATCH.bgr = np.empty(rgb.shape, np.uint8)
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR, dst=scratch)

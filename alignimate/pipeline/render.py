@@ -4,14 +4,21 @@ Backgrounds fill the part of the frame the photo does not cover: ``black``, ``wh
 heavily blurred, edge-extended copy of the photo itself, so borders look like out-of-focus
 continuation) or ``transparent`` (an alpha channel; written as PNG).
 
-The warp is :func:`alignimate.core.warp_perspective`'s (bilinear, zeros outside the photo), run tile
-by tile: each output tile converts to float only the band of the photo its samples can touch, so a
+Affine warps of uint8 photos on the CPU with a black, white or transparent background (every frame of
+``register`` with the similarity, rigid or affine models) are made by OpenCV's ``warpAffine``
+(:mod:`alignimate.io.opencv`): bilinear in floating point, SIMD, on the interleaved pixels, with no
+float copy of the photo at all. The background is then filled where the sample falls outside the
+photo, exactly as below.
+
+Everything else (homographies, the blurred background, other devices, no usable OpenCV) takes the
+warp of :func:`alignimate.core.warp_perspective` (bilinear, zeros outside the photo), run tile by
+tile: each output tile converts to float only the band of the photo its samples can touch, so a
 12 MP frame never exists as a float image and a tile's working set (a few MB) stays cache-friendly.
 Tiles the photo covers completely (all of them with the common crop) take a lean path: no coverage
 mask, no background, the rounding offset folded into the source, and a numpy-built sampling grid fed
-straight to ``grid_sample``. A pure integer translation (the reference photo) is a plain copy. The
-result equals warping the whole float photo at once and rounding, up to float rounding (at most one
-grey level, on a tiny share of the values: docs/benchmarks.md, design measurements).
+straight to ``grid_sample``. A pure integer translation (the reference photo) is a plain copy. Both
+paths equal warping the whole float photo at once and rounding, up to float rounding (at most one
+grey level, on a tiny share of the values: docs/benchmarks.md, design measurements and end to end).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from PIL import Image
 
 from alignimate.core import gaussian_blur2d, normalize_pixel_matrix, scale_matrix_for_resize, warp_perspective
 from alignimate.io import read_image
+from alignimate.io.opencv import opencv
 
 __all__ = [
     "BACKGROUNDS",
@@ -52,6 +60,12 @@ _TILE_HW = (128, 1024)
 # Extra source pixels kept around a tile's band: float32 sample coordinates may land a hair outside
 # the exact band, and a tap there must still read the photo, not the zero padding.
 _BAND_MARGIN = 1
+# Photos and frames with a side longer than this take the torch path: parts of OpenCV's warp code
+# have used 16-bit signed pixel coordinates, and larger sides are not tested there.
+_OPENCV_MAX_SIDE = 32767
+# Slack (pixels) on the columns whose sample lies inside the photo: a sample exactly on the photo's
+# edge counts as inside, whichever way float rounding tips the computed bound.
+_EDGE_SLACK = 1e-9
 
 
 def translation(dx: float, dy: float) -> np.ndarray:
@@ -119,7 +133,8 @@ def render_frame(
     back in the same layout: ``(h, w, C)`` numpy or ``(C, h, w)`` CPU planes, with C = 3, or 4 for
     ``background="transparent"`` (alpha 255 where the photo covers the frame, 0 elsewhere).
     Bilinear, rounded to the nearest grey level; memory is bounded by one output frame plus one
-    tile's working set. Thread-safe: several frames may render at once on different threads (see
+    tile's working set (with OpenCV: plus a contiguous copy of a strided photo, and a 3-channel frame
+    for a transparent one). Thread-safe: several frames may render at once on different threads (see
     :mod:`alignimate.pipeline.frame_writer`).
     """
     _check_arguments(image, frame_H_photo, out_size, background)
@@ -133,6 +148,10 @@ def render_frame(
         shifted = _render_shift(photo.pixels, shift, size, background)
         if shifted is not None:
             return photo.finished(shifted)
+    if torch.device(device).type == "cpu":
+        warped = _render_affine_opencv(photo.pixels, matrix, size, background)
+        if warped is not None:
+            return photo.finished(warped)
     frame = _Frame(photo.pixels, matrix, size, background, torch.device(device))
     out = np.empty((*size, 4 if background == "transparent" else 3), np.uint8)
     with torch.inference_mode():
@@ -234,6 +253,79 @@ def _render_shift(
         if channels == 4:
             out[top:bottom, left:right, 3] = 255
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# affine warps of uint8 photos: OpenCV
+# ------------------------------------------------------------------------------------------------
+
+
+def _render_affine_opencv(
+    image: np.ndarray, frame_H_photo: np.ndarray, size: tuple[int, int], background: str
+) -> np.ndarray | None:
+    """The frame of an affine ``frame_H_photo`` by OpenCV's ``warpAffine``, or ``None`` where that path
+    does not apply (no usable OpenCV, a homography, the blurred background, a side over
+    ``_OPENCV_MAX_SIDE``): the same values as the tiled warp below, up to float rounding."""
+    cv2 = opencv()
+    if cv2 is None or background == "blur" or frame_H_photo[2, 0] != 0 or frame_H_photo[2, 1] != 0:
+        return None
+    (h, w), (H, W) = size, image.shape[:2]
+    if max(h, w, H, W) > _OPENCV_MAX_SIDE:
+        return None
+    photo_H_frame = np.linalg.inv(frame_H_photo)
+    photo_H_frame /= photo_H_frame[2, 2]
+    pixels = image if image.flags.c_contiguous else np.ascontiguousarray(image)
+    # Zeros outside the photo, as grid_sample's padding: taps outside read 0, so the samples of the
+    # photo's outermost half pixel darken towards its edge whatever the background.
+    frame = cv2.warpAffine(
+        pixels,
+        photo_H_frame[:2],
+        (w, h),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0, 0),
+    )
+    if background == "black":
+        return frame
+    starts, stops = _inside_columns(photo_H_frame, (H, W), size)
+    partial = np.flatnonzero((starts > 0) | (stops < w))
+    if background == "white":
+        for y in partial:
+            frame[y, : starts[y]] = 255
+            frame[y, stops[y] :] = 255
+        return frame
+    with_alpha = cv2.cvtColor(frame, cv2.COLOR_RGB2RGBA)  # alpha 255
+    for y in partial:
+        with_alpha[y, : starts[y], 3] = 0
+        with_alpha[y, stops[y] :, 3] = 0
+    return with_alpha
+
+
+def _inside_columns(
+    photo_H_frame: np.ndarray, photo_size: tuple[int, int], size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame row, ``starts[y]:stops[y]``: the columns whose sample lies inside the photo's area
+    ``[-0.5, W - 0.5] x [-0.5, H - 0.5]`` (edges included), for an affine ``photo_H_frame``; ``(h,)``
+    int arrays, an empty row as ``w:w``. Inside is an interval per row: each photo coordinate is linear
+    along a frame row."""
+    (H, W), (h, w) = photo_size, size
+    rows = np.arange(h, dtype=np.float64)
+    low, high = np.full(h, -np.inf), np.full(h, np.inf)
+    for k, length in ((0, W), (1, H)):
+        slope = photo_H_frame[k, 0]
+        offset = photo_H_frame[k, 1] * rows + photo_H_frame[k, 2]  # the coordinate at column 0
+        if slope == 0:
+            outside = (offset < -0.5) | (offset > length - 0.5)
+            low[outside], high[outside] = np.inf, -np.inf
+            continue
+        first, last = (-0.5 - offset) / slope, (length - 0.5 - offset) / slope
+        low = np.maximum(low, np.minimum(first, last))
+        high = np.minimum(high, np.maximum(first, last))
+    starts = np.clip(np.ceil(low - _EDGE_SLACK), 0, w)
+    stops = np.clip(np.floor(high + _EDGE_SLACK) + 1, 0, w)
+    empty = starts >= stops
+    starts[empty], stops[empty] = w, w
+    return starts.astype(np.int64), stops.astype(np.int64)
 
 
 # ------------------------------------------------------------------------------------------------

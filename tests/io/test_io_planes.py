@@ -45,7 +45,7 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 def test_the_fast_codec_is_available_here() -> None:
-    # torchvision is a dependency; if this fails, every test below checks only the fallback.
+    # OpenCV (5 or later) is a dependency; if this fails, every test below checks only the fallback.
     assert fast_jpeg_available()
 
 
@@ -104,7 +104,7 @@ def test_the_pillow_path_alone_gives_the_same_pixels(tmp_path: Path, monkeypatch
     path = tmp_path / "photo.jpg"
     Image.fromarray(_photo()).save(path, quality=90)
     fast = read_image_planes(path)
-    monkeypatch.setattr(planes_module, "_jpeg_codec", lambda: None)  # as with a torchvision without codecs
+    monkeypatch.setattr(planes_module, "_jpeg_codec", lambda: None)  # as without a usable OpenCV
     assert not planes_module.fast_jpeg_available()
     assert torch.equal(read_image_planes(path), fast)
 
