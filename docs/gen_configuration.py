@@ -1,4 +1,5 @@
-"""Regenerate docs/configuration.md from alignimate.config.SCHEMA (the settings classes): `python docs/gen_configuration.py`."""
+"""Regenerate docs/configuration.md from alignimate.config.SCHEMA (the settings classes):
+`python docs/gen_configuration.py`."""
 
 from pathlib import Path
 
