@@ -44,6 +44,7 @@ __all__ = [
     "RayOptions",
     "group_stages",
     "needs_setup",
+    "on_actors",
     "ray_available",
     "require_ray",
     "run_on_ray",
@@ -131,6 +132,12 @@ def group_stages(stages: Sequence[Stage]) -> list[list[Stage]]:
         else:
             head.append(stage)
     return groups or [head]
+
+
+def on_actors(group: Sequence[Stage]) -> bool:
+    """Whether a group runs on an actor pool: when any of its stages has a setup (the first of a job
+    may come after stateless ones that joined its group)."""
+    return any(needs_setup(stage) for stage in group)
 
 
 def _unpack(batch: dict[str, Any], first: bool) -> Batch:
@@ -246,7 +253,7 @@ def run_on_ray(
         for index, group in enumerate(groups):
             first, last = index == 0, index == len(groups) - 1
             group_finish = finish if last else None
-            if needs_setup(group[0]):
+            if on_actors(group):
                 size, gpus = _pool(options)
                 dataset = dataset.map_batches(
                     _ActorGroup,
