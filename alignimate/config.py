@@ -19,17 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from alignimate import settings as typed
 from alignimate.errors import UsageError
-from alignimate.settings import (
-    AnimateSettings,
-    FacesSettings,
-    RegisterSettings,
-    SettingInfo,
-    Settings,
-    setting_infos,
-)
 
-S = TypeVar("S", bound=Settings)
+S = TypeVar("S", bound=typed.Settings)
 
 __all__ = [
     "SCHEMA",
@@ -51,9 +44,10 @@ class ConfigError(UsageError):
 
 
 # One declaration per key: the settings classes (alignimate.settings); this is their table by section.
-Option = SettingInfo
+Option = typed.SettingInfo
 SCHEMA: dict[str, dict[str, Option]] = {
-    cls.section: setting_infos(cls) for cls in (RegisterSettings, FacesSettings, AnimateSettings)
+    cls.section: typed.setting_infos(cls)
+    for cls in (typed.RegisterSettings, typed.FacesSettings, typed.AnimateSettings)
 }
 
 
@@ -121,7 +115,7 @@ def resolve(
     section: str,
     flags: Mapping[str, Any],
     config: Mapping[str, Mapping[str, Any]] | None,
-    base: Settings | None = None,
+    base: typed.Settings | None = None,
 ) -> dict[str, Any]:
     """Merge one section: a flag that is not ``None`` wins, then the config file, then ``base``'s
     value (default: the built-in default).
