@@ -35,6 +35,7 @@ from alignimate.errors import (
 from alignimate.settings import (
     FACES_ANIMATION,
     AnimateSettings,
+    DatasetFacesSettings,
     FacesSettings,
     RegisterSettings,
     SettingInfo,
@@ -156,10 +157,6 @@ def _flag_help(info: SettingInfo) -> str:
     return f"{info.help}{valid}; default {default!r}."
 
 
-# `dataset faces` has options of its own; those it shares with `faces` keep the same meaning and help.
-_FACES_INFOS = setting_infos(FacesSettings)
-
-
 def _settings_flags(*classes: type[Settings]) -> Callable[[F], F]:
     """Give a command one flag per field of ``classes`` (:mod:`alignimate.settings`), after its own
     parameters; the command receives their values as ``flags`` (None where a flag was not given, so
@@ -176,8 +173,7 @@ def _settings_flags(*classes: type[Settings]) -> Callable[[F], F]:
                     infos.setdefault(name, info)
         added = []
         for name, info in infos.items():
-            decls = [f"{info.flag}/--no-{info.flag[2:]}"] if info.types == (bool,) else [info.flag]
-            option = typer.Option(None, *decls, help=_flag_help(info), show_default=False)
+            option = typer.Option(None, *info.flag_decls, help=_flag_help(info), show_default=False)
             added.append(
                 inspect.Parameter(
                     name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=_CLI_TYPES[info.types]
@@ -535,35 +531,14 @@ def faces(
         "  alignimate dataset faces clip.mp4 --out clip_faces/ --sample-fps 2"
     ),
 )
+@_settings_flags(DatasetFacesSettings)
 @_guarded
 def dataset_faces(
     src: Path = typer.Argument(..., help="Folder of photos (read recursively), or a video file."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (crops, manifest)."),
-    size: int = typer.Option(512, help="Side of the square crops, pixels."),
-    template: str = typer.Option("ffhq", help="ffhq | arcface | eyes | ffhq-quad: where the face goes."),
-    landmarks: int = typer.Option(5, help=_flag_help(_FACES_INFOS["landmarks"]), show_default=False),
-    video_every: int = typer.Option(1, help=_flag_help(_FACES_INFOS["video_every"]), show_default=False),
-    sample_fps: float = typer.Option(0.0, help=_flag_help(_FACES_INFOS["sample_fps"]), show_default=False),
-    main_face: bool = typer.Option(
-        False, "--main-face/--all-faces", help="Keep only the largest face of a photo, or every face."
-    ),
-    frontal: bool = typer.Option(True, "--frontal/--no-frontal", help="Skip faces that are not frontal."),
-    max_yaw: float = typer.Option(0.35, help="Largest accepted yaw asymmetry, 0 (frontal) to 1 (profile)."),
-    max_roll: float = typer.Option(30.0, help="Largest accepted head roll, degrees."),
-    max_pitch: float = typer.Option(0.3, help="Largest accepted nod, 0 (level) to 1."),
-    min_face: int = typer.Option(64, help="Smallest face kept: longer side of its box, photo pixels."),
     identity: Path = typer.Option(None, help="Photo of the person to keep (its largest face)."),
-    max_distance: float = typer.Option(
-        None, help="Largest cosine distance to the --identity face (default: the embedder's own)."
-    ),
-    embed: bool = typer.Option(False, "--embed", help="Store every face's embedding in the manifest."),
-    image_format: str = typer.Option("jpg", "--format", help="jpg | png: the crop files."),
-    quality: int = typer.Option(95, help="JPEG quality of the crops, 1 to 100."),
-    background: str = typer.Option("black", help="black | white | blur: outside the photo."),
-    shard_size: int = typer.Option(1000, help="Photos per crop folder."),
-    detect_size: int = typer.Option(960, help="Long side of the face detector's working copy, pixels."),
     engine: str = typer.Option(
-        "local", help="local (this process) | ray (Ray Data; pip install 'alignimate[ray]')."
+        None, help="local (this process, the default) | ray (Ray Data; pip install 'alignimate[ray]')."
     ),
     address: str = typer.Option(None, help="Ray cluster address for --engine ray (default: a local Ray)."),
     workers: int = typer.Option(
@@ -571,37 +546,23 @@ def dataset_faces(
     ),
     batch_size: int = typer.Option(None, help="Photos per batch (default 8 locally, 2 under Ray on CPUs)."),
     ray_actors: int = typer.Option(None, help="Ray: detection actors (default: one per CPU, or per GPU)."),
-    ray_actor_cpus: float = typer.Option(0.75, help="Ray: CPUs each actor asks for (fractions allowed)."),
-    device: str = typer.Option("cpu", help="auto | cpu | cuda."),
-    max_pixels: int = MAX_PIXELS,
+    ray_actor_cpus: float = typer.Option(None, help="Ray: CPUs each actor asks for (default 0.75)."),
+    device: str = typer.Option(None, help="auto | cpu | cuda (default cpu)."),
+    config: Path = CONFIG,
     threads: int = THREADS,
     quiet: bool = QUIET,
     as_json: bool = JSON,
+    flags: dict[str, Any] | None = None,
 ) -> None:
     from alignimate import dataset
 
     _use_threads(threads)
+    settings = resolve_settings(DatasetFacesSettings, flags or {}, _load(config))
     result = dataset.faces(
         src,
         out,
-        size=size,
-        template=template,
-        landmarks=landmarks,
-        main_face=main_face,
-        frontal=frontal,
-        max_yaw=max_yaw,
-        max_roll=max_roll,
-        max_pitch=max_pitch,
-        min_face=min_face,
+        settings,
         identity=identity,
-        max_distance=max_distance,
-        embed=embed,
-        image_format=image_format,
-        quality=quality,
-        background=background,
-        shard_size=shard_size,
-        detect_size=detect_size,
-        max_pixels=max_pixels,
         engine=engine,
         address=address,
         workers=workers,
@@ -609,8 +570,6 @@ def dataset_faces(
         device=device,
         ray_actors=ray_actors,
         ray_actor_cpus=ray_actor_cpus,
-        video_every=video_every,
-        sample_fps=sample_fps,
         progress=not (quiet or as_json),
         log=_logger(quiet or as_json),
     )

@@ -47,7 +47,12 @@ class ConfigError(UsageError):
 Option = typed.SettingInfo
 SCHEMA: dict[str, dict[str, Option]] = {
     cls.section: typed.setting_infos(cls)
-    for cls in (typed.RegisterSettings, typed.FacesSettings, typed.AnimateSettings)
+    for cls in (
+        typed.RegisterSettings,
+        typed.FacesSettings,
+        typed.AnimateSettings,
+        typed.DatasetFacesSettings,
+    )
 }
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "FACES_ANIMATION",
     "MATCH_COLORS",
     "AnimateSettings",
+    "DatasetFacesSettings",
     "FacesSettings",
     "RegisterSettings",
     "SettingInfo",
@@ -52,6 +53,7 @@ class SettingInfo:
     types: tuple[type, ...]
     choices: tuple[str | int, ...] | None = None
     bounds: tuple[float, float] | None = None
+    cli: tuple[str, ...] | None = None
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is not valid for this setting (type, choices, range), or None."""
@@ -83,6 +85,14 @@ class SettingInfo:
         """The command-line flag: ``hold_last`` -> ``--hold-last``."""
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def flag_decls(self) -> tuple[str, ...]:
+        """The Typer declarations of the flag: ``--x`` (``--x/--no-x`` for a switch), or the
+        field's own (``cli=``, e.g. ``--main-face/--all-faces``)."""
+        if self.cli is not None:
+            return self.cli
+        return (f"{self.flag}/--no-{self.flag[2:]}",) if self.types == (bool,) else (self.flag,)
+
 
 def setting(
     default: Any,
@@ -90,9 +100,11 @@ def setting(
     *,
     choices: tuple[str | int, ...] | None = None,
     bounds: tuple[float, float] | None = None,
+    cli: tuple[str, ...] | None = None,
 ) -> Any:
-    """Declare a settings field (module docstring)."""
-    return field(default=default, metadata={"help": help, "choices": choices, "bounds": bounds})
+    """Declare a settings field (module docstring); ``cli``: its own flag declarations, where the
+    derived ``--name`` does not read well."""
+    return field(default=default, metadata={"help": help, "choices": choices, "bounds": bounds, "cli": cli})
 
 
 _ACCEPTED: dict[Any, tuple[type, ...]] = {
@@ -116,6 +128,7 @@ def setting_infos(cls: type[Settings]) -> dict[str, SettingInfo]:
             types=_ACCEPTED[hints[f.name]],
             choices=f.metadata["choices"],
             bounds=f.metadata["bounds"],
+            cli=f.metadata.get("cli"),
         )
     return out
 
@@ -206,6 +219,21 @@ _VIDEO_EVERY = setting(1, "video input: use every N-th frame", bounds=(1, 1_000_
 _SAMPLE_FPS = setting(
     0.0, "video input: take this many frames per second instead (0: use video_every)", bounds=(0, 1000)
 )
+_MAX_YAW = setting(0.35, "largest accepted yaw asymmetry (0 frontal, 1 profile)", bounds=(0, 1))
+_MAX_ROLL = setting(30.0, "largest accepted head roll, degrees", bounds=(0, 180))
+_MAX_PITCH = setting(
+    0.3, "largest accepted nod (looking up or down): nose height off its frontal value", bounds=(0, 1)
+)
+_LANDMARKS = setting(
+    5,
+    "landmarks the fit uses: 5 (MTCNN's) | 68 (dlib's 68-point model, reduced to the FFHQ "
+    "recipe's points; with template ffhq the exact FFHQ crop; its training data forbids "
+    "commercial use)",
+    choices=(5, 68),
+)
+_FACE_DETECT_SIZE = setting(
+    960, "long side of the working copy used for face detection, pixels", bounds=(64, 4096)
+)
 _SORT = setting("date", "date: EXIF DateTimeOriginal, then name; name", choices=("date", "name"))
 _DEVICE = setting("auto", "auto | cpu | cuda | cuda:N")
 _MAX_PIXELS = setting(
@@ -285,21 +313,13 @@ class FacesSettings(Settings):
     section: ClassVar[str] = "faces"
 
     identity: str = setting("auto", "auto | largest | path of a reference photo of the person")
-    max_yaw: float = setting(0.35, "largest accepted yaw asymmetry (0 frontal, 1 profile)", bounds=(0, 1))
-    max_roll: float = setting(30.0, "largest accepted head roll, degrees", bounds=(0, 180))
-    max_pitch: float = setting(
-        0.3, "largest accepted nod (looking up or down): nose height off its frontal value", bounds=(0, 1)
-    )
+    max_yaw: float = _MAX_YAW
+    max_roll: float = _MAX_ROLL
+    max_pitch: float = _MAX_PITCH
     template: str = setting(
         "eyes", "where the landmarks go on the canvas", choices=("eyes", "arcface", "ffhq")
     )
-    landmarks: int = setting(
-        5,
-        "landmarks the fit uses: 5 (MTCNN's) | 68 (dlib's 68-point model, reduced to the FFHQ "
-        "recipe's points; with template ffhq the exact FFHQ crop; its training data forbids "
-        "commercial use)",
-        choices=(5, 68),
-    )
+    landmarks: int = _LANDMARKS
     output_size: int = setting(768, "side of the square output canvas, pixels", bounds=(64, 8192))
     refine: str = setting(
         "none", "gradient-descent refinement after the closed-form fit", choices=("none", "heatmaps")
@@ -310,9 +330,49 @@ class FacesSettings(Settings):
     video_every: int = _VIDEO_EVERY
     sample_fps: float = _SAMPLE_FPS
     smooth: float = setting(0.0, "temporal smoothing sigma of the transforms, in frames", bounds=(0, 100))
-    detect_size: int = setting(
-        960, "long side of the working copy used for face detection, pixels", bounds=(64, 4096)
-    )
+    detect_size: int = _FACE_DETECT_SIZE
     sort: str = _SORT
     device: str = _DEVICE
     max_pixels: int = _MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class DatasetFacesSettings(Settings):
+    """What ``alignimate dataset faces`` (:func:`alignimate.dataset.faces`) makes: which faces, and
+    the crops. How it runs (engine, workers, device) stays a plain argument."""
+
+    section: ClassVar[str] = "dataset"
+
+    size: int = setting(512, "side of the square crops, pixels", bounds=(16, 4096))
+    template: str = setting(
+        "ffhq",
+        "where the face goes in the crop (ffhq-quad: the FFHQ recipe's own square of each face)",
+        choices=("ffhq", "arcface", "eyes", "ffhq-quad"),
+    )
+    landmarks: int = _LANDMARKS
+    main_face: bool = setting(
+        False,
+        "keep only the largest face of each photo (else every face that passes)",
+        cli=("--main-face/--all-faces",),
+    )
+    frontal: bool = setting(True, "skip faces that are not frontal (max_yaw, max_roll, max_pitch)")
+    max_yaw: float = _MAX_YAW
+    max_roll: float = _MAX_ROLL
+    max_pitch: float = _MAX_PITCH
+    min_face: int = setting(
+        64, "smallest face kept: longer side of its box, photo pixels", bounds=(1, 100_000)
+    )
+    max_distance: float = setting(
+        0.0,
+        "largest cosine distance to the --identity face; 0: the descriptor's calibrated one",
+        bounds=(0, 2),
+    )
+    embed: bool = setting(False, "store every face's embedding in the manifest")
+    image_format: str = setting("jpg", "the crop files", choices=("jpg", "png"), cli=("--format",))
+    quality: int = setting(95, "JPEG quality of the crops", bounds=(1, 100))
+    background: str = setting("black", "outside the photo", choices=("black", "white", "blur"))
+    shard_size: int = setting(1000, "photos per crop folder", bounds=(1, 10_000_000))
+    detect_size: int = _FACE_DETECT_SIZE
+    max_pixels: int = _MAX_PIXELS
+    video_every: int = _VIDEO_EVERY
+    sample_fps: float = _SAMPLE_FPS

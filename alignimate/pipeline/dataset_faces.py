@@ -87,7 +87,7 @@ from alignimate.pipeline.photos import relative_name
 from alignimate.pipeline.run import pick_device, resolve_workers
 from alignimate.pipeline.stages import Batch, Row, Stage, batch_rows, rows_batch, run_stages
 from alignimate.pipeline.video_input import is_video_input, open_video_input
-from alignimate.settings import FacesSettings, setting_infos
+from alignimate.settings import DatasetFacesSettings, FacesSettings, setting_infos
 
 __all__ = [
     "CROPS_DIR",
@@ -99,6 +99,7 @@ __all__ = [
     "make_face_dataset",
     "pipeline_stages",
     "read_manifest",
+    "recorded_settings",
 ]
 
 ENGINES = ("local", "ray")
@@ -190,6 +191,37 @@ class DatasetSettings:
             # Recorded only when not the default: datasets made before the option stay valid.
             del values["landmarks"]
         return values
+
+
+def recorded_settings(chosen: DatasetFacesSettings) -> DatasetSettings:
+    """The dataset's settings as the job records them, from the typed options of ``dataset faces``."""
+    try:
+        frontal = (
+            FrontalThresholds(
+                max_yaw=chosen.max_yaw, max_roll_deg=chosen.max_roll, max_pitch=chosen.max_pitch
+            )
+            if chosen.frontal
+            else None
+        )
+    except ValueError as err:
+        raise UsageError(f"frontal filter: {err}") from None
+    return DatasetSettings(
+        size=chosen.size,
+        template=chosen.template,
+        main_face=chosen.main_face,
+        frontal=frontal,
+        min_face=chosen.min_face,
+        max_distance=chosen.max_distance or None,
+        embed=chosen.embed,
+        image_format=chosen.image_format,
+        quality=chosen.quality,
+        background=chosen.background,
+        detect_size=chosen.detect_size,
+        decode_side=2 * chosen.detect_size,
+        max_pixels=chosen.max_pixels,
+        shard_size=chosen.shard_size,
+        landmarks=chosen.landmarks,
+    )
 
 
 @dataclass

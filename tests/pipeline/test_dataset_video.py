@@ -124,9 +124,10 @@ def test_rerun_skips_known_frames_and_another_sampling_adds_the_new_ones(video: 
 
 def test_bad_video_requests_are_refused_before_anything_is_written(video: Path, tmp_path: Path) -> None:
     out = tmp_path / "faces"
-    with pytest.raises(UsageError, match=r"--video-every must be between 1 and 1e\+06, got 0"):
+    # From Python the message names the argument; on the command line, the flag (below).
+    with pytest.raises(UsageError, match=r"video_every must be between 1 and 1e\+06, got 0"):
         dataset.faces(video, out, video_every=0)
-    with pytest.raises(UsageError, match="--sample-fps must be between 0 and 1000, got -1"):
+    with pytest.raises(UsageError, match="sample_fps must be between 0 and 1000, got -1"):
         dataset.faces(video, out, sample_fps=-1.0)
     with pytest.raises(UsageError, match="is the input folder"):
         dataset.faces(video, video.parent)

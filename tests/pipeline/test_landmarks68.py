@@ -255,8 +255,8 @@ def test_landmarks_through_the_command_line_and_config(
 
     kwargs: dict[str, Any] = {}
 
-    def capture_dataset(src: Any, dst: Any, **options: Any) -> Any:
-        kwargs.update(options)
+    def capture_dataset(src: Any, dst: Any, settings: Any = None, **options: Any) -> Any:
+        kwargs.update(options, landmarks=settings.landmarks)
         raise UsageError("captured")
 
     real_faces = dataset.faces
