@@ -223,6 +223,12 @@ def _logger(quiet: bool):
     return (lambda _msg: None) if quiet else (lambda msg: typer.echo(msg, err=True))
 
 
+def _reporting(quiet: bool, as_json: bool) -> dict[str, Any]:
+    """A job's ``progress`` and ``log`` arguments: a bar and messages on stderr, unless the output is
+    quiet or JSON."""
+    return {"progress": not (quiet or as_json), "log": _logger(quiet or as_json)}
+
+
 def _report(summary: dict[str, Any], as_json: bool, quiet: bool, text: str) -> None:
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -302,8 +308,7 @@ def register(
         exclude=exclude,
         use_cache=not no_cache,
         overwrite=overwrite,
-        progress=not (quiet or as_json),
-        log=_logger(quiet or as_json),
+        **_reporting(quiet, as_json),
     )
     _finish(
         result,
@@ -504,8 +509,7 @@ def faces(
         exclude=exclude,
         use_cache=not no_cache,
         overwrite=overwrite,
-        progress=not (quiet or as_json),
-        log=_logger(quiet or as_json),
+        **_reporting(quiet, as_json),
     )
     _finish(
         result,
@@ -570,8 +574,7 @@ def dataset_faces(
         device=device,
         ray_actors=ray_actors,
         ray_actor_cpus=ray_actor_cpus,
-        progress=not (quiet or as_json),
-        log=_logger(quiet or as_json),
+        **_reporting(quiet, as_json),
     )
     summary = result.summary()
     skipped = sum(summary["skipped_photos"].values())

@@ -51,6 +51,9 @@ __all__ = [
     "started_ray",
 ]
 
+# What the last group hands its batch to (an Arrow table for the writer); None for the other groups.
+Finish = Callable[[Batch], Any] | None
+
 RAY_MISSING = "--engine ray needs Ray Data, an optional extra: pip install 'alignimate[ray]'"
 _ROW = "_row"
 
@@ -157,33 +160,19 @@ def _pack(batch: Batch) -> dict[str, list[bytes]]:
     return {_ROW: [pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL) for row in rows]}
 
 
-def _through(
-    batch: dict[str, Any],
-    stages: Sequence[Stage],
-    first: bool,
-    finish: Callable[[Batch], Any] | None,
-) -> Any:
+def _through(batch: dict[str, Any], stages: Sequence[Stage], first: bool, finish: Finish) -> Any:
+    """A batch through a group's stages: directly as a Ray task for a group without a setup, or in
+    an :class:`_ActorGroup`."""
     work = _unpack(batch, first)
     for stage in stages:
         work = stage(work)
     return finish(work) if finish is not None else _pack(work)
 
 
-def _task_group(
-    batch: dict[str, Any],
-    *,
-    stages: Sequence[Stage],
-    first: bool,
-    finish: Callable[[Batch], Any] | None,
-) -> Any:
-    """A group without setup, run as Ray tasks."""
-    return _through(batch, stages, first, finish)
-
-
 class _ActorGroup:
     """A group whose first stage has a setup, run on a pool of Ray actors (one instance per actor)."""
 
-    def __init__(self, stages: Sequence[Stage], first: bool, finish: Callable[[Batch], Any] | None) -> None:
+    def __init__(self, stages: Sequence[Stage], first: bool, finish: Finish) -> None:
         for stage in stages:
             stage.setup()
         self.stages, self.first, self.finish = list(stages), first, finish
@@ -265,7 +254,7 @@ def run_on_ray(
                 )
             else:
                 dataset = dataset.map_batches(
-                    _task_group,
+                    _through,
                     fn_kwargs={"stages": group, "first": first, "finish": group_finish},
                     batch_size=options.batch_size,
                     num_cpus=options.task_cpus,
