@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import typer
 
 from alignimate import __version__
-from alignimate.config import check_values, load_config, resolve_settings
+from alignimate.config import load_config, resolve_settings
 from alignimate.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -35,6 +35,7 @@ from alignimate.errors import (
 from alignimate.settings import (
     FACES_ANIMATION,
     AnimateSettings,
+    ApplySettings,
     DatasetFacesSettings,
     FacesSettings,
     RegisterSettings,
@@ -328,39 +329,32 @@ def register(
         "  alignimate apply aligned/transforms.json --out white/ --background white"
     )
 )
+@_settings_flags(ApplySettings)
 @_guarded
 def apply(
     transforms: Path = typer.Argument(..., help="transforms.json written by register or faces."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     images: Path = typer.Option(None, help="Folder with other versions of the same photos (same names)."),
-    background: str = typer.Option(None, help="black | white | blur | transparent (default: as registered)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda."),
-    match_colors: str = typer.Option(
-        None, help="none | gain | histogram: match colours across frames (default: as registered)."
-    ),
     exclude: Path = EXCLUDE,
-    max_pixels: int = MAX_PIXELS,
+    config: Path = CONFIG,
     threads: int = THREADS,
     overwrite: bool = typer.Option(
         False, help="Replace the files an earlier apply wrote in OUT (never any other file)."
     ),
     quiet: bool = QUIET,
     as_json: bool = JSON,
+    flags: dict[str, Any] | None = None,
 ) -> None:
-    from alignimate.config import SCHEMA
     from alignimate.pipeline import apply_transforms
 
     _use_threads(threads)
-    check_values("register", {"max_pixels": max_pixels}, style="flag")
+    settings = resolve_settings(ApplySettings, flags or {}, _load(config))
     result = apply_transforms(
         transforms,
         out,
+        settings,
         images=images,
-        background=background,
-        device=device,
         workers=threads,
-        max_pixels=max_pixels if max_pixels is not None else SCHEMA["register"]["max_pixels"].default,
-        match_colors=match_colors,
         exclude=exclude,
         overwrite=overwrite,
         log=_logger(quiet or as_json),

@@ -51,6 +51,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
         typed.RegisterSettings,
         typed.FacesSettings,
         typed.AnimateSettings,
+        typed.ApplySettings,
         typed.DatasetFacesSettings,
     )
 }

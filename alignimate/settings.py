@@ -30,6 +30,7 @@ __all__ = [
     "FACES_ANIMATION",
     "MATCH_COLORS",
     "AnimateSettings",
+    "ApplySettings",
     "DatasetFacesSettings",
     "FacesSettings",
     "RegisterSettings",
@@ -332,6 +333,28 @@ class FacesSettings(Settings):
     smooth: float = setting(0.0, "temporal smoothing sigma of the transforms, in frames", bounds=(0, 100))
     detect_size: int = _FACE_DETECT_SIZE
     sort: str = _SORT
+    device: str = _DEVICE
+    max_pixels: int = _MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class ApplySettings(Settings):
+    """What ``alignimate apply`` (:func:`alignimate.pipeline.apply_transforms`) changes when it
+    writes the frames of a transforms.json again; ``registered`` keeps the choice of the run that
+    wrote it."""
+
+    section: ClassVar[str] = "apply"
+
+    background: str = setting(
+        "registered",
+        "fill outside the warped photo (registered: as the run that wrote the transforms)",
+        choices=("registered", "black", "white", "blur", "transparent"),
+    )
+    match_colors: str = setting(
+        "registered",
+        "colour matching across frames (registered: as the run that wrote the transforms)",
+        choices=("registered", *MATCH_COLORS),
+    )
     device: str = _DEVICE
     max_pixels: int = _MAX_PIXELS
 

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from alignimate.config import check_values
 from alignimate.errors import UsageError
 from alignimate.io import PhotoError, find_images, probe_image
-from alignimate.limits import DEFAULT_MAX_PIXELS, size_problem
+from alignimate.limits import size_problem
 from alignimate.pipeline.color_pass import with_color_corrections
 from alignimate.pipeline.exclusions import EXCLUDED_REASON, read_exclusions
 from alignimate.pipeline.face_geometry import face_region
@@ -34,7 +33,7 @@ from alignimate.pipeline.records import (
 )
 from alignimate.pipeline.render import BACKGROUNDS, resize_matrix, translation
 from alignimate.pipeline.run import AlignResult, open_output, pick_device, resolve_workers, write_run
-from alignimate.settings import MATCH_COLORS
+from alignimate.settings import MATCH_COLORS, ApplySettings
 
 __all__ = ["apply_transforms"]
 
@@ -89,21 +88,21 @@ def _canvas_factor(
 def apply_transforms(
     transforms: str | os.PathLike[str],
     out: str | os.PathLike[str],
+    settings: ApplySettings | None = None,
     *,
     images: str | os.PathLike[str] | None = None,
-    background: str | None = None,
-    device: str = "auto",
     workers: int | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    match_colors: str | None = None,
     exclude: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
+    **options: Any,
 ) -> AlignResult:
     """Write the frames described by ``transforms`` (a transforms.json) into ``out``.
 
-    ``match_colors``: ``"none"`` | ``"gain"`` | ``"histogram"`` (:mod:`alignimate.pipeline.colors`),
-    default: as the run that wrote ``transforms`` did. ``exclude``: an exclusion file saved by the
+    ``settings`` (:class:`~alignimate.settings.ApplySettings`; ``options`` replace its fields by
+    name): ``background`` and ``match_colors`` (``"none"`` | ``"gain"`` | ``"histogram"``,
+    :mod:`alignimate.pipeline.colors`) default to what the run that wrote ``transforms`` did;
+    ``device``; ``max_pixels``. ``exclude``: an exclusion file saved by the
     review page (:mod:`alignimate.pipeline.exclusions`); its photos are skipped with the reason
     :data:`~alignimate.pipeline.exclusions.EXCLUDED_REASON`.
 
@@ -112,18 +111,23 @@ def apply_transforms(
     original run stay skipped; a missing or unreadable version is skipped with a reason. ``workers``:
     frames read, warped and written at once (default: one per CPU core, at most 4)."""
     log = log or (lambda _msg: None)
+    settings = ApplySettings.with_options(settings, options)
+    max_pixels = settings.max_pixels
     workers = resolve_workers(workers)
-    check_values("register", {"max_pixels": max_pixels})
     transforms = Path(transforms)
     try:
         run = read_transforms(transforms)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    torch_device = pick_device(device)
+    torch_device = pick_device(settings.device)
     images_dir = Path(images) if images is not None else None
     versions = _versions(images_dir)
-    background = background or run.settings.get("background", "black")
-    match_colors = match_colors or str(run.settings.get("match_colors", "none"))
+    background = str(run.settings.get("background", "black"))
+    if settings.background != "registered":
+        background = settings.background
+    match_colors = str(run.settings.get("match_colors", "none"))
+    if settings.match_colors != "registered":
+        match_colors = settings.match_colors
     if match_colors not in MATCH_COLORS:
         raise UsageError(f"match_colors must be one of {', '.join(MATCH_COLORS)}, got {match_colors!r}")
     excluded = read_exclusions(exclude) if exclude is not None else frozenset()
