@@ -90,8 +90,8 @@ OFFLINE = typer.Option(
 EXCLUDE = typer.Option(
     None,
     "--exclude",
-    help="Exclusion file saved by the review page (alignimate review): those photos are left out, with "
-    "the reason 'excluded by review'.",
+    help="Exclusion file saved by the review page (alignimate review): the photos it names are left "
+    "out (listed with the reason 'excluded by review' where the command writes a report).",
 )
 THREADS = typer.Option(
     None,
@@ -383,9 +383,7 @@ def animate(
     output: Path = typer.Option(..., "--output", "-o", help="out.mp4, out.webm or out.gif."),
     max_width: int = typer.Option(None, help="Downscale so frames are at most this wide."),
     max_bytes: int = typer.Option(None, help="GIF only: shrink until the file fits this many bytes."),
-    exclude: Path = typer.Option(
-        None, "--exclude", help="Exclusion file saved by the review page: leave those photos' frames out."
-    ),
+    exclude: Path = EXCLUDE,
     config: Path = CONFIG,
     overwrite: bool = typer.Option(False, help="Replace an existing file at OUTPUT."),
     quiet: bool = QUIET,

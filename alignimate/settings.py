@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -167,13 +168,16 @@ class Settings:
     def with_options(cls: type[S], base: S | None, options: Mapping[str, Any]) -> S:
         """``base`` (default: the class's defaults) with ``options`` replacing fields, checked; an
         unknown name or a bad value is a :class:`~alignimate.errors.UsageError` naming it. A value of
-        None leaves the field as it is (as a flag that was not given)."""
+        None leaves the field as it is (as a flag that was not given); a path is taken as its text
+        (``source=Path(...)``)."""
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(options) - known)
         if unknown:
             raise UsageError(f"unknown option {unknown[0]!r}; known: {', '.join(sorted(known))}")
         start = base if base is not None else cls()
-        given = {k: v for k, v in options.items() if v is not None}
+        given = {
+            k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in options.items() if v is not None
+        }
         result = dataclasses.replace(start, **given)  # type: ignore[type-var]
         result.check()
         return result

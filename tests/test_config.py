@@ -55,3 +55,13 @@ def test_bad_config_names_file_and_reason(tmp_path: Path, text: str, fragment: s
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_python_options_take_paths_as_text_and_none_as_not_given() -> None:
+    from alignimate.settings import FacesSettings, RegisterSettings
+
+    base = RegisterSettings(detect_size=800)
+    chosen = RegisterSettings.with_options(base, {"source": Path("points.json"), "detect_size": None})
+    assert chosen.source == "points.json" and chosen.detect_size == 800
+    assert FacesSettings.with_options(None, {"identity": Path("me.jpg")}).identity == "me.jpg"
+    assert RegisterSettings.with_options(None, {"keypoints": ["a", "b"]}).keypoints == ("a", "b")

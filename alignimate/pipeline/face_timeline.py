@@ -660,8 +660,6 @@ def _settings(
     animation_keys = {f.name for f in dataclasses.fields(AnimateSettings)}
     faces_options = {k: v for k, v in options.items() if k not in animation_keys}
     animation_options = {k: v for k, v in options.items() if k in animation_keys}
-    if faces_options.get("identity") is not None:
-        faces_options["identity"] = os.fspath(faces_options["identity"])
     return (
         FacesSettings.with_options(settings, faces_options),
         AnimateSettings.with_options(animation or FACES_ANIMATION, animation_options),

@@ -492,19 +492,6 @@ def _leave_out(
     return kept, skipped + left_out
 
 
-def _plain_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The Python API's conveniences, as settings values: a path for ``source``, None for "the
-    default" (``source``, ``detect_size``), any sequence of ``keypoints``."""
-    plain = dict(options)
-    if "source" in plain:
-        plain["source"] = "" if plain["source"] is None else os.fspath(plain["source"])
-    if plain.get("detect_size", 0) is None:
-        plain["detect_size"] = 0
-    if isinstance(plain.get("keypoints"), (list, tuple)):
-        plain["keypoints"] = tuple(plain["keypoints"])
-    return plain
-
-
 def _resolve(settings: RegisterSettings) -> RegisterSettings:
     """``mode="keypoints:FILE"`` split into mode and source (resolved to an absolute path), and
     ``loss="auto"`` made the mode's loss (zncc for pixels, mse for the semantic modes)."""
@@ -559,7 +546,7 @@ def align_folder(
         print(result.summary())
     """
     folder, out = Path(folder), Path(out)
-    settings = _resolve(RegisterSettings.with_options(settings, _plain_options(options)))
+    settings = _resolve(RegisterSettings.with_options(settings, options))
     inputs = [folder]
     if is_video_input(folder):
         inputs = [folder.parent]
