@@ -48,12 +48,16 @@ def test_excluded_photos_are_skipped_with_the_reviews_reason_and_their_old_frame
     first = align_folder(SCENES, out, size=128)
     assert len(first.aligned) == 10
     listed = exclusions(tmp_path / "marks.json", ["scene_00.jpg", "scene_04.jpg"])
+    (out / "mine.jpg").write_bytes(b"the user's own file")  # not alignimate's: never touched
     result = align_folder(SCENES, out, size=128, exclude=listed)
     skipped = {p.name: p.reason for p in result.skipped}
     assert skipped == {"scene_00.jpg": EXCLUDED_REASON, "scene_04.jpg": EXCLUDED_REASON}
     assert result.exit_code == 0  # the user's own choice is not a problem
     assert result.run.reference != "scene_00.jpg"  # an excluded photo is never the reference
-    assert sorted(p.name for p in out.glob("*.jpg")) == sorted(p.output for p in result.aligned)
+    assert sorted(p.name for p in out.glob("*.jpg")) == sorted(
+        ["mine.jpg", *(p.output for p in result.aligned)]
+    )
+    assert (out / "mine.jpg").read_bytes() == b"the user's own file"
 
     applied = apply_transforms(
         out / "transforms.json",
