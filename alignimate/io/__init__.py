@@ -2,9 +2,9 @@
 and video files read as a series of frames (:mod:`alignimate.io.video`).
 
 Arrays here are numpy ``(H, W, 3)`` uint8 RGB images (height first); converting them to the
-core's ``(B, C, H, W)`` float tensors is the caller's job. The one exception is the full-resolution
-frame path (:mod:`alignimate.io.planes`): ``(3, H, W)`` uint8 torch tensors, decoded and encoded
-without the copies Pillow's arrays cost.
+core's ``(B, C, H, W)`` float tensors is the caller's job. The full-resolution frame path
+(:mod:`alignimate.io.planes`) decodes and encodes without the copies Pillow's arrays cost, as numpy
+arrays or as ``(3, H, W)`` uint8 torch tensors. Nothing here imports torch at import time.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from alignimate.io.images import (
     scan_folder,
 )
 from alignimate.io.ordering import exif_datetime, natural_key, sort_photos
-from alignimate.io.planes import read_image_planes, save_image_planes
+from alignimate.io.planes import read_image_pixels, read_image_planes, save_image_pixels, save_image_planes
 from alignimate.io.video import (
     VIDEO_SUFFIXES,
     VideoFrame,
@@ -67,10 +67,12 @@ __all__ = [
     "probe_image",
     "probe_video",
     "read_image",
+    "read_image_pixels",
     "read_image_planes",
     "read_images_parallel",
     "sample_indices",
     "save_image",
+    "save_image_pixels",
     "save_image_planes",
     "scan_folder",
     "sort_photos",

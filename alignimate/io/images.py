@@ -50,7 +50,6 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 from PIL.ExifTags import Base
 
-from alignimate.core.resize import fit_size
 from alignimate.io.ordering import exif_datetime, natural_key
 
 __all__ = [
@@ -175,9 +174,16 @@ def scan_folder(
 ) -> tuple[list[Path], list[UnusableEntry]]:
     """The photo files of ``folder`` and the entries that look like photos but cannot be used.
 
-    Returns ``(photos, unusable)``: ``photos`` are the regular files (or symbolic links to regular
-    files) whose suffix is in `SUPPORTED_SUFFIXES`, compared case-insensitively; ``unusable`` are
-    `UnusableEntry` ``(path, reason)`` pairs. Both lists are in natural path order.
+    Args:
+        folder: the folder to scan; ``ValueError`` when it is not a folder.
+        recursive: scan sub-folders too.
+        exclude: a folder left out with everything in it (e.g. an output folder inside the input
+            folder).
+
+    Returns:
+        ``(photos, unusable)``: ``photos`` are the regular files (or symbolic links to regular
+        files) whose suffix is in `SUPPORTED_SUFFIXES`, compared case-insensitively; ``unusable``
+        are `UnusableEntry` ``(path, reason)`` pairs. Both lists are in natural path order.
 
     Rules (nothing else is left out):
 
@@ -272,10 +278,10 @@ def find_images(
 ) -> list[Path]:
     """Photo files in ``folder`` by suffix (`SUPPORTED_SUFFIXES`), in natural path order.
 
-    The usable half of `scan_folder` (see there for the rules): hidden files and folders are
-    skipped, ``exclude`` is a folder whose contents are skipped, symbolic links to folders are not
-    followed, and files are not opened. Use `scan_folder` to also learn which photo-like entries
-    cannot be used and why.
+    The usable half of `scan_folder` (see there for the rules and the arguments): hidden files and
+    folders are skipped, ``exclude`` is a folder whose contents are skipped, symbolic links to
+    folders are not followed, and files are not opened. Use `scan_folder` to also learn which
+    photo-like entries cannot be used and why.
     """
     photos, _unusable = scan_folder(folder, recursive=recursive, exclude=exclude)
     return photos
@@ -435,6 +441,9 @@ def _fit_size(width: int, height: int, max_side: int | None) -> tuple[int, int] 
     or None to keep the size."""
     if max_side is None:
         return None
+    # Imported here: alignimate.core imports torch, which a full-size read (apply's frames) never needs.
+    from alignimate.core.resize import fit_size
+
     h, w = fit_size((height, width), max_side)
     return None if (h, w) == (height, width) else (w, h)
 
@@ -532,17 +541,22 @@ def read_image(
 ) -> np.ndarray:
     """Decode a photo upright as ``(H, W, 3)`` uint8 RGB (``(H, W, 4)`` RGBA if ``alpha``).
 
-    - EXIF orientation is applied (``ImageOps.exif_transpose``), so ``H, W`` are the upright size.
-    - Any Pillow mode is converted (grey, palette, CMYK, 16-bit, float; see `_to_8bit`).
-      Transparent images are composited onto black unless ``alpha=True``; opaque images get
-      alpha 255 when ``alpha=True``.
-    - ``max_side``: the longer side is reduced to at most this many pixels (never enlarged),
-      keeping the aspect ratio; JPEGs are decoded directly at 1/2, 1/4 or 1/8 size (draft mode)
-      and then resized with Lanczos.
-    - ``max_pixels``: pixel limit checked before decoding (default: Pillow's
-      ``Image.MAX_IMAGE_PIXELS``; see the module docstring).
+    EXIF orientation is applied (``ImageOps.exif_transpose``), so ``H, W`` are the upright size. Any
+    Pillow mode is converted (grey, palette, CMYK, 16-bit, float; see `_to_8bit`).
 
-    Raises `PhotoError` for every unreadable photo; ``ValueError``/``TypeError`` for bad arguments.
+    Args:
+        path: the photo file.
+        max_side: the longer side is reduced to at most this many pixels (never enlarged), keeping
+            the aspect ratio; JPEGs are decoded directly at 1/2, 1/4 or 1/8 size (draft mode) and
+            then resized with Lanczos.
+        max_pixels: pixel limit checked before decoding (default: Pillow's
+            ``Image.MAX_IMAGE_PIXELS``; see the module docstring).
+        alpha: return RGBA. Otherwise transparent images are composited onto black; with it,
+            opaque images get alpha 255.
+
+    Returns:
+        the pixels. Raises `PhotoError` for every unreadable photo; ``ValueError``/``TypeError``
+        for bad arguments.
     """
     path = Path(path)
     _check_positive("max_side", max_side)
@@ -577,8 +591,14 @@ def read_images_parallel(
     """Read photos on a thread pool, yielding ``(path, array or PhotoError)`` in input order.
 
     Pillow releases the GIL while decoding, so reading the next photos overlaps with whatever the
-    caller does with the current one. At most ``prefetch`` (default ``2 * workers``) photos are
-    decoded ahead, so memory does not grow with the number of paths. Arguments as `read_image`.
+    caller does with the current one.
+
+    Args:
+        paths: the photos.
+        max_side, max_pixels, alpha: as `read_image`.
+        workers: threads decoding at once.
+        prefetch: at most this many photos (default ``2 * workers``) are decoded ahead, so memory
+            does not grow with the number of paths.
     """
     _check_positive("workers", workers)
     _check_positive("prefetch", prefetch)

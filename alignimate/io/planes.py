@@ -1,12 +1,17 @@
-"""Photos as ``(C, H, W)`` uint8 torch tensors ("planes"): the fast full-resolution path.
+"""The fast full-resolution path: photos decoded and frames encoded without extra copies, as
+interleaved ``(H, W, C)`` uint8 numpy arrays ("pixels") or, for torch code, ``(C, H, W)`` uint8
+torch tensors ("planes") that are views of the same memory.
 
 Writing aligned frames decodes every photo at full resolution and encodes every frame. Through
 Pillow and numpy each of these costs a full extra copy of the image (Pillow keeps RGB as 4 bytes
 per pixel, so ``np.asarray`` re-packs the whole image, and ``Image.fromarray`` copies it back),
 which on a 12 MP photo is as long as the decode itself. Here JPEGs are decoded and encoded by
 OpenCV's libjpeg-turbo (:mod:`alignimate.io.opencv`), straight from and into interleaved pixels,
-which the renderer (:mod:`alignimate.pipeline.render`) reads and writes without a copy; planes are
-views of that memory.
+which the renderer (:mod:`alignimate.pipeline.render`) reads and writes without a copy.
+
+The numpy functions (:func:`read_image_pixels`, :func:`save_image_pixels`) are the implementation;
+the planes functions wrap them. Only the planes functions import torch (when called), so a job that
+does no torch computation (``apply`` of affine frames on the CPU) never pays for importing it.
 
 Results are the same as the Pillow path, pixel for pixel: both run libjpeg-turbo with the same
 settings (accurate integer IDCT, smooth chroma upsampling; quality-scaled tables and 4:2:0 chroma
@@ -26,15 +31,24 @@ import os
 import threading
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from alignimate.io.images import PhotoError, _effective_limit, _open, _orientation, _reason_for, read_image
 from alignimate.io.opencv import opencv
-from alignimate.io.writing import IMAGE_FORMATS, atomic_write, save_image
+from alignimate.io.writing import IMAGE_FORMATS, atomic_write, check_uint8_image, save_image
 
-__all__ = ["fast_jpeg_available", "read_image_planes", "save_image_planes"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "fast_jpeg_available",
+    "read_image_pixels",
+    "read_image_planes",
+    "save_image_pixels",
+    "save_image_planes",
+]
 
 # Pillow modes of JPEGs that libjpeg-turbo turns into RGB exactly as Pillow does (CMYK and YCCK
 # JPEGs are converted differently by the two; they take the Pillow path).
@@ -54,33 +68,31 @@ def fast_jpeg_available() -> bool:
     return _jpeg_codec() is not None
 
 
-def _upright(planes: torch.Tensor, orientation: int) -> torch.Tensor:
-    """Apply EXIF ``orientation`` (1-8) to ``(C, H, W)`` planes, as ``PIL.ImageOps.exif_transpose`` does.
+def _upright(cv2: ModuleType, pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF ``orientation`` (1-8) to ``(H, W, C)`` pixels, as ``PIL.ImageOps.exif_transpose`` does.
 
-    The turns and flips are made on the interleaved ``(H, W, C)`` view and copied once into
-    interleaved memory, the layout the renderer reads fastest."""
-    pixels = planes.permute(1, 2, 0)
-    rows, cols = 0, 1
+    OpenCV's flips and rotations write the result once, contiguous (several times faster than a
+    strided copy of a flipped or transposed view)."""
     if orientation == 2:
-        pixels = pixels.flip(cols)
-    elif orientation == 3:
-        pixels = pixels.flip(rows, cols)
-    elif orientation == 4:
-        pixels = pixels.flip(rows)
-    elif orientation == 5:  # mirrored along the main diagonal
-        pixels = pixels.transpose(rows, cols)
-    elif orientation == 6:  # stored turned 90 degrees anticlockwise: turn it clockwise
-        pixels = pixels.transpose(rows, cols).flip(cols)
-    elif orientation == 7:  # mirrored along the anti-diagonal
-        pixels = pixels.transpose(rows, cols).flip(rows, cols)
-    elif orientation == 8:
-        pixels = pixels.transpose(rows, cols).flip(rows)
-    return pixels.contiguous().permute(2, 0, 1)
+        return cv2.flip(pixels, 1)  # columns reversed
+    if orientation == 3:
+        return cv2.flip(pixels, -1)  # rows and columns reversed
+    if orientation == 4:
+        return cv2.flip(pixels, 0)  # rows reversed
+    if orientation == 5:  # mirrored along the main diagonal
+        return cv2.transpose(pixels)
+    if orientation == 6:  # stored turned 90 degrees anticlockwise: turn it clockwise
+        return cv2.rotate(pixels, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:  # mirrored along the anti-diagonal
+        return cv2.flip(cv2.transpose(pixels), -1)
+    if orientation == 8:
+        return cv2.rotate(pixels, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return pixels
 
 
-def _decode_jpeg(path: Path) -> torch.Tensor | None:
-    """``(3, H, W)`` planes of a JPEG as stored (no orientation; interleaved in memory), or ``None``
-    when libjpeg refuses it (truncated, corrupt) or there is no codec."""
+def _decode_jpeg(path: Path) -> np.ndarray | None:
+    """``(H, W, 3)`` RGB pixels of a JPEG as stored (no orientation), or ``None`` when libjpeg refuses
+    it (truncated, corrupt) or there is no codec."""
     cv2 = _jpeg_codec()
     if cv2 is None:
         return None
@@ -89,15 +101,15 @@ def _decode_jpeg(path: Path) -> torch.Tensor | None:
     if pixels is None or pixels.ndim != 3 or pixels.shape[2] != 3:
         # Pillow reads it again and either says why or decodes what it can.
         return None
-    return torch.from_numpy(pixels).permute(2, 0, 1)
+    return pixels
 
 
-def read_image_planes(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> torch.Tensor:
-    """Decode a photo upright at full resolution as ``(3, H, W)`` uint8 RGB planes (CPU).
+def read_image_pixels(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode a photo upright at full resolution as ``(H, W, 3)`` uint8 RGB pixels.
 
-    The same pixels as ``read_image(path)`` transposed to channels first (EXIF orientation applied,
-    any mode converted, transparency composited onto black); the result may be a non-contiguous
-    view. ``max_pixels`` as :func:`alignimate.io.read_image`. Raises
+    The same pixels as ``read_image(path)`` (EXIF orientation applied, any mode converted,
+    transparency composited onto black), decoded by OpenCV where that gives the same pixels; the
+    array may be read-only (Pillow's). ``max_pixels`` as :func:`alignimate.io.read_image`. Raises
     :class:`~alignimate.io.PhotoError` for every unreadable photo.
     """
     path = Path(path)
@@ -111,38 +123,62 @@ def read_image_planes(path: str | os.PathLike[str], *, max_pixels: int | None = 
     except Exception as exc:
         raise PhotoError(path, _reason_for(exc, limit)) from exc
     if fast:
-        planes = _decode_jpeg(path)
-        if planes is not None:
-            return _upright(planes, orientation)
-    pixels = read_image(path, max_pixels=max_pixels)
+        pixels = _decode_jpeg(path)
+        cv2 = _jpeg_codec()
+        if pixels is not None and cv2 is not None:
+            return _upright(cv2, pixels, orientation)
+    return read_image(path, max_pixels=max_pixels)
+
+
+def read_image_planes(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> torch.Tensor:
+    """Decode a photo upright at full resolution as ``(3, H, W)`` uint8 RGB planes (CPU).
+
+    :func:`read_image_pixels` transposed to channels first: a view of interleaved memory, so the
+    result is not contiguous. ``max_pixels`` and errors as there.
+    """
+    import torch
+
+    pixels = read_image_pixels(path, max_pixels=max_pixels)
     # Pillow's arrays are read-only views of its buffer; a tensor must own writable memory.
     return torch.from_numpy(pixels if pixels.flags.writeable else pixels.copy()).permute(2, 0, 1)
 
 
-def save_image_planes(
-    path: str | os.PathLike[str], planes: torch.Tensor, *, quality: int = 95, exif: bytes | None = None
+def save_image_pixels(
+    path: str | os.PathLike[str], pixels: np.ndarray, *, quality: int = 95, exif: bytes | None = None
 ) -> Path:
-    """Save ``(C, H, W)`` uint8 planes (C = 1 grey, 3 RGB, 4 RGBA) atomically, like
-    :func:`alignimate.io.save_image` (same formats, options and errors, same JPEG bytes)."""
+    """Save uint8 ``pixels`` (``(H, W)`` or ``(H, W, 1)`` grey, ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA;
+    any strides) atomically, like :func:`alignimate.io.save_image` (same formats, options and errors,
+    same JPEG bytes), JPEGs through OpenCV."""
     path = Path(path)
-    if not isinstance(planes, torch.Tensor) or planes.dtype != torch.uint8:
-        raise TypeError(f"planes must be a uint8 torch tensor, got {getattr(planes, 'dtype', type(planes))}")
-    if planes.ndim != 3 or planes.shape[0] not in (1, 3, 4):
-        raise ValueError(f"planes must have shape (C, H, W) with C in 1, 3, 4, got {tuple(planes.shape)}")
-    planes = planes.cpu()
+    check_uint8_image(pixels, "pixels")
     cv2 = _jpeg_codec()
-    simple_jpeg = IMAGE_FORMATS.get(path.suffix.lower()) == "JPEG" and exif is None and planes.shape[0] != 4
+    grey = pixels.ndim == 2 or pixels.shape[2] == 1
+    jpeg = IMAGE_FORMATS.get(path.suffix.lower()) == "JPEG"
+    simple_jpeg = jpeg and exif is None and (grey or pixels.shape[2] == 3)
     if cv2 is None or not simple_jpeg or not 1 <= quality <= 100:
         # Everything else (and the argument errors) is save_image's.
-        return save_image(path, planes.permute(1, 2, 0).numpy(), quality=quality, exif=exif)
-    pixels = planes.permute(1, 2, 0).numpy()  # interleaved frames (the renderer's): a view, no copy
-    image = pixels[..., 0] if planes.shape[0] == 1 else _as_bgr(cv2, pixels)
+        return save_image(path, pixels, quality=quality, exif=exif)
+    image = (pixels if pixels.ndim == 2 else pixels[..., 0]) if grey else _as_bgr(cv2, pixels)
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         return save_image(path, pixels, quality=quality)
     with atomic_write(path) as tmp:
         data.tofile(tmp)
     return path
+
+
+def save_image_planes(
+    path: str | os.PathLike[str], planes: torch.Tensor, *, quality: int = 95, exif: bytes | None = None
+) -> Path:
+    """Save ``(C, H, W)`` uint8 planes (C = 1 grey, 3 RGB, 4 RGBA) atomically: :func:`save_image_pixels`
+    of their channels-last view (no copy for the renderer's interleaved frames)."""
+    import torch
+
+    if not isinstance(planes, torch.Tensor) or planes.dtype != torch.uint8:
+        raise TypeError(f"planes must be a uint8 torch tensor, got {getattr(planes, 'dtype', type(planes))}")
+    if planes.ndim != 3 or planes.shape[0] not in (1, 3, 4):
+        raise ValueError(f"planes must have shape (C, H, W) with C in 1, 3, 4, got {tuple(planes.shape)}")
+    return save_image_pixels(path, planes.cpu().permute(1, 2, 0).numpy(), quality=quality, exif=exif)
 
 
 def _as_bgr(cv2: ModuleType, rgb: np.ndarray) -> np.ndarray:

@@ -4,6 +4,11 @@ Typical use: register small proxies, then apply the result to the full-size expo
 version of a photo is found by the same relative name in ``images`` (any suffix), and must have
 the same aspect ratio; its matrix is rescaled, and the output canvas and crop are scaled by the
 reference photo's size ratio, so the frames come out at the new resolution.
+
+Frames are read, warped and written as numpy arrays (:func:`alignimate.io.read_image_pixels`), so
+that affine frames on the CPU with a solid or transparent background, which OpenCV warps, never
+import torch: its import is most of a short run's time. Colour matching, homographies, the blurred
+background and a GPU import it when they need it.
 """
 
 from __future__ import annotations
@@ -17,11 +22,9 @@ from typing import Any
 import numpy as np
 
 from alignimate.errors import UsageError
-from alignimate.io import PhotoError, find_images, probe_image
+from alignimate.io import PhotoError, find_images, probe_image, read_image_pixels, save_image_pixels
 from alignimate.limits import size_problem
-from alignimate.pipeline.color_pass import with_color_corrections
 from alignimate.pipeline.exclusions import EXCLUDED_REASON, read_exclusions
-from alignimate.pipeline.face_geometry import face_region
 from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.outputs import OutputFolder, failure_from_os_error
 from alignimate.pipeline.records import (
@@ -32,7 +35,7 @@ from alignimate.pipeline.records import (
     read_transforms,
 )
 from alignimate.pipeline.render import BACKGROUNDS, resize_matrix, translation
-from alignimate.pipeline.run import AlignResult, open_output, pick_device, resolve_workers, write_run
+from alignimate.pipeline.run import AlignResult, device_name, open_output, resolve_workers, write_run
 from alignimate.settings import MATCH_COLORS, ApplySettings
 
 __all__ = ["apply_transforms"]
@@ -119,7 +122,7 @@ def apply_transforms(
         run = read_transforms(transforms)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    torch_device = pick_device(settings.device)
+    device = device_name(settings.device)
     images_dir = Path(images) if images is not None else None
     versions = _versions(images_dir)
     background = str(run.settings.get("background", "black"))
@@ -164,7 +167,7 @@ def apply_transforms(
                 offset,
                 out_size,
                 background,
-                torch_device,
+                device,
                 workers,
                 max_pixels,
                 log,
@@ -185,6 +188,10 @@ def _with_colors(
     photo (the middle frame for a face timeline, over its face region)."""
     if method == "none" or not jobs:
         return jobs
+    # Imported here: both import torch, which frames without colour matching may not need.
+    from alignimate.pipeline.color_pass import with_color_corrections
+    from alignimate.pipeline.face_geometry import face_region
+
     names = [job.key.name for job in jobs]
     reference = names.index(run.reference) if run.reference in names else len(jobs) // 2
     region = None
@@ -277,7 +284,13 @@ def _write_all(
     folder.claim(job.target.name for job in jobs)
     # Read, warp and save overlapped on a few threads (alignimate.pipeline.frame_writer).
     frames = write_frames(
-        jobs, (out_size[0], out_size[1]), background=background, device=device, workers=workers
+        jobs,
+        (out_size[0], out_size[1]),
+        background=background,
+        device=device,
+        workers=workers,
+        read=read_image_pixels,
+        save=save_image_pixels,
     )
     for outcome in frames:
         new = outcome.job.key

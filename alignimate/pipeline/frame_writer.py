@@ -22,16 +22,20 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from alignimate.io import PhotoError, read_image_planes, save_image, save_image_planes
-from alignimate.pipeline.colors import ColorCorrection
-from alignimate.pipeline.cutout import Cutout
 from alignimate.pipeline.render import BACKGROUNDS, read_for_scale, region_for_frame, render_frame
 from alignimate.pipeline.stages import Row, RowStage, run_stages
+
+if TYPE_CHECKING:
+    # Types only: both modules import torch, which frames without a correction or cut-out never need.
+    import torch
+
+    from alignimate.pipeline.colors import ColorCorrection
+    from alignimate.pipeline.cutout import Cutout
 
 __all__ = ["FrameJob", "FrameOutcome", "WarpFrame", "default_workers", "save_frame", "write_frames"]
 
@@ -83,10 +87,10 @@ class FrameOutcome:
 def save_frame(path: Path, frame: np.ndarray | torch.Tensor) -> None:
     """Save a frame as :func:`~alignimate.pipeline.render.render_frame` made it: ``(C, h, w)`` planes
     or an ``(h, w, C)`` numpy array (atomic, format from the suffix)."""
-    if isinstance(frame, torch.Tensor):
-        save_image_planes(path, frame)
-    else:
+    if isinstance(frame, np.ndarray):
         save_image(path, frame)
+    else:
+        save_image_planes(path, frame)
 
 
 def default_workers() -> int:

@@ -19,23 +19,29 @@ mask, no background, the rounding offset folded into the source, and a numpy-bui
 straight to ``grid_sample``. A pure integer translation (the reference photo) is a plain copy. Both
 paths equal warping the whole float photo at once and rounding, up to float rounding (at most one
 grey level, on a tiny share of the values: docs/benchmarks.md, design measurements and end to end).
+
+torch (and :mod:`alignimate.core`, which is torch) is imported only when a frame takes the tiled
+path or the photo is given as torch planes: the OpenCV path, the copies and the matrix helpers here
+work without it, so a job that only makes such frames never pays for importing torch.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
 from PIL import Image
 
-from alignimate.core import gaussian_blur2d, normalize_pixel_matrix, scale_matrix_for_resize, warp_perspective
 from alignimate.io import read_image
 from alignimate.io.opencv import opencv
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "BACKGROUNDS",
@@ -81,8 +87,25 @@ def linear_scale(matrix: np.ndarray) -> float:
 
 
 def resize_matrix(src: tuple[int, int], dst: tuple[int, int]) -> np.ndarray:
-    """3x3 float64 pixel matrix from an image of size ``src=(h, w)`` to the same image resized to ``dst``."""
-    return scale_matrix_for_resize(src, dst, dtype=torch.float64)[0].numpy()
+    """3x3 float64 pixel matrix from an image of size ``src=(h, w)`` to the same image resized to ``dst``:
+    ``x' = (x + 0.5) * w' / w - 0.5`` and likewise for ``y`` (pixel centres, docs/conventions.md).
+
+    The values of :func:`alignimate.core.scale_matrix_for_resize` in float64, to the last bit (the
+    same arithmetic), computed without torch: ``apply`` needs it for every photo, torch or not."""
+    (h, w), (h2, w2) = _size(src, "src"), _size(dst, "dst")
+    sx, sy = w2 / w, h2 / h
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]], dtype=np.float64)
+
+
+def _size(size: Sequence[int], name: str) -> tuple[int, int]:
+    """``size`` as ``(h, w)`` positive ints; a ValueError naming ``name`` otherwise."""
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be (h, w), got {size!r}") from err
+    if h <= 0 or w <= 0 or (h, w) != tuple(size):
+        raise ValueError(f"{name} must be two positive integers (h, w), got {size!r}")
+    return h, w
 
 
 def read_for_scale(
@@ -95,8 +118,7 @@ def read_for_scale(
     long_side = max(size_hw)
     wanted = min(long_side, max(16, math.ceil(long_side * scale * margin)))
     image = read_image(path, max_side=wanted if wanted < long_side else None)
-    small_H_photo = scale_matrix_for_resize(tuple(size_hw), tuple(image.shape[:2]), dtype=torch.float64)
-    return image, small_H_photo[0].numpy()
+    return image, resize_matrix(tuple(size_hw), tuple(image.shape[:2]))
 
 
 def region_for_frame(
@@ -148,10 +170,12 @@ def render_frame(
         shifted = _render_shift(photo.pixels, shift, size, background)
         if shifted is not None:
             return photo.finished(shifted)
-    if torch.device(device).type == "cpu":
+    if _device_type(device) == "cpu":
         warped = _render_affine_opencv(photo.pixels, matrix, size, background)
         if warped is not None:
             return photo.finished(warped)
+    import torch
+
     frame = _Frame(photo.pixels, matrix, size, background, torch.device(device))
     out = np.empty((*size, 4 if background == "transparent" else 3), np.uint8)
     with torch.inference_mode():
@@ -170,7 +194,9 @@ def _check_arguments(
 ) -> None:
     if background not in BACKGROUNDS:
         raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
-    if isinstance(image, torch.Tensor):
+    if _is_tensor(image):
+        import torch
+
         if image.dtype != torch.uint8:
             raise TypeError(f"image must be uint8, got {image.dtype}")
         if image.ndim != 3 or image.shape[0] != 3 or 0 in image.shape:
@@ -208,12 +234,30 @@ class _Photo:
     design measurements)."""
 
     def __init__(self, pixels: np.ndarray | torch.Tensor) -> None:
-        self.planar = isinstance(pixels, torch.Tensor)
+        self.planar = _is_tensor(pixels)
         self.pixels: np.ndarray = pixels.permute(1, 2, 0).numpy() if self.planar else pixels
 
     def finished(self, frame: np.ndarray) -> np.ndarray | torch.Tensor:
         """``frame`` in the photo's layout (planes are a view of the same memory)."""
-        return torch.from_numpy(frame).permute(2, 0, 1) if self.planar else frame
+        if not self.planar:
+            return frame
+        import torch
+
+        return torch.from_numpy(frame).permute(2, 0, 1)
+
+
+def _is_tensor(value: object) -> bool:
+    """Whether ``value`` is a torch tensor; never imports torch (no tensor exists before it is imported).
+
+    Another thread may be importing torch meanwhile (a frame on the tiled path): its half-made module
+    may lack ``Tensor`` yet, and ``value`` is then no tensor (one would come from a finished import)."""
+    tensor = getattr(sys.modules.get("torch"), "Tensor", None)
+    return tensor is not None and isinstance(value, tensor)
+
+
+def _device_type(device: torch.device | str) -> str:
+    """``"cpu"``, ``"cuda"``, ... of a device or its name (``"cuda:1"``), without importing torch."""
+    return device.split(":", 1)[0] if isinstance(device, str) else device.type
 
 
 # ------------------------------------------------------------------------------------------------
@@ -410,6 +454,10 @@ class _Frame:
         self, window: _Window, y0: int, x0: int, size: tuple[int, int], *, offset: float, mask: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(warped (C, h, w) float in grey levels [+ offset], inside (1, h, w) or None)`` of one tile."""
+        import torch
+
+        from alignimate.core import warp_perspective
+
         band = self.band(window, offset)
         tile_H_band = self.tile_H_band(window, y0, x0)
         rows = tile_H_band[:2] if self.affine else tile_H_band
@@ -429,6 +477,11 @@ class _Frame:
         faster than the general grid (docs/benchmarks.md, design measurements; its per-pixel (x, y)
         pairs are written as rows of ``2 w`` values) and free of torch's intra-op threads, which only
         cost time when several frames render at once."""
+        import torch
+        import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
+
+        from alignimate.core import warp_perspective
+
         # +0.5 folded into the source is exact (the weights sum to one and no tap is padding), so
         # truncating the result to uint8 rounds it.
         band = self.band(window, 0.5)
@@ -448,6 +501,8 @@ class _Frame:
     def band(self, window: _Window, offset: float) -> torch.Tensor:
         """The photo's rows/columns of ``window`` as a ``(1, 3, h, w)`` float tensor in grey levels
         (channels-last memory: no transposition of the photo is needed)."""
+        import torch
+
         block = self.image[window.r0 : window.r1, window.c0 : window.c1]
         if self.device.type == "cpu":
             # numpy releases the GIL and needs no copy of a read-only photo to convert it.
@@ -458,6 +513,8 @@ class _Frame:
 
     # -- backgrounds -------------------------------------------------------------------------------
     def with_opaque_alpha(self, warped: torch.Tensor) -> torch.Tensor:
+        import torch
+
         if self.background != "transparent":
             return warped
         return torch.cat([warped, warped.new_full((1, *warped.shape[1:]), 255.5)])
@@ -472,6 +529,8 @@ class _Frame:
     ) -> torch.Tensor:
         """Tile values ``warped + (1 - inside) * background`` clamped to [0, 255], plus 0.5 so that
         truncation rounds; ``warped``/``inside`` ``None`` mean 0 (no tap in the photo)."""
+        import torch
+
         if warped is None:
             warped = torch.zeros((3, *size), device=self.device)
             inside = torch.zeros((1, *size), device=self.device)
@@ -490,6 +549,10 @@ class _Frame:
     def blurred_tile(self, y0: int, x0: int, size: tuple[int, int]) -> torch.Tensor:
         """``(3, h, w)`` of the blurred background, upsampled (bilinear, edges clamped) from
         :meth:`blurred_small` onto this tile."""
+        import torch
+
+        from alignimate.core import warp_perspective
+
         small = self.blurred_small()
         tile_H_small = translation(-x0, -y0) @ resize_matrix(tuple(small.shape[-2:]), self.size)
         matrix = torch.as_tensor(tile_H_small[:2], dtype=torch.float32, device=self.device).unsqueeze(0)
@@ -498,6 +561,10 @@ class _Frame:
     def blurred_small(self) -> torch.Tensor:
         """The blurred background at 1/BLUR_FACTOR of the output size, ``(1, 3, h, w)`` in grey levels;
         made once per frame, on first use."""
+        import torch
+
+        from alignimate.core import gaussian_blur2d, warp_perspective
+
         if self._blur is None:
             h, w = self.size
             small_out = (max(1, h // BLUR_FACTOR), max(1, w // BLUR_FACTOR))
@@ -525,6 +592,10 @@ def _inside_grid(
     """``grid_sample`` grid ``(1, h, w, 2)`` (align_corners=False) of an output tile of ``size`` in a band
     of ``band_size``: the same values as :func:`alignimate.core.warp_grid`, for tiles without a horizon
     (every denominator away from zero, which :meth:`_Frame.window` guarantees for covered tiles)."""
+    import torch
+
+    from alignimate.core import normalize_pixel_matrix
+
     h, w = size
     band_norm_H_tile = normalize_pixel_matrix(band_size, dtype=torch.float64).numpy() @ np.linalg.inv(
         tile_H_band

@@ -8,12 +8,12 @@ job.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from alignimate.errors import UsageError
 from alignimate.pipeline.exclusions import EXCLUDED_REASON
@@ -32,10 +32,14 @@ from alignimate.pipeline.records import (
     write_transforms,
 )
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = [
     "RUN_FILES",
     "AlignResult",
     "RunBook",
+    "device_name",
     "fresh_record",
     "open_output",
     "pick_device",
@@ -46,6 +50,10 @@ __all__ = [
 
 # The files a resumable run keeps in its output folder besides its frames.
 RUN_FILES = (TRANSFORMS_NAME, REPORT_NAME, CHECKPOINT_NAME)
+# Linux device files through which torch reaches a GPU it calls "cuda": NVIDIA's driver, NVIDIA's
+# Tegra (Jetson) driver, WSL's GPU paravirtualisation, AMD's ROCm driver. Without any of them no
+# such GPU is usable, and "auto" is the CPU without asking torch.
+_GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvmap", "/dev/dxg", "/dev/kfd")
 
 
 @dataclass
@@ -81,14 +89,47 @@ class AlignResult:
 
 
 def pick_device(device: str) -> torch.device:
-    """``"auto"`` means CUDA when available, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for, but no CUDA device is available")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+    """``"auto"`` means CUDA when available, else the CPU (:func:`device_name`, as a torch device)."""
+    import torch
+
+    return torch.device(device_name(device))
+
+
+def device_name(device: str) -> str:
+    """The device a job computes on, by name: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``"auto"`` means
+    CUDA when available, else the CPU. A UsageError for anything else, or for ``"cuda"`` without a
+    CUDA device.
+
+    torch is imported only to ask it about CUDA, and not at all for ``"cpu"``, nor for ``"auto"`` on
+    a machine without a GPU (:func:`_may_have_cuda`): a job whose CPU work needs no torch (``apply``)
+    then never imports it."""
+    if device == "cpu":
+        return device
+    if device not in ("auto", "cuda") and not device.startswith("cuda:"):
         raise UsageError(f"device must be auto, cpu or cuda, got {device!r}")
-    return torch.device(device)
+    if device == "auto" and not _may_have_cuda():
+        return "cpu"
+    if device in ("auto", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            if device == "cuda":
+                raise UsageError("--device cuda was asked for, but no CUDA device is available")
+            return "cpu"
+    return "cuda" if device == "auto" else device
+
+
+def _may_have_cuda() -> bool:
+    """False only where ``torch.cuda.is_available()`` is certainly False: on macOS (no CUDA builds of
+    torch) and on Linux without any of :data:`_GPU_DEVICE_FILES`; True elsewhere (then torch is
+    asked), and whenever torch is imported already (asking it is then free)."""
+    if "torch" in sys.modules:
+        return True
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return any(os.path.exists(path) for path in _GPU_DEVICE_FILES)
+    return True
 
 
 def resolve_workers(workers: int | None) -> int:
