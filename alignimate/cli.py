@@ -15,7 +15,8 @@ import json
 import os
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,6 +72,7 @@ __all__ = ["EXIT_OK", "app", "main"]
 
 _DEBUG = {"on": False}
 F = TypeVar("F", bound=Callable[..., Any])
+S = TypeVar("S", bound=Settings)
 
 QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
 JSON = typer.Option(False, "--json", help="Print a JSON summary on stdout (for scripts).")
@@ -100,6 +102,20 @@ THREADS = typer.Option(
     "processed at once (default: PyTorch's own choice or $OMP_NUM_THREADS, and one photo per core, at "
     "most 4). Use 1 when running several alignimate commands at once.",
 )
+NO_CACHE = typer.Option(False, "--no-cache", help="Neither read nor write the detection cache.")
+
+# The options job commands share, by parameter name, in the order their help lists them: a command
+# names the ones it takes (_job_options) and reads them from its _Job; --quiet and --json are in all.
+_SHARED_OPTIONS: dict[str, tuple[type, Any]] = {
+    "no_cache": (bool, NO_CACHE),
+    "offline": (bool, OFFLINE),
+    "exclude": (Path, EXCLUDE),
+    "threads": (int, THREADS),
+    "config": (Path, CONFIG),
+    "quiet": (bool, QUIET),
+    "as_json": (bool, JSON),
+}
+_ALWAYS_SHARED = ("quiet", "as_json")
 
 
 def _debugging() -> bool:
@@ -158,21 +174,68 @@ def _flag_help(info: SettingInfo) -> str:
     return f"{info.help}{valid}; default {default!r}."
 
 
-def _settings_flags(*classes: type[Settings]) -> Callable[[F], F]:
-    """Give a command one flag per field of ``classes`` (:mod:`alignimate.settings`), after its own
-    parameters; the command receives their values as ``flags`` (None where a flag was not given, so
-    a config file or the default decides). This is how every settings field becomes a flag without
-    being written again here."""
+@dataclass(frozen=True)
+class _Job:
+    """What a job command's shared options and settings flags asked for (:func:`_job_options`)."""
+
+    quiet: bool
+    as_json: bool
+    flags: dict[str, Any]  # settings field -> flag value; None where the flag was not given
+    presets: dict[str, Any]  # the --config file's sections ({} without one)
+    threads: int | None = None
+    exclude: Path | None = None
+    use_cache: bool = True
+
+    def settings(self, cls: type[S], base: S | None = None) -> S:
+        """The command's ``cls`` settings: each field from its flag, else the ``--config`` preset,
+        else ``base`` (default: the field defaults)."""
+        return resolve_settings(cls, self.flags, self.presets, base=base)
+
+    def log(self, message: str) -> None:
+        """A message on stderr, unless the output is quiet or JSON."""
+        if not (self.quiet or self.as_json):
+            typer.echo(message, err=True)
+
+    def reporting(self) -> dict[str, Any]:
+        """A job's ``progress`` and ``log`` arguments: a bar and messages on stderr, unless the
+        output is quiet or JSON."""
+        return {"progress": not (self.quiet or self.as_json), "log": self.log}
+
+    def report(self, summary: dict[str, Any], text: str) -> None:
+        """Print ``summary`` as JSON with ``--json``, else ``text`` unless quiet."""
+        if self.as_json:
+            typer.echo(json.dumps(summary, indent=2))
+        elif not self.quiet:
+            typer.echo(text)
+
+    def finish(self, result: Any, text: Callable[[dict[str, Any]], str]) -> None:
+        """Report a job's result (its summary as JSON, or ``text(summary)``) and exit with its status."""
+        summary = result.summary()
+        self.report(summary, text(summary))
+        raise typer.Exit(result.exit_code)
+
+
+def _job_options(*classes: type[Settings], shared: Sequence[str] = ()) -> Callable[[F], F]:
+    """Give a job command, after its own parameters, the shared options it names (keys of
+    :data:`_SHARED_OPTIONS`; ``--quiet`` and ``--json`` always) and one flag per field of ``classes``
+    (:mod:`alignimate.settings`). The command receives them as ``job``, a :class:`_Job`, with
+    ``--threads`` and ``--offline`` already applied and the ``--config`` file read. This is how every
+    settings field becomes a flag, and every shared option means the same, without being written
+    again per command."""
+    options = {n: _SHARED_OPTIONS[n] for n in _SHARED_OPTIONS if n in (*shared, *_ALWAYS_SHARED)}
 
     def decorate(command: F) -> F:
         signature = inspect.signature(command)
-        own = [p for p in signature.parameters.values() if p.name != "flags"]
+        own = [p for p in signature.parameters.values() if p.name != "job"]
         infos: dict[str, SettingInfo] = {}
         for cls in classes:
             for name, info in setting_infos(cls).items():
-                if name not in signature.parameters:
+                if name not in signature.parameters and name not in options:
                     infos.setdefault(name, info)
-        added = []
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+            for name, (annotation, option) in options.items()
+        ]
         for name, info in infos.items():
             option = typer.Option(None, *info.flag_decls, help=_flag_help(info), show_default=False)
             added.append(
@@ -183,11 +246,25 @@ def _settings_flags(*classes: type[Settings]) -> Callable[[F], F]:
 
         @functools.wraps(command)
         def run(*args: Any, **kwargs: Any) -> Any:
+            given = {name: kwargs.pop(name, None) for name in options}
             flags = {name: kwargs.pop(name, None) for name in infos}
             for name, value in flags.items():
                 if value is not None and infos[name].types == (tuple, list):
                     flags[name] = [v.strip() for v in value.split(",") if v.strip()]
-            return command(*args, flags=flags, **kwargs)
+            _use_threads(given.get("threads"))
+            _use_offline(bool(given.get("offline")))
+            config = given.get("config")
+            job = _Job(
+                quiet=bool(given["quiet"]),
+                as_json=bool(given["as_json"]),
+                flags=flags,
+                # A bad file raises ConfigError, a UsageError: the command's guard reports it (exit 2).
+                presets={} if config is None else load_config(config),
+                threads=given.get("threads"),
+                exclude=given.get("exclude"),
+                use_cache=not given.get("no_cache"),
+            )
+            return command(*args, job=job, **kwargs)
 
         parameters = own + added
         run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
@@ -197,9 +274,20 @@ def _settings_flags(*classes: type[Settings]) -> Callable[[F], F]:
     return decorate
 
 
-def _load(config: Path | None) -> dict:
-    # A bad file raises ConfigError, a UsageError: the command's guard reports it (exit 2).
-    return {} if config is None else load_config(config)
+def _command(
+    group: typer.Typer, name: str | None = None, *, summary: str, examples: Sequence[str] = ()
+) -> Callable[[F], F]:
+    """Register a command on ``group`` (under ``name``, default the function's), guarded
+    (:func:`_guarded`), with a help text of ``summary`` followed by its ``examples``."""
+    text = summary
+    if examples:
+        heading = "Examples" if len(examples) > 1 else "Example"
+        text += f"\n\n{heading}:\n\n" + "\n\n".join(f"  {example}" for example in examples)
+
+    def decorate(command: F) -> F:
+        return group.command(name, help=text)(_guarded(command))
+
+    return decorate
 
 
 def _use_threads(threads: int | None) -> None:
@@ -218,30 +306,6 @@ def _use_offline(offline: bool) -> None:
 
         # The weights module reads it wherever a model is loaded; this process only.
         os.environ[OFFLINE_ENV] = "1"
-
-
-def _logger(quiet: bool):
-    return (lambda _msg: None) if quiet else (lambda msg: typer.echo(msg, err=True))
-
-
-def _reporting(quiet: bool, as_json: bool) -> dict[str, Any]:
-    """A job's ``progress`` and ``log`` arguments: a bar and messages on stderr, unless the output is
-    quiet or JSON."""
-    return {"progress": not (quiet or as_json), "log": _logger(quiet or as_json)}
-
-
-def _report(summary: dict[str, Any], as_json: bool, quiet: bool, text: str) -> None:
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-    elif not quiet:
-        typer.echo(text)
-
-
-def _finish(result: Any, as_json: bool, quiet: bool, text: Callable[[dict[str, Any]], str]) -> None:
-    """Report a job's result (its summary as JSON, or ``text(summary)``) and exit with its status."""
-    summary = result.summary()
-    _report(summary, as_json, quiet, text(summary))
-    raise typer.Exit(result.exit_code)
 
 
 def _version_callback(value: bool) -> None:
@@ -267,141 +331,115 @@ def _main(
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 
-@app.command(
-    help=(
-        "Register every photo in FOLDER onto one reference and write aligned frames, transforms.json "
-        "and report.csv to OUT. Rerunning with the same OUT resumes (nothing done is redone).\n\n"
-        "Examples:\n\n"
-        "  alignimate register photos/ --out aligned/\n\n"
-        "  alignimate register scans/ --out aligned/ --model homography --crop none\n\n"
-        "  alignimate register bump/ --out aligned/ --mode body --config configs/body.toml\n\n"
-        "  alignimate register shots/ --out aligned/ --mode keypoints:points.json\n\n"
-        "  alignimate register photos/ --out aligned/ --config configs/pixels.toml --json"
-    )
+@_command(
+    app,
+    summary="Register every photo in FOLDER onto one reference and write aligned frames, "
+    "transforms.json and report.csv to OUT. Rerunning with the same OUT resumes (nothing done is "
+    "redone).",
+    examples=(
+        "alignimate register photos/ --out aligned/",
+        "alignimate register scans/ --out aligned/ --model homography --crop none",
+        "alignimate register bump/ --out aligned/ --mode body --config configs/body.toml",
+        "alignimate register shots/ --out aligned/ --mode keypoints:points.json",
+        "alignimate register photos/ --out aligned/ --config configs/pixels.toml --json",
+    ),
 )
-@_settings_flags(RegisterSettings)
-@_guarded
+@_job_options(RegisterSettings, shared=("no_cache", "offline", "exclude", "threads", "config"))
 def register(
+    job: _Job,
     folder: Path = typer.Argument(..., help="Folder of photos."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for aligned frames and reports."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the detection cache."),
-    offline: bool = OFFLINE,
-    exclude: Path = EXCLUDE,
-    threads: int = THREADS,
-    config: Path = CONFIG,
     overwrite: bool = typer.Option(
         False, help="Start over: delete the files an earlier run wrote in OUT (never any other file)."
     ),
-    quiet: bool = QUIET,
-    as_json: bool = JSON,
-    flags: dict[str, Any] | None = None,
 ) -> None:
     from alignimate.pipeline import align_folder
 
-    _use_threads(threads)
-    _use_offline(offline)
-    settings = resolve_settings(RegisterSettings, flags or {}, _load(config))
     result = align_folder(
         folder,
         out,
-        settings,
-        workers=threads,
-        exclude=exclude,
-        use_cache=not no_cache,
+        job.settings(RegisterSettings),
+        workers=job.threads,
+        exclude=job.exclude,
+        use_cache=job.use_cache,
         overwrite=overwrite,
-        **_reporting(quiet, as_json),
+        **job.reporting(),
     )
-    _finish(
+    job.finish(
         result,
-        as_json,
-        quiet,
         lambda summary: (
             f"aligned {summary['aligned']} photos, skipped {len(summary['skipped'])}; wrote {out}"
         ),
     )
 
 
-@app.command(
-    help=(
-        "Re-apply saved transforms to the same photos or to other versions of them (e.g. full-size "
-        "exports of the proxies that were registered).\n\nExamples:\n\n"
-        "  alignimate apply aligned/transforms.json --out full/ --images exports/\n\n"
-        "  alignimate apply aligned/transforms.json --out white/ --background white"
-    )
+@_command(
+    app,
+    summary="Re-apply saved transforms to the same photos or to other versions of them (e.g. "
+    "full-size exports of the proxies that were registered).",
+    examples=(
+        "alignimate apply aligned/transforms.json --out full/ --images exports/",
+        "alignimate apply aligned/transforms.json --out white/ --background white",
+    ),
 )
-@_settings_flags(ApplySettings)
-@_guarded
+@_job_options(ApplySettings, shared=("exclude", "threads", "config"))
 def apply(
+    job: _Job,
     transforms: Path = typer.Argument(..., help="transforms.json written by register or faces."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     images: Path = typer.Option(None, help="Folder with other versions of the same photos (same names)."),
-    exclude: Path = EXCLUDE,
-    config: Path = CONFIG,
-    threads: int = THREADS,
     overwrite: bool = typer.Option(
         False, help="Replace the files an earlier apply wrote in OUT (never any other file)."
     ),
-    quiet: bool = QUIET,
-    as_json: bool = JSON,
-    flags: dict[str, Any] | None = None,
 ) -> None:
     from alignimate.pipeline import apply_transforms
 
-    _use_threads(threads)
-    settings = resolve_settings(ApplySettings, flags or {}, _load(config))
     result = apply_transforms(
         transforms,
         out,
-        settings,
+        job.settings(ApplySettings),
         images=images,
-        workers=threads,
-        exclude=exclude,
+        workers=job.threads,
+        exclude=job.exclude,
         overwrite=overwrite,
-        log=_logger(quiet or as_json),
+        log=job.log,
     )
-    _finish(
+    job.finish(
         result,
-        as_json,
-        quiet,
         lambda summary: f"wrote {summary['aligned']} frames, skipped {len(summary['skipped'])}; wrote {out}",
     )
 
 
-@app.command(
-    help=(
-        "Turn a folder of aligned frames into an MP4, WebM or GIF (order from its transforms.json "
-        "when present, else by name).\n\nExamples:\n\n"
-        "  alignimate animate aligned/ -o timeline.mp4 --fps 12 --hold-last 2\n\n"
-        "  alignimate animate aligned/ -o timeline.gif --caption date --max-width 480\n\n"
-        "  alignimate animate aligned/ -o timeline.mp4 --exclude aligned-exclusions.json"
-    )
+@_command(
+    app,
+    summary="Turn a folder of aligned frames into an MP4, WebM or GIF (order from its "
+    "transforms.json when present, else by name).",
+    examples=(
+        "alignimate animate aligned/ -o timeline.mp4 --fps 12 --hold-last 2",
+        "alignimate animate aligned/ -o timeline.gif --caption date --max-width 480",
+        "alignimate animate aligned/ -o timeline.mp4 --exclude aligned-exclusions.json",
+    ),
 )
-@_settings_flags(AnimateSettings)
-@_guarded
+@_job_options(AnimateSettings, shared=("exclude", "config"))
 def animate(
+    job: _Job,
     frames: Path = typer.Argument(..., help="Folder of frames."),
     output: Path = typer.Option(..., "--output", "-o", help="out.mp4, out.webm or out.gif."),
     max_width: int = typer.Option(None, help="Downscale so frames are at most this wide."),
     max_bytes: int = typer.Option(None, help="GIF only: shrink until the file fits this many bytes."),
-    exclude: Path = EXCLUDE,
-    config: Path = CONFIG,
     overwrite: bool = typer.Option(False, help="Replace an existing file at OUTPUT."),
-    quiet: bool = QUIET,
-    as_json: bool = JSON,
-    flags: dict[str, Any] | None = None,
 ) -> None:
     from alignimate.pipeline import animate as make_animation
 
-    settings = resolve_settings(AnimateSettings, flags or {}, _load(config))
     info = make_animation(
         frames,
         output,
-        settings,
+        job.settings(AnimateSettings),
         max_width=max_width,
         max_bytes=max_bytes,
         overwrite=overwrite,
-        exclude=exclude,
-        log=_logger(quiet or as_json),
+        exclude=job.exclude,
+        log=job.log,
     )
     summary = {
         "output": str(info.path),
@@ -411,102 +449,80 @@ def animate(
         "duration_s": info.duration_s,
         "bytes": info.n_bytes,
     }
-    _report(
+    job.report(
         summary,
-        as_json,
-        quiet,
         f"wrote {info.path}: {info.n_frames} frames, {info.size_hw[1]}x{info.size_hw[0]}, {info.fps:g} fps",
     )
 
 
-@app.command(
-    help=(
-        "Write OUT/review.html: one self-contained page (no server, no network) to look through the "
-        "frames of a register, apply or faces run (flip-book, onion skin and difference against the "
-        "reference, status, loss and reason of every photo) and mark frames to exclude; the page saves "
-        "the marks as a file for `animate --exclude`.\n\nExamples:\n\n"
-        "  alignimate review aligned/\n\n"
-        "  alignimate review timeline_frames/ --max-side 640"
-    )
+@_command(
+    app,
+    summary="Write OUT/review.html: one self-contained page (no server, no network) to look through "
+    "the frames of a register, apply or faces run (flip-book, onion skin and difference against the "
+    "reference, status, loss and reason of every photo) and mark frames to exclude; the page saves "
+    "the marks as a file for `animate --exclude`.",
+    examples=("alignimate review aligned/", "alignimate review timeline_frames/ --max-side 640"),
 )
-@_guarded
+@_job_options()
 def review(
+    job: _Job,
     out: Path = typer.Argument(..., help="Output folder of register or apply; faces: its frames folder."),
     max_side: int = typer.Option(None, help="Long side of the frame copies in the page (default 384 px)."),
     threads: int = typer.Option(
         None, "--threads", help="Frames decoded at once (default: one per core, at most 4)."
     ),
-    quiet: bool = QUIET,
-    as_json: bool = JSON,
 ) -> None:
     from alignimate.pipeline.review import DEFAULT_MAX_SIDE, write_review
 
     page = write_review(
-        out,
-        max_side=DEFAULT_MAX_SIDE if max_side is None else max_side,
-        workers=threads,
-        log=_logger(quiet or as_json),
+        out, max_side=DEFAULT_MAX_SIDE if max_side is None else max_side, workers=threads, log=job.log
     )
-    _report({"review": str(page), "bytes": page.stat().st_size}, as_json, quiet, f"wrote {page}")
+    job.report({"review": str(page), "bytes": page.stat().st_size}, f"wrote {page}")
 
 
-@app.command(
-    help=(
-        "Make a face timeline: find the person who appears in most photos, drop profile shots, hold "
-        "the face on fixed eye positions and animate. The aligned frames, transforms.json, report.csv "
-        "and contact_sheet.jpg go to <output stem>_frames/ (or --out-dir); rerunning resumes and only "
-        "processes new photos.\n\nExamples:\n\n"
-        "  alignimate faces selfies/ -o timeline.mp4\n\n"
-        "  alignimate faces selfies/ -o timeline.gif --every week --caption age:2020-03-01"
-    )
+@_command(
+    app,
+    summary="Make a face timeline: find the person who appears in most photos, drop profile shots, "
+    "hold the face on fixed eye positions and animate. The aligned frames, transforms.json, "
+    "report.csv and contact_sheet.jpg go to <output stem>_frames/ (or --out-dir); rerunning resumes "
+    "and only processes new photos.",
+    examples=(
+        "alignimate faces selfies/ -o timeline.mp4",
+        "alignimate faces selfies/ -o timeline.gif --every week --caption age:2020-03-01",
+    ),
 )
-@_settings_flags(FacesSettings, AnimateSettings)
-@_guarded
+@_job_options(FacesSettings, AnimateSettings, shared=("no_cache", "offline", "exclude", "threads", "config"))
 def faces(
+    job: _Job,
     folder: Path = typer.Argument(..., help="Folder of photos."),
     output: Path = typer.Option(..., "--output", "-o", help="timeline.mp4, .webm or .gif."),
     out_dir: Path = typer.Option(
         None, "--out-dir", help="Folder for the aligned frames and reports (default: <output stem>_frames/)."
     ),
     max_width: int = typer.Option(None, help="Downscale the animation so it is at most this wide."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the detection cache."),
-    offline: bool = OFFLINE,
-    exclude: Path = EXCLUDE,
-    threads: int = THREADS,
-    config: Path = CONFIG,
     overwrite: bool = typer.Option(
         False,
         help="Start over: delete the files an earlier run wrote in the frames folder (never any other "
         "file), and replace an existing OUTPUT file.",
     ),
-    quiet: bool = QUIET,
-    as_json: bool = JSON,
-    flags: dict[str, Any] | None = None,
 ) -> None:
     from alignimate.pipeline.face_timeline import make_face_timeline
 
-    _use_threads(threads)
-    _use_offline(offline)
-    presets, flags = _load(config), flags or {}
-    settings = resolve_settings(FacesSettings, flags, presets)
-    # Animation options: flag, then the [animate] preset, then the face timeline's own defaults.
-    animation = resolve_settings(AnimateSettings, flags, presets, base=FACES_ANIMATION)
     result = make_face_timeline(
         folder,
         output,
-        settings,
-        animation,
+        job.settings(FacesSettings),
+        # Animation options: flag, then the [animate] preset, then the face timeline's own defaults.
+        job.settings(AnimateSettings, base=FACES_ANIMATION),
         out_dir=out_dir,
         max_width=max_width,
-        exclude=exclude,
-        use_cache=not no_cache,
+        exclude=job.exclude,
+        use_cache=job.use_cache,
         overwrite=overwrite,
-        **_reporting(quiet, as_json),
+        **job.reporting(),
     )
-    _finish(
+    job.finish(
         result,
-        as_json,
-        quiet,
         lambda summary: (
             f"kept {summary['aligned']} photos, left out {len(summary['skipped'])}; wrote "
             f"{summary['output'] or 'no animation'} (frames, report and contact sheet in {summary['out']})"
@@ -514,22 +530,22 @@ def faces(
     )
 
 
-@dataset_app.command(
+@_command(
+    dataset_app,
     "faces",
-    help=(
-        "Align every face of every photo under SRC (recursively) to a square crop, written under "
-        "DST/crops/ with a Parquet manifest in DST/manifest/ (one row per face, and one per photo "
-        "without a face). Rerunning with the same DST adds only photos not yet in the manifest.\n\n"
-        "Examples:\n\n"
-        "  alignimate dataset faces photos/ --out faces_512/\n\n"
-        "  alignimate dataset faces photos/ --out alice/ --main-face --identity alice.jpg\n\n"
-        "  alignimate dataset faces photos/ --out faces/ --engine ray --address auto\n\n"
-        "  alignimate dataset faces clip.mp4 --out clip_faces/ --sample-fps 2"
+    summary="Align every face of every photo under SRC (recursively) to a square crop, written under "
+    "DST/crops/ with a Parquet manifest in DST/manifest/ (one row per face, and one per photo without "
+    "a face). Rerunning with the same DST adds only photos not yet in the manifest.",
+    examples=(
+        "alignimate dataset faces photos/ --out faces_512/",
+        "alignimate dataset faces photos/ --out alice/ --main-face --identity alice.jpg",
+        "alignimate dataset faces photos/ --out faces/ --engine ray --address auto",
+        "alignimate dataset faces clip.mp4 --out clip_faces/ --sample-fps 2",
     ),
 )
-@_settings_flags(DatasetFacesSettings)
-@_guarded
+@_job_options(DatasetFacesSettings, shared=("threads", "config"))
 def dataset_faces(
+    job: _Job,
     src: Path = typer.Argument(..., help="Folder of photos (read recursively), or a video file."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (crops, manifest)."),
     identity: Path = typer.Option(None, help="Photo of the person to keep (its largest face)."),
@@ -544,20 +560,13 @@ def dataset_faces(
     ray_actors: int = typer.Option(None, help="Ray: detection actors (default: one per CPU, or per GPU)."),
     ray_actor_cpus: float = typer.Option(None, help="Ray: CPUs each actor asks for (default 0.75)."),
     device: str = typer.Option(None, help="auto | cpu | cuda (default cpu)."),
-    config: Path = CONFIG,
-    threads: int = THREADS,
-    quiet: bool = QUIET,
-    as_json: bool = JSON,
-    flags: dict[str, Any] | None = None,
 ) -> None:
     from alignimate import dataset
 
-    _use_threads(threads)
-    settings = resolve_settings(DatasetFacesSettings, flags or {}, _load(config))
     result = dataset.faces(
         src,
         out,
-        settings,
+        job.settings(DatasetFacesSettings),
         identity=identity,
         engine=engine,
         address=address,
@@ -566,18 +575,16 @@ def dataset_faces(
         device=device,
         ray_actors=ray_actors,
         ray_actor_cpus=ray_actor_cpus,
-        **_reporting(quiet, as_json),
+        **job.reporting(),
     )
-    summary = result.summary()
-    skipped = sum(summary["skipped_photos"].values())
-    _report(
-        summary,
-        as_json,
-        quiet,
-        f"{summary['aligned']} faces aligned from {summary['photos'] - summary['known']} new photos "
-        f"({summary['known']} already in the manifest, {skipped} skipped); wrote {out}",
+    job.finish(
+        result,
+        lambda summary: (
+            f"{summary['aligned']} faces aligned from {summary['photos'] - summary['known']} new photos "
+            f"({summary['known']} already in the manifest, {sum(summary['skipped_photos'].values())} "
+            f"skipped); wrote {out}"
+        ),
     )
-    raise typer.Exit(result.exit_code)
 
 
 def _weights():
@@ -593,11 +600,11 @@ def _model_or_usage(name: str):
         raise UsageError(str(err)) from None
 
 
-@models_app.command(
+@_command(
+    models_app,
     "list",
-    help="List the models alignimate can use, their size and whether their weights are on this machine.",
+    summary="List the models alignimate can use, their size and whether their weights are on this machine.",
 )
-@_guarded
 def models_list(as_json: bool = JSON) -> None:
     weights = _weights()
     rows = []
@@ -625,10 +632,9 @@ def models_list(as_json: bool = JSON) -> None:
     typer.echo("searched: " + ", ".join(str(d) for d in weights.search_dirs()))
 
 
-@models_app.command(
-    "path", help="Print the weight file alignimate would load for a model (exit 1 if missing)."
+@_command(
+    models_app, "path", summary="Print the weight file alignimate would load for a model (exit 1 if missing)."
 )
-@_guarded
 def models_path(name: str = typer.Argument(..., help="Model name (see `alignimate models list`).")) -> None:
     weights = _weights()
     _model_or_usage(name)
@@ -639,15 +645,13 @@ def models_path(name: str = typer.Argument(..., help="Model name (see `alignimat
         raise typer.Exit(EXIT_SKIPPED) from None
 
 
-@models_app.command(
+@_command(
+    models_app,
     "download",
-    help=(
-        "Download a model's weights into the torch hub cache (needs internet), check the published "
-        "checksum, and print the file's path and sha256.\n\n"
-        "Example:\n\n  alignimate models download keypointrcnn"
-    ),
+    summary="Download a model's weights into the torch hub cache (needs internet), check the "
+    "published checksum, and print the file's path and sha256.",
+    examples=("alignimate models download keypointrcnn",),
 )
-@_guarded
 def models_download(
     name: str = typer.Argument(..., help="Model name (see `alignimate models list`)."),
     force: bool = typer.Option(False, help="Download again even if the file exists."),

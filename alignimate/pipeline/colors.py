@@ -245,6 +245,14 @@ def _masks_for(masks: Mask | Sequence[Mask | None] | None, count: int) -> list[M
     return listed
 
 
+def _weighted(weight: torch.Tensor, *factors: torch.Tensor | None) -> torch.Tensor:
+    """``weight`` times each factor that is given (an alpha channel, a mask), in order."""
+    for factor in factors:
+        if factor is not None:
+            weight = weight * factor
+    return weight
+
+
 def measure_color_maps(
     frames: Sequence[Frame | None],
     masks: Mask | Sequence[Mask | None] | None,
@@ -276,30 +284,24 @@ def measure_color_maps(
         raise ValueError(f"method must be 'gain' or 'histogram', got {method!r}")
     ref, ref_alpha = _frame_tensor(reference, -1)
     size = (ref.shape[1], ref.shape[2])
-    ref_weight = torch.ones(1, *size, dtype=torch.float64)
-    for extra in (ref_alpha, _mask_tensor(reference_mask, size, -1)):
-        if extra is not None:
-            ref_weight = ref_weight * extra
+    ref_weight = _weighted(
+        torch.ones(1, *size, dtype=torch.float64), ref_alpha, _mask_tensor(reference_mask, size, -1)
+    )
     per_frame = _masks_for(masks, len(frames))
     maps: list[ColorMap | None] = [None] * len(frames)
     present = [i for i, frame in enumerate(frames) if frame is not None]
     for start in range(0, len(present), _CHUNK):
-        indices, images, weights = [], [], []
+        usable: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (index, image, weight)
         for i in present[start : start + _CHUNK]:
             image, alpha = _frame_tensor(frames[i], i)  # type: ignore[arg-type]
             if (image.shape[1], image.shape[2]) != size:
                 raise ValueError(f"frame {i} has size {tuple(image.shape[1:])}, the reference {size}")
-            weight = ref_weight
-            for extra in (alpha, _mask_tensor(per_frame[i], size, i)):
-                if extra is not None:
-                    weight = weight * extra
-            if float((weight > 0).sum()) < _MIN_SHARED_PIXELS:
-                continue
-            indices.append(i)
-            images.append(image)
-            weights.append(weight)
-        if not indices:
+            weight = _weighted(ref_weight, alpha, _mask_tensor(per_frame[i], size, i))
+            if float((weight > 0).sum()) >= _MIN_SHARED_PIXELS:
+                usable.append((i, image, weight))
+        if not usable:
             continue
+        indices, images, weights = zip(*usable, strict=True)
         batch, mask = torch.stack(images), torch.stack(weights)
         if method == "gain":
             gain, offset = fit_gain_offset(batch, ref.unsqueeze(0), mask, clip_margin=clip_margin)
@@ -350,9 +352,15 @@ def _smooth_over_index(values: np.ndarray, valid: np.ndarray, sigma: float) -> n
 def corrections_from_maps(
     maps: Sequence[ColorMap | None], settings: ColorMatchSettings
 ) -> list[ColorCorrection]:
-    """Per-frame corrections from the maps of :func:`measure_color_maps`, smoothed over the index as
-    ``settings.sigma`` says. ``settings.method`` must be the maps' method (or ``"none"``: all
-    identities). Frames without a map get the identity.
+    """Per-frame corrections from the maps of :func:`measure_color_maps`, smoothed over the index.
+
+    Args:
+        maps: one per frame, in order; None where a frame has no map (it gets the identity).
+        settings: ``method`` must be the maps' method (or ``"none"``: all identities); ``sigma``
+            the smoothing.
+
+    Returns:
+        one :class:`ColorCorrection` per frame, in order.
     """
     n = len(maps)
     if settings.method == "none" or n == 0:
@@ -420,11 +428,16 @@ def estimate_color_corrections(
     masks: Mask | Sequence[Mask | None] | None = None,
     settings: ColorMatchSettings | None = None,
 ) -> list[ColorCorrection]:
-    """Per-frame colour corrections for an ordered series of aligned frames: the reference frame is
-    ``frames[settings.reference]``; frames and masks as :func:`measure_color_maps` takes them.
+    """Per-frame colour corrections for an ordered series of aligned frames.
 
-    Returns one :class:`ColorCorrection` per frame, in order (the identity for ``method="none"``,
-    for a missing frame and for one that shares too little with the reference).
+    Args:
+        frames, masks: as :func:`measure_color_maps` takes them.
+        settings: how to match (default :class:`ColorMatchSettings`'s defaults); the reference
+            frame is ``frames[settings.reference]``.
+
+    Returns:
+        one :class:`ColorCorrection` per frame, in order (the identity for ``method="none"``, for a
+        missing frame and for one that shares too little with the reference).
     """
     settings = settings or ColorMatchSettings()
     frames = list(frames)

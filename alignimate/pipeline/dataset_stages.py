@@ -125,6 +125,12 @@ MANIFEST_COLUMNS = (
     "embedding",
     "run",
 )
+# Their Arrow types, by kind: the rest are text, and ``embedding`` is float32 of the embedder's length.
+_INT_COLUMNS = frozenset({"face", "photo_width", "photo_height"})
+_FLOAT_COLUMNS = frozenset(
+    {"score", "frontal_yaw", "frontal_roll_deg", "frontal_pitch", "frontal_nose_offset", "identity_distance"}
+)
+_FLOAT_LIST_LENGTHS = {"matrix": 9, "landmarks": 10, "box": 4}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -133,9 +139,16 @@ MANIFEST_COLUMNS = (
 
 
 def shard_bounds(sources: Sequence[str], shard_size: int) -> list[str]:
-    """The first source of every shard: ``sources`` sorted as strings and cut every ``shard_size``
-    photos. A photo's shard is the last bound not after its source (:meth:`Fingerprint.shard_of`), so
-    a shard holds the faces of at most ``shard_size`` photos, whichever engine reads them."""
+    """The first source of every shard, so that shards are the same whichever engine reads the photos.
+
+    Args:
+        sources: every photo of the run, as its ``source`` (path relative to the input folder).
+        shard_size: photos per shard (at most).
+
+    Returns:
+        ``sources`` sorted as strings, every ``shard_size``-th of them. A photo's shard is the last
+        bound not after its source (:meth:`Fingerprint.shard_of`).
+    """
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
     ordered = sorted(sources)
@@ -143,7 +156,13 @@ def shard_bounds(sources: Sequence[str], shard_size: int) -> list[str]:
 
 
 def crop_name(sha256: str, face: int, suffix: str) -> str:
-    """The file name of a face's crop: the photo's content hash (16 hex digits) and the face index."""
+    """The file name of a face's crop.
+
+    Args:
+        sha256: the photo's content hash (hex); its first 16 digits name the crop.
+        face: the face's index in the photo.
+        suffix: the file type (``.jpg``, ``.png``).
+    """
     return f"{sha256[:16]}_{face}{suffix}"
 
 
@@ -169,19 +188,28 @@ def decode_reduced(
     region: Sequence[float] | None = None,
     max_pixels: int | None = None,
 ) -> tuple[np.ndarray, tuple[int, int], np.ndarray]:
-    """Decode a photo from its bytes, upright, reduced while its long side stays at least
-    ``long_side`` pixels and by at most ``most_reduction`` (either may be None); with ``region``
-    ``(x0, y0, x1, y1)`` in photo pixels, only the part of the decoded copy that covers it is kept
-    (the decoder still decodes the whole photo, but nothing else is converted or copied).
+    """Decode a photo from its bytes, upright and reduced, or only the part of it a region covers.
 
     JPEGs are reduced by 1/2, 1/4 or 1/8 inside the decoder (draft mode), other formats by an integer
     box reduction after a full decode. EXIF orientation, modes, transparency (composited onto black),
     the pixel limit and the reasons are those of :func:`alignimate.io.read_image`, which reads from a
     path only; this reads from memory, so a photo is read from disk once for its hash and pixels.
 
-    Returns ``(copy, photo_hw, copy_H_photo)``: the ``(h, w, 3)`` uint8 copy (or its part), the
-    upright photo's ``(H, W)`` and the ``(3, 3)`` pixel matrix from the photo to the returned pixels.
-    Raises :class:`~alignimate.io.PhotoError` for a photo that cannot be used.
+    Args:
+        data: the file's bytes.
+        name: the photo's name, for error messages.
+        long_side: reduce only while the long side stays at least this many pixels (None: no bound).
+        most_reduction: reduce by at most this factor (None: no bound).
+        region: ``(x0, y0, x1, y1)`` in photo pixels: only the part of the decoded copy that covers
+            it is kept (the decoder still decodes the whole photo, but nothing else is converted or
+            copied).
+        max_pixels: the decompression budget (default: Pillow's ``Image.MAX_IMAGE_PIXELS``).
+
+    Returns:
+        ``(copy, photo_hw, copy_H_photo)``: the ``(h, w, 3)`` uint8 copy (or its part), the upright
+        photo's ``(H, W)`` and the ``(3, 3)`` pixel matrix that maps photo pixels to the returned
+        pixels (conventions: docs/conventions.md). Raises :class:`~alignimate.io.PhotoError` for a
+        photo that cannot be used.
     """
     if PurePosixPath(name).suffix.lower() in HEIF_SUFFIXES and not heif_available():
         raise PhotoError(name, HEIF_MISSING_REASON)
@@ -719,32 +747,16 @@ def manifest_schema() -> Any:
     """The Arrow schema of the manifest (pyarrow is imported here, on first use)."""
     import pyarrow as pa
 
-    def floats(n: int) -> Any:
-        return pa.list_(pa.float64(), n)
+    def arrow_type(name: str) -> Any:
+        if name in _FLOAT_LIST_LENGTHS:
+            return pa.list_(pa.float64(), _FLOAT_LIST_LENGTHS[name])
+        if name == "embedding":
+            return pa.list_(pa.float32())
+        if name in _INT_COLUMNS:
+            return pa.int32()
+        return pa.float64() if name in _FLOAT_COLUMNS else pa.string()
 
-    return pa.schema(
-        [
-            ("source", pa.string()),
-            ("sha256", pa.string()),
-            ("face", pa.int32()),
-            ("status", pa.string()),
-            ("reason", pa.string()),
-            ("output", pa.string()),
-            ("matrix", floats(9)),
-            ("landmarks", floats(10)),
-            ("box", floats(4)),
-            ("score", pa.float64()),
-            ("photo_width", pa.int32()),
-            ("photo_height", pa.int32()),
-            ("frontal_yaw", pa.float64()),
-            ("frontal_roll_deg", pa.float64()),
-            ("frontal_pitch", pa.float64()),
-            ("frontal_nose_offset", pa.float64()),
-            ("identity_distance", pa.float64()),
-            ("embedding", pa.list_(pa.float32())),
-            ("run", pa.string()),
-        ]
-    )
+    return pa.schema([(name, arrow_type(name)) for name in MANIFEST_COLUMNS])
 
 
 def manifest_table(batch: Batch) -> Any:
