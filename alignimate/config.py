@@ -63,9 +63,16 @@ def flag_name(key: str) -> str:
 
 
 def check_values(section: str, values: Mapping[str, Any], *, style: str = "argument") -> None:
-    """Check every value of ``section`` present in ``values`` against the schema; raises
-    :class:`ConfigError` naming the first bad one as a ``"flag"`` (``--fps``) or ``"argument"``
-    (``fps``)."""
+    """Check every value of ``section`` present in ``values`` against the schema.
+
+    Args:
+        section: the config section (a settings class's ``section``: ``register``, ``animate``, ...).
+        values: key -> value; keys the section does not have are not looked at here.
+        style: how the error names a bad key: ``"argument"`` (``fps``) or ``"flag"`` (``--fps``).
+
+    Raises:
+        ConfigError: naming the first bad value.
+    """
     for key, option in SCHEMA[section].items():
         if key in values and values[key] is not None:
             problem = option.problem(values[key])
@@ -123,11 +130,18 @@ def resolve(
     config: Mapping[str, Mapping[str, Any]] | None,
     base: typed.Settings | None = None,
 ) -> dict[str, Any]:
-    """Merge one section: a flag that is not ``None`` wins, then the config file, then ``base``'s
-    value (default: the built-in default).
+    """Merge one section: a flag that is not ``None`` wins, then the config file, then ``base``.
 
-    Flags are checked against the schema here (a :class:`ConfigError` names the flag); config
-    values were checked when the file was loaded."""
+    Args:
+        section: the section to merge (``register``, ``animate``, ...).
+        flags: key -> flag value, None where the flag was not given; checked against the schema
+            here (a :class:`ConfigError` names the flag).
+        config: the loaded file (:func:`load_config`, values already checked), or None.
+        base: where neither sets a key, its value comes from here (default: the built-in default).
+
+    Returns:
+        every key of the section with its value.
+    """
     options = SCHEMA[section]
     check_values(section, {k: v for k, v in flags.items() if k in options}, style="flag")
     from_file = (config or {}).get(section, {})
@@ -149,5 +163,10 @@ def resolve_settings(
     config: Mapping[str, Mapping[str, Any]] | None,
     base: S | None = None,
 ) -> S:
-    """The settings object of one command: :func:`resolve` of its section, typed."""
+    """The settings object of one command: :func:`resolve` of ``cls``'s section, typed.
+
+    Args:
+        cls: the command's settings class (:mod:`alignimate.settings`).
+        flags, config, base: as :func:`resolve`.
+    """
     return cls(**resolve(cls.section, flags, config, base))

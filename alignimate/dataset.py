@@ -71,8 +71,13 @@ def faces(
 
 
 def read_manifest(dst: str | os.PathLike[str], columns: Sequence[str] | None = None) -> Any:
-    """The manifest of the dataset in ``dst`` as a ``pyarrow.Table`` (all part files; the columns are
-    listed in docs/scale.md and :data:`alignimate.pipeline.dataset_stages.MANIFEST_COLUMNS`)."""
+    """The manifest of a dataset as one ``pyarrow.Table``.
+
+    Args:
+        dst: the dataset's folder (the ``dst`` of :func:`faces`); all its part files are read.
+        columns: the columns to read (default: all; they are listed in docs/scale.md and
+            :data:`alignimate.pipeline.dataset_stages.MANIFEST_COLUMNS`).
+    """
     from alignimate.pipeline.dataset_faces import read_manifest as read
 
     return read(dst, columns)

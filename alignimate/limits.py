@@ -39,7 +39,12 @@ MAX_PHOTOS = 10_000_000
 def size_problem(
     h: int, w: int, max_side: int = MAX_FRAME_SIDE, max_pixels: int = MAX_FRAME_PIXELS
 ) -> str | None:
-    """Why ``h x w`` is outside a pixel budget (by default a frame's), or None when it is within."""
+    """Why ``h x w`` is outside a pixel budget, or None when it is within.
+
+    Args:
+        h, w: the size, pixels.
+        max_side, max_pixels: the budget (default: a frame's).
+    """
     if 0 < h <= max_side and 0 < w <= max_side and h * w <= max_pixels:
         return None
     return f"{h}x{w} is outside the pixel budget (sides 1 to {max_side}, at most {max_pixels} pixels)"

@@ -104,8 +104,18 @@ def setting(
     bounds: tuple[float, float] | None = None,
     cli: tuple[str, ...] | None = None,
 ) -> Any:
-    """Declare a settings field (module docstring); ``cli``: its own flag declarations, where the
-    derived ``--name`` does not read well."""
+    """Declare a settings field (module docstring): a dataclass field carrying its description.
+
+    Args:
+        default: the field's default, the only place it is written.
+        help: one sentence for the flag's help and docs/configuration.md.
+        choices: the values it may take, where it is a choice.
+        bounds: ``(low, high)``, inclusive, where it is a number in a range.
+        cli: its own flag declarations, where the derived ``--name`` does not read well.
+
+    Returns:
+        a :func:`dataclasses.field` with the above in its metadata (:func:`setting_infos` reads it).
+    """
     return field(default=default, metadata={"help": help, "choices": choices, "bounds": bounds, "cli": cli})
 
 
@@ -158,18 +168,28 @@ class Settings:
         return found
 
     def check(self, *, style: str = "argument") -> None:
-        """Raise :class:`~alignimate.errors.UsageError` naming the first invalid field as an
-        ``"argument"`` (``fps``) or a ``"flag"`` (``--fps``)."""
+        """Raise :class:`~alignimate.errors.UsageError` naming the first invalid field, if any.
+
+        Args:
+            style: how the error names the field: ``"argument"`` (``fps``) or ``"flag"`` (``--fps``).
+        """
         for name, problem in self.problems():
             shown = "--" + name.replace("_", "-") if style == "flag" else name
             raise UsageError(f"{shown} {problem}")
 
     @classmethod
     def with_options(cls: type[S], base: S | None, options: Mapping[str, Any]) -> S:
-        """``base`` (default: the class's defaults) with ``options`` replacing fields, checked; an
-        unknown name or a bad value is a :class:`~alignimate.errors.UsageError` naming it. A value of
-        None leaves the field as it is (as a flag that was not given); a path is taken as its text
-        (``source=Path(...)``)."""
+        """``base`` with ``options`` replacing fields, checked.
+
+        Args:
+            base: the settings to start from (None: the class's defaults).
+            options: field name -> value. None leaves the field as it is (as a flag that was not
+                given); a path is taken as its text (``source=Path(...)``).
+
+        Returns:
+            the new settings. An unknown name or a bad value is a
+            :class:`~alignimate.errors.UsageError` naming it.
+        """
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(options) - known)
         if unknown:

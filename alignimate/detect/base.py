@@ -81,17 +81,26 @@ class Detector(Protocol):
         ...
 
     def detect(self, images: ImageBatch) -> list[list[Instance]]:
-        """images: list of ``(H, W, 3)`` uint8 RGB arrays (sizes may differ) or a ``(B, 3, H, W)``
-        tensor (uint8, or float in ``[0, 1]``). Returns one list of instances per photo."""
+        """Detect the instances in a batch of photos.
+
+        Args:
+            images: list of ``(H, W, 3)`` uint8 RGB arrays (sizes may differ) or a ``(B, 3, H, W)``
+                tensor (uint8, or float in ``[0, 1]``).
+
+        Returns:
+            one list of instances per photo, in original pixel coordinates (docs/conventions.md).
+        """
         ...
 
 
 def as_uint8_hwc(images: ImageBatch, name: str = "images") -> list[np.ndarray]:
     """Normalise a batch of photos to a list of contiguous ``(H, W, 3)`` uint8 RGB arrays.
 
-    images: a sequence of numpy arrays ``(H, W)`` (grey), ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA,
-    alpha dropped), uint8 or float in ``[0, 1]``; or a tensor ``(B, C, H, W)`` / ``(C, H, W)`` with
-    ``C`` in 1, 3, 4 of uint8 or float in ``[0, 1]``.
+    Args:
+        images: a sequence of numpy arrays ``(H, W)`` (grey), ``(H, W, 3)`` (RGB) or ``(H, W, 4)``
+            (RGBA, alpha dropped), uint8 or float in ``[0, 1]``; or a tensor ``(B, C, H, W)`` /
+            ``(C, H, W)`` with ``C`` in 1, 3, 4 of uint8 or float in ``[0, 1]``.
+        name: what the error messages call the argument.
     """
     if isinstance(images, torch.Tensor):
         t = images.detach()
@@ -128,10 +137,17 @@ def _to_uint8_rgb(a: Any, name: str) -> np.ndarray:
 
 
 def resize_uint8(image: np.ndarray, long_side: int | None) -> np.ndarray:
-    """The working copy of an ``(H, W, 3)`` uint8 image whose longer side is at most ``long_side``
-    pixels (size: :func:`alignimate.core.resize.fit_size`, never enlarged), by an antialiased bilinear
-    resize; the input itself when it already fits or ``long_side`` is None. The image edges map to
-    the image edges (pixel-centre convention, docs/conventions.md)."""
+    """The working copy of an image, by an antialiased bilinear resize.
+
+    Args:
+        image: ``(H, W, 3)`` uint8.
+        long_side: the copy's longer side is at most this many pixels (size:
+            :func:`alignimate.core.resize.fit_size`, never enlarged); None: no limit.
+
+    Returns:
+        the copy, or the input itself when it already fits. The image edges map to the image edges
+        (pixel-centre convention, docs/conventions.md).
+    """
     from PIL import Image
 
     if long_side is None:
@@ -157,9 +173,18 @@ def _points_to_original(points: np.ndarray, sx: float, sy: float) -> np.ndarray:
 def map_instance_to_original(
     inst: Instance, work_size: tuple[int, int], original_size: tuple[int, int]
 ) -> Instance:
-    """Map an instance found on a resized copy of ``work_size=(h, w)`` back to the photo of
-    ``original_size=(H, W)``: box and keypoints are rescaled per axis (pixel-centre convention); the
-    mask is left at the working resolution (it covers the whole photo either way)."""
+    """Map an instance found on a resized copy of a photo back to the photo.
+
+    Args:
+        inst: found on the copy.
+        work_size: the copy's ``(h, w)``.
+        original_size: the photo's ``(H, W)``.
+
+    Returns:
+        the instance with box and keypoints rescaled per axis (pixel-centre convention,
+        docs/conventions.md); the mask is left at the working resolution (it covers the whole photo
+        either way).
+    """
     sx = work_size[1] / original_size[1]
     sy = work_size[0] / original_size[0]
     box = _points_to_original(np.asarray(inst.box, dtype=np.float32).reshape(2, 2), sx, sy).reshape(4)
@@ -168,10 +193,16 @@ def map_instance_to_original(
 
 
 def select_keypoints(inst: Instance, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints of ``inst`` picked by name: ``(len(names), 2)`` points and ``(len(names),)`` scores.
+    """Keypoints of an instance picked by name.
 
-    A name the instance does not have (or an instance without keypoints) gives the point ``(0, 0)``
-    with score 0, so it carries no weight downstream. Raises ``ValueError`` for an empty ``names``.
+    Args:
+        inst: the instance.
+        names: the keypoints wanted, in order (not empty: ``ValueError``). A name the instance does
+            not have (or an instance without keypoints) gives the point ``(0, 0)`` with score 0, so
+            it carries no weight downstream.
+
+    Returns:
+        ``(points, scores)``: ``(len(names), 2)`` and ``(len(names),)``.
     """
     if len(names) == 0:
         raise ValueError("names must list at least one keypoint name")

@@ -135,7 +135,17 @@ class DetectionCache:
 
     @staticmethod
     def key(photo_hash: str, model: str, settings: dict[str, Any] | None = None) -> str:
-        """Entry key of one photo under one model and its settings (any JSON-serialisable dict)."""
+        """Entry key of one photo under one model and its settings.
+
+        Args:
+            photo_hash: :meth:`photo_hash` of the photo.
+            model: the model's name (also the entry's folder: pass the same to load and save).
+            settings: what else changes the result (any JSON-serialisable dict: working size,
+                thresholds, ...).
+
+        Returns:
+            a sha256 hex digest.
+        """
         payload = json.dumps(
             {"v": _FORMAT_VERSION, "photo": photo_hash, "model": model, "settings": settings or {}},
             sort_keys=True,
@@ -479,12 +489,19 @@ def detect_cached(
     *,
     batch_size: int = 8,
 ) -> list[list[Instance]]:
-    """Detections for every photo in ``paths``, running ``detector`` only on photos without a cache
-    entry (loaded with ``load_image(path) -> (H, W, 3) uint8``), ``batch_size`` at a time.
+    """Detections for every photo, running the detector only on photos without a cache entry.
 
-    Returns one list per path, in order; an empty list means nothing was found in that photo. A
-    photo that cannot be read raises (``OSError`` from hashing it, or whatever ``load_image``
-    raises); problems with the cache itself never do.
+    Args:
+        detector: the detector; its name and settings are part of the cache key.
+        paths: the photos.
+        load_image: ``load_image(path) -> (H, W, 3) uint8`` RGB, for the photos not in the cache.
+        cache: the detection cache (a disabled one caches nothing).
+        batch_size: photos handed to the detector at once.
+
+    Returns:
+        one list of instances per path, in order; an empty list means nothing was found in that
+        photo. A photo that cannot be read raises (``OSError`` from hashing it, or whatever
+        ``load_image`` raises); problems with the cache itself never do.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -108,8 +108,15 @@ class DlibLandmarks68:
         self.model = self._dlib.shape_predictor(str(path))
 
     def predict(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
-        """The 68 landmarks ``(68, 2)`` float64, pixel ``(x, y)`` (pixel centres at integers), of the
-        face in ``box`` ``(x0, y0, x1, y1)`` of ``image`` ``(H, W, 3)`` uint8 RGB."""
+        """The 68 landmarks of one face.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB.
+            box: the face's ``(x0, y0, x1, y1)`` in ``image``'s pixels.
+
+        Returns:
+            ``(68, 2)`` float64, pixel ``(x, y)`` (pixel centres at integers, docs/conventions.md).
+        """
         x0, y0, x1, y1 = (float(v) for v in np.asarray(box).reshape(4))
         rect = self._dlib.rectangle(round(x0), round(y0), round(x1), round(y1))
         shape = self.model(np.ascontiguousarray(image[..., :3]), rect)

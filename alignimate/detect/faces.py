@@ -321,9 +321,8 @@ class FaceDetector:
     def detect(self, images: ImageBatch) -> list[list[Instance]]:
         """Faces per photo, sorted by decreasing score; a photo without faces gives ``[]``.
 
-        images: list of ``(H, W, 3)`` uint8 RGB arrays (sizes may differ) or a ``(B, C, H, W)``
-        tensor. Boxes and landmarks are in original pixel coordinates (docs/conventions.md).
-        """
+        Arguments and coordinates as :meth:`~alignimate.detect.base.Detector.detect`; each face's
+        keypoints are its 5 landmarks (MTCNN order)."""
         originals = as_uint8_hwc(images)
         work = [resize_uint8(a, self.working_size) for a in originals]
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)

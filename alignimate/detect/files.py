@@ -214,8 +214,17 @@ class KeypointFile:
     def lookup(
         self, photo: str | os.PathLike[str], image_size: tuple[int, int] | None = None
     ) -> list[Instance]:
-        """The photo's keypoints as one :class:`Instance` (box = bounding box of the points, score =
-        mean keypoint score), or ``[]`` when the file has no entry for it."""
+        """The photo's keypoints as one :class:`Instance`.
+
+        Args:
+            photo: the photo, matched to an entry by its path as written in the file, its file name
+                or its stem (case-insensitive).
+            image_size: ``(H, W)`` of the photo, recorded in the instance.
+
+        Returns:
+            ``[instance]`` (box = bounding box of the points, score = mean keypoint score), or
+            ``[]`` when the file has no entry for it.
+        """
         entry = self._index.get(photo)
         if entry is None:
             return []
@@ -288,7 +297,16 @@ class MaskFolder:
     def lookup(
         self, photo: str | os.PathLike[str], image_size: tuple[int, int] | None = None
     ) -> list[Instance]:
-        """The photo's mask as one :class:`Instance` (label ``"person"``, score 1), or ``[]``."""
+        """The photo's mask as one :class:`Instance`.
+
+        Args:
+            photo: the photo (its PNG: :meth:`mask_path`).
+            image_size: ``(H, W)`` of the photo: the box is scaled to it from the mask's size
+                (default: the mask's size).
+
+        Returns:
+            ``[instance]`` (label ``"person"``, score 1), or ``[]`` without a mask or with an empty one.
+        """
         path = self.mask_path(photo)
         if path is None:
             return []

@@ -139,9 +139,16 @@ def frontal_measures(landmarks: np.ndarray | Sequence[Sequence[float]]) -> Front
 def check_frontal(
     landmarks: np.ndarray | Sequence[Sequence[float]], thresholds: FrontalThresholds = FrontalThresholds()
 ) -> FrontalResult:
-    """Keep or drop one face (``landmarks`` ``(5, 2)``, MTCNN order); the reason names the failed
-    test with its measured value and threshold, e.g. ``"yaw 0.42 > 0.35 (eye ratio 0.58, mouth
-    ratio 0.61)"``."""
+    """Keep or drop one face.
+
+    Args:
+        landmarks: ``(5, 2)`` pixel ``(x, y)``, MTCNN order.
+        thresholds: the limits of each test.
+
+    Returns:
+        the decision; its reason names the failed test with its measured value and threshold, e.g.
+        ``"yaw 0.42 > 0.35 (eye ratio 0.58, mouth ratio 0.61)"``.
+    """
     m = frontal_measures(landmarks)
     reasons = []
     if m.yaw > thresholds.max_yaw:

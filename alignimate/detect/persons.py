@@ -88,15 +88,20 @@ def build_rcnn(
     max_detections: int = 10,
     proposals: int = 1000,
 ) -> torch.nn.Module:
-    """A torchvision ResNet-50 FPN R-CNN in eval mode with weights from
-    :func:`alignimate.detect.weights.load_state_dict` (``weights``: explicit file, else the hub cache).
+    """A torchvision ResNet-50 FPN R-CNN in eval mode.
 
-    ``name``: ``"maskrcnn"`` (Mask R-CNN, COCO, 91 classes) or ``"keypointrcnn"`` (Keypoint R-CNN,
-    COCO person, 17 keypoints). Its internal resize is pinned so the long side of every input becomes
-    ``working_size``; it keeps at most ``max_detections`` boxes per image (torchvision's default of
-    100 makes the mask and keypoint heads the slowest part on a CPU); ``proposals`` is the number of
-    region proposals kept before and after NMS (torchvision's default 1000; the box head's cost grows
-    linearly with it)."""
+    Args:
+        name: ``"maskrcnn"`` (Mask R-CNN, COCO, 91 classes) or ``"keypointrcnn"`` (Keypoint R-CNN,
+            COCO person, 17 keypoints).
+        weights: an explicit file, else the hub cache
+            (:func:`alignimate.detect.weights.load_state_dict`).
+        working_size: its internal resize is pinned so the long side of every input becomes this.
+        min_score: detections scoring lower are dropped.
+        max_detections: boxes kept per image at most (torchvision's default of 100 makes the mask
+            and keypoint heads the slowest part on a CPU).
+        proposals: region proposals kept before and after NMS (torchvision's default 1000; the box
+            head's cost grows linearly with it).
+    """
     from torchvision.models import detection
 
     constructor, heads = _RCNN_MODELS[name]
@@ -141,9 +146,17 @@ def choose_main_instance(
     *,
     min_score: float = 0.0,
 ) -> int | None:
-    """Index of the main instance in a photo of ``image_size=(H, W)``: the highest weighted sum of
-    score, size and centrality (see :class:`MainPersonWeights`) among instances with
-    ``score >= min_score``; None when there is none."""
+    """The main instance of a photo: the highest weighted sum of score, size and centrality.
+
+    Args:
+        instances: the photo's instances.
+        image_size: the photo's ``(H, W)``.
+        weights: the weights of the three terms (:class:`MainPersonWeights`).
+        min_score: instances scoring lower are not considered.
+
+    Returns:
+        its index in ``instances``, or None when there is none.
+    """
     candidates = [i for i, inst in enumerate(instances) if inst.score >= min_score]
     if not candidates:
         return None
@@ -242,8 +255,7 @@ class PersonDetector:
     def detect(self, images: ImageBatch) -> list[list[Instance]]:
         """Persons per photo sorted by decreasing score; ``[]`` for a photo without a person.
 
-        images: list of ``(H, W, 3)`` uint8 RGB arrays (sizes may differ) or a ``(B, C, H, W)`` tensor.
-        """
+        Arguments and coordinates as :meth:`~alignimate.detect.base.Detector.detect`."""
         originals = as_uint8_hwc(images)
         results: list[list[Instance]] = []
         for start in range(0, len(originals), self.batch_size):

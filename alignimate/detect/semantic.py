@@ -34,9 +34,14 @@ DEFAULT_CONFIDENCE_RAMP: tuple[float, float] = (0.5, 0.9)
 def confidence_weights(
     scores: torch.Tensor, ramp: tuple[float, float] = DEFAULT_CONFIDENCE_RAMP
 ) -> torch.Tensor:
-    """Down-weight unreliable keypoints: ``clamp((scores - low) / (high - low), 0, 1)``, any shape.
+    """Down-weight unreliable keypoints: ``clamp((scores - low) / (high - low), 0, 1)``.
 
-    ``ramp=(low, high)`` with ``0 <= low < high``. Pass ``ramp=(-1, 0)`` to trust every keypoint.
+    Args:
+        scores: keypoint scores, any shape.
+        ramp: ``(low, high)`` with ``0 <= low < high``; ``(-1, 0)`` trusts every keypoint.
+
+    Returns:
+        weights of ``scores``' shape.
     """
     low, high = ramp
     if not high > low:
@@ -50,8 +55,16 @@ def resized_mask(
     dtype: torch.dtype = torch.float32,
     device: torch.device | None = None,
 ) -> torch.Tensor:
-    """A soft ``(h_m, w_m)`` mask as a ``(1, h, w)`` tensor of ``size``, in ``[0, 1]`` (bilinear,
-    antialiased when shrinking; pixel-centre aligned, docs/conventions.md)."""
+    """A soft mask resized to ``size`` (bilinear, antialiased when shrinking).
+
+    Args:
+        mask: ``(h_m, w_m)`` in ``[0, 1]``.
+        size: the ``(h, w)`` wanted.
+        dtype, device: of the result.
+
+    Returns:
+        ``(1, h, w)`` in ``[0, 1]``, pixel-centre aligned with the mask (docs/conventions.md).
+    """
     m = torch.as_tensor(np.asarray(mask, dtype=np.float32), device=device)[None, None].to(dtype)
     if tuple(m.shape[-2:]) == tuple(size):
         return m[0]
@@ -63,9 +76,18 @@ def resized_mask(
 def keypoints_at(
     inst: Instance, names: Sequence[str], photo_size: Sequence[int], size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The keypoints ``names`` of ``inst`` (found on a photo of ``photo_size=(H, W)``) where they lie
-    on the same photo resized to ``size=(h, w)`` (pixel-centre convention, docs/conventions.md),
-    ``(K, 2)`` float64, with their scores ``(K,)``; a name the instance does not have scores 0."""
+    """Keypoints of an instance where they lie on a resized copy of its photo.
+
+    Args:
+        inst: found on the photo.
+        names: the keypoints wanted (``K``); a name the instance does not have scores 0.
+        photo_size: the photo's ``(H, W)``.
+        size: the copy's ``(h, w)``.
+
+    Returns:
+        ``(points, scores)``: ``(K, 2)`` float64 pixels of the copy (pixel-centre convention,
+        docs/conventions.md) and ``(K,)``.
+    """
     pts, scores = select_keypoints(inst, names)
     resized_H_photo = scale_matrix_for_resize(tuple(photo_size), tuple(size), dtype=torch.float64)
     out = transform_points(resized_H_photo, torch.as_tensor(pts, dtype=torch.float64)[None])[0]
@@ -79,10 +101,19 @@ def heatmap_image(
     sigma: float,
     mask: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """The semantic image ``(K, h, w)`` float32 of one detection at ``size=(h, w)``: a Gaussian of
-    ``sigma`` pixels around each of the ``(K, 2)`` ``points`` (pixels of that size), scaled by its
-    weight ``(K,)`` (e.g. :func:`confidence_weights` of the scores), times the soft ``mask`` (any
-    resolution, resized) where there is one, so a heatmap does not spill onto the background."""
+    """The semantic image of one detection: a Gaussian around each keypoint, times its mask.
+
+    Args:
+        points: ``(K, 2)`` pixels of ``size``.
+        weights: ``(K,)`` scale of each Gaussian (e.g. :func:`confidence_weights` of the scores).
+        size: the image's ``(h, w)``.
+        sigma: of the Gaussians, pixels.
+        mask: a soft mask (any resolution, resized) multiplied in where there is one, so a heatmap
+            does not spill onto the background.
+
+    Returns:
+        ``(K, h, w)`` float32.
+    """
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"size must be (h, w) with positive entries, got {size}")
     if sigma <= 0:

@@ -280,9 +280,17 @@ def _fix_hint(info: ModelInfo) -> str:
 
 
 def model_path(name: str, path: str | os.PathLike[str] | None = None) -> Path:
-    """Resolve the weight file of model ``name``: ``path`` if given (it must exist), else the first
-    cached copy in :func:`search_dirs`. Raises :class:`WeightsNotFound` with a message that names the
-    model, where it looked and how to fix it."""
+    """Resolve the weight file of a model.
+
+    Args:
+        name: the model (:func:`list_models`).
+        path: an explicit file, which must exist; default: the first cached copy in
+            :func:`search_dirs`.
+
+    Returns:
+        the file. Raises :class:`WeightsNotFound` with a message that names the model, where it
+        looked and how to fix it.
+    """
     info = model_info(name)
     if path is not None:
         p = Path(path).expanduser()
@@ -315,12 +323,19 @@ def downloads_allowed() -> bool:
 
 
 def ensure_model(name: str, path: str | os.PathLike[str] | None = None, *, progress: bool = True) -> Path:
-    """:func:`model_path`, and when that finds nothing, the file downloaded now (once: it lands in
-    the cache :func:`model_path` searches) with a progress bar on stderr, unless ``progress`` is
-    False. An explicit ``path`` and bundled weights are never downloaded.
+    """:func:`model_path`, and when that finds nothing, the file downloaded now.
 
-    Raises :class:`WeightsNotFound` when the weights are missing and downloads are off
-    (:func:`downloads_allowed`) or the download failed (its reason is in the message)."""
+    The download happens once: it lands in the cache :func:`model_path` searches. An explicit
+    ``path`` and bundled weights are never downloaded.
+
+    Args:
+        name, path: as :func:`model_path`.
+        progress: show a progress bar on stderr while downloading.
+
+    Returns:
+        the file. Raises :class:`WeightsNotFound` when the weights are missing and downloads are off
+        (:func:`downloads_allowed`) or the download failed (its reason is in the message).
+    """
     try:
         return model_path(name, path)
     except WeightsNotFound as missing:
@@ -407,14 +422,24 @@ def download(
     timeout: float = 30.0,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> Path:
-    """Fetch the weights of ``name`` into ``dest_dir`` (default: the folder its library searches)
-    and return the file's path. An existing file is kept unless ``force``. The file is written to
-    a temporary name in the same folder and renamed only after the sha256 prefix matched, so an
-    interrupted or corrupt download never leaves a file that looks valid. ``progress(done, total)``
-    is called after every chunk. Raises :class:`WeightsDownloadError` when the server cannot be reached
-    or on a mismatch. An explicit call is a request to download: ``ALIGNIMATE_OFFLINE`` only stops
-    the implicit downloads of :func:`ensure_model`; ``ALIGNIMATE_WEIGHTS_MIRROR`` applies
-    (:func:`source_url`).
+    """Fetch the weights of a model.
+
+    The file is written to a temporary name in the same folder and renamed only after the sha256
+    prefix matched, so an interrupted or corrupt download never leaves a file that looks valid. An
+    explicit call is a request to download: ``ALIGNIMATE_OFFLINE`` only stops the implicit downloads
+    of :func:`ensure_model`; ``ALIGNIMATE_WEIGHTS_MIRROR`` applies (:func:`source_url`).
+
+    Args:
+        name: the model (:func:`list_models`).
+        dest_dir: where to put it (default: the folder its library searches).
+        force: download again even if the file exists (else an existing file is kept).
+        timeout: seconds to wait for the server, per connection attempt and read.
+        progress: ``progress(done, total)`` bytes, called after every chunk (``total`` None when the
+            server does not say).
+
+    Returns:
+        the file's path. Raises :class:`WeightsDownloadError` when the server cannot be reached or
+        on a mismatch.
     """
     info = model_info(name)
     if info.url is None:

@@ -107,8 +107,15 @@ def _check_suffix(path: Path) -> str:
 
 
 def check_fps(fps: float, suffix: str) -> float:
-    """``fps`` as a float, or ``ValueError`` naming the limit: positive, and at most 50 for a GIF
-    (the range of the ``fps`` option is checked by the caller, alignimate.config)."""
+    """Check a frame rate for an output format (the ``fps`` option's range: alignimate.config).
+
+    Args:
+        fps: frames per second.
+        suffix: the output's suffix (``.mp4``, ``.webm``, ``.gif``).
+
+    Returns:
+        ``fps`` as a float; ``ValueError`` naming the limit: positive, and at most 50 for a GIF.
+    """
     return _check_fps(fps, suffix)
 
 
@@ -479,8 +486,13 @@ def count_output_frames(
 ) -> int:
     """Number of frames `write_animation` writes for ``n_photos`` input frames (0 for none).
 
-    ``shown + (shown - 1) * crossfade + round(hold_first * fps) + round(hold_last * fps)`` where
-    ``shown`` is ``n_photos``, or ``2 * n_photos - 2`` with ``boomerang`` (for ``n_photos >= 2``).
+    Args:
+        n_photos: input frames.
+        fps, hold_first, hold_last, crossfade, boomerang: as `write_animation`.
+
+    Returns:
+        ``shown + (shown - 1) * crossfade + round(hold_first * fps) + round(hold_last * fps)`` where
+        ``shown`` is ``n_photos``, or ``2 * n_photos - 2`` with ``boomerang`` (for ``n_photos >= 2``).
     """
     if n_photos <= 0:
         return 0
@@ -597,15 +609,30 @@ def write_animation(
 ) -> AnimationInfo:
     """Write frames as .mp4 (H.264), .webm (VP9) or .gif, chosen by ``out_path``'s suffix.
 
-    ``frames``: ``(H, W, 3)`` uint8 arrays as a sequence (e.g. `LazyFrames`, loaded on access), a
-    callable returning a fresh iterable, or a one-pass iterable. ``boomerang`` needs a sequence;
-    ``max_bytes`` needs a sequence or a callable (the GIF may be encoded again, smaller).
-    ``hold_first``/``hold_last``: seconds the first/last photo stays on screen in addition to its
-    own frame. ``crossfade``: blended frames inserted between consecutive photos. ``boomerang``:
-    play forward then backward (0..n-1, n-2..1); ``hold_last`` applies at the turn.
-    ``max_bytes`` (GIF only): re-encode at a smaller size until the file fits (at most 5 tries;
-    warns if it still does not). Sizes, ``quality`` and GIF details: see the module docstring.
-    See `count_output_frames` for the number of frames. Returns `AnimationInfo`.
+    Sizes, ``quality`` and GIF details: see the module docstring. See `count_output_frames` for the
+    number of frames.
+
+    Args:
+        frames: ``(H, W, 3)`` uint8 arrays as a sequence (e.g. `LazyFrames`, loaded on access), a
+            callable returning a fresh iterable, or a one-pass iterable.
+        out_path: the animation file; written under a temporary name, renamed when complete.
+        fps: frames per second (at most 50 for a GIF).
+        hold_first, hold_last: seconds the first/last photo stays on screen in addition to its own
+            frame.
+        crossfade: blended frames inserted between consecutive photos.
+        boomerang: play forward then backward (0..n-1, n-2..1); ``hold_last`` applies at the turn.
+            Needs a sequence.
+        size: the output ``(h, w)``; default: the first frame's size times ``scale``.
+        scale: see ``size``.
+        max_width: reduce the output size to at most this wide.
+        max_bytes: GIF only: re-encode at a smaller size until the file fits (at most 5 tries;
+            warns if it still does not). Needs a sequence or a callable (the GIF may be encoded
+            again, smaller).
+        quality: 0-100, higher is better (MP4 and WebM).
+        loop: GIF only: the NETSCAPE loop count (0: forever; None: no loop block, so it plays once).
+
+    Returns:
+        `AnimationInfo` of the written file.
     """
     out = Path(out_path)
     suffix = _check_suffix(out)

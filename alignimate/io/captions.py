@@ -66,14 +66,23 @@ def format_caption(
 ) -> str:
     """The caption text for one photo; ``""`` means no caption.
 
-    ``kind``:
-    - ``"none"``: always ``""``.
-    - ``"date"``: ``when`` formatted with ``strftime(fmt)`` (default ``"%Y-%m-%d"``); ``""`` if undated.
-    - ``"name"``: the file name without suffix; ``fmt`` is a ``str.format`` template with ``{name}``.
-    - ``"index"``: ``index`` is 0-based, shown 1-based; ``fmt`` is a template with ``{index}``
-      and ``{total}`` (default ``"{index}"``, e.g. ``"{index}/{total}"``).
-    - ``"age:YYYY-MM-DD"``: time since that date (`format_age`); ``fmt`` is a template with
-      ``{age}`` (e.g. ``"{age} old"``); ``""`` if undated.
+    Args:
+        kind: what the caption says:
+
+            - ``"none"``: always ``""``.
+            - ``"date"``: ``when`` formatted with ``strftime(fmt)`` (default ``"%Y-%m-%d"``); ``""``
+              if undated.
+            - ``"name"``: the file name without suffix; ``fmt`` is a ``str.format`` template with
+              ``{name}``.
+            - ``"index"``: ``index`` shown 1-based; ``fmt`` is a template with ``{index}`` and
+              ``{total}`` (default ``"{index}"``, e.g. ``"{index}/{total}"``).
+            - ``"age:YYYY-MM-DD"``: time since that date (`format_age`); ``fmt`` is a template with
+              ``{age}`` (e.g. ``"{age} old"``); ``""`` if undated.
+        path: the photo's file (for ``"name"``).
+        index: the photo's 0-based position (for ``"index"``).
+        when: the photo's capture time (for ``"date"`` and ``"age:..."``).
+        fmt: the format, as above (None: the kind's default).
+        total: the number of photos (``{total}`` for ``"index"``).
     """
     if kind == "none":
         return ""
@@ -136,11 +145,17 @@ def draw_caption(
     color: tuple[int, int, int] = (255, 255, 255),
     outline: tuple[int, int, int] = (0, 0, 0),
 ) -> np.ndarray:
-    """Return a copy of ``frame`` (``(H, W, 3)`` uint8) with ``text`` drawn at ``position``.
+    """Return a copy of a frame with a caption drawn on it.
 
-    ``size_frac``: text height as a fraction of the frame's shorter side. ``position``: one of
-    `CAPTION_POSITIONS`. The text has an ``outline`` about a twelfth of its size wide; the margin
-    to the frame edge is half the text size. Multi-line text (``"\\n"``) is allowed.
+    The margin to the frame edge is half the text size.
+
+    Args:
+        frame: ``(H, W, 3)`` uint8 RGB (not modified).
+        text: the caption; multi-line text (``"\\n"``) is allowed.
+        position: one of `CAPTION_POSITIONS`.
+        size_frac: text height as a fraction of the frame's shorter side.
+        color: the text's RGB colour.
+        outline: the RGB colour of an outline about a twelfth of the text size wide.
     """
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(

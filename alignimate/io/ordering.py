@@ -23,8 +23,13 @@ _EXIF_DATETIME = re.compile(
 def parse_exif_datetime(text: str | bytes | None, subsec: str | bytes | None = None) -> datetime | None:
     """Parse an EXIF date such as ``"2021:07:04 15:30:00"``; ``None`` if missing or invalid.
 
-    ``subsec`` is the EXIF SubSecTime string ("123" means .123 s); it orders burst shots taken
-    within the same second. The result is naive (the camera's local time), so all photos compare.
+    Args:
+        text: the EXIF DateTime value.
+        subsec: the EXIF SubSecTime string (``"123"`` means 0.123 seconds); it orders burst shots
+            taken within the same second.
+
+    Returns:
+        a naive ``datetime`` (the camera's local time), so all photos compare.
     """
     if text is None:
         return None
@@ -97,12 +102,18 @@ def sort_photos(
     *,
     dates: Mapping[Path, datetime | None] | None = None,
 ) -> list[Path]:
-    """Order photos. Returns a new list of ``Path``.
+    """Order photos.
 
-    ``by="name"``: natural order of the full path (`natural_key`).
-    ``by="date"``: photos with an EXIF date first, by date (equal dates by natural name), then the
-    photos without a date, by natural name. ``dates`` optionally supplies already-read dates
-    (e.g. from `alignimate.io.images.probe_image`) keyed by ``Path``; missing ones are read here.
+    Args:
+        paths: the photos.
+        by: ``"name"``: natural order of the full path (`natural_key`). ``"date"``: photos with an
+            EXIF date first, by date (equal dates by natural name), then the photos without a date,
+            by natural name.
+        dates: already-read dates (e.g. from `alignimate.io.images.probe_image`) keyed by ``Path``;
+            missing ones are read here.
+
+    Returns:
+        a new list of ``Path``.
     """
     paths = [Path(p) for p in paths]
     if by == "name":

@@ -343,13 +343,16 @@ def sample_indices(
 ) -> list[int]:
     """Indices of the frames to keep, increasing.
 
-    Neither option: every frame. ``every=N``: frames 0, N, 2N, ... ``sample_fps=F``: for each sample
-    time ``k / F`` (k = 0, 1, ... up to the last frame's time) the frame whose time is nearest (the
-    earlier one on a tie), each frame at most once, so a rate above the video's keeps every frame.
-    ``frame_times`` are seconds after the first frame, non-decreasing (`VideoInfo.frame_times`).
+    Args:
+        frame_times: seconds after the first frame, non-decreasing (`VideoInfo.frame_times`).
+        every: keep frames 0, N, 2N, ...
+        sample_fps: for each sample time ``k / F`` (k = 0, 1, ... up to the last frame's time) keep
+            the frame whose time is nearest (the earlier one on a tie), each frame at most once, so a
+            rate above the video's keeps every frame. Neither option: every frame.
 
-    Raises ``ValueError`` for both options at once, ``every < 1`` or a ``sample_fps`` that is not a
-    positive finite number.
+    Returns:
+        the indices. Raises ``ValueError`` for both options at once, ``every < 1`` or a
+        ``sample_fps`` that is not a positive finite number.
     """
     _check_sampling(every, sample_fps)
     count = len(frame_times)
@@ -419,9 +422,11 @@ def iter_video_frames(
 ) -> Iterator[VideoFrame]:
     """Decode a video's sampled frames one at a time, in order.
 
-    ``video`` is a path or the `VideoInfo` of an earlier `probe_video`. Which frames: ``every`` and
-    ``sample_fps`` as in `sample_indices`, or ``indices`` (frame indices; duplicates and ones past
-    the end are ignored); none of them: every frame.
+    Args:
+        video: a path or the `VideoInfo` of an earlier `probe_video`.
+        every, sample_fps: which frames, as in `sample_indices`.
+        indices: which frames, by index instead (duplicates and ones past the end are ignored).
+            None of the three: every frame.
 
     Memory stays bounded: ffmpeg decodes into a pipe and only the current frame is held; frames
     that are not wanted are read and dropped, and ffmpeg is stopped after the last wanted one (or

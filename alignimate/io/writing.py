@@ -123,10 +123,17 @@ def save_image(
 ) -> Path:
     """Save an image atomically; the format follows the suffix (.jpg/.jpeg/.png/.webp/.tif/.tiff).
 
-    ``array`` is ``(H, W)`` grey, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA, uint8. JPEG has no alpha
-    channel, so RGBA to .jpg raises ``ValueError`` (composite first, or use .png/.webp/.tiff).
-    ``quality`` (1-100) applies to JPEG and WebP. ``exif`` is a raw EXIF block to embed (for example
-    to keep the capture date); its orientation tag must be 1, since pixels are stored upright.
+    Args:
+        path: the file to write.
+        array: ``(H, W)`` grey, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA, uint8. JPEG has no alpha
+            channel, so RGBA to .jpg raises ``ValueError`` (composite first, or use
+            .png/.webp/.tiff).
+        quality: 1-100, for JPEG and WebP.
+        exif: a raw EXIF block to embed (for example to keep the capture date); its orientation tag
+            must be 1, since pixels are stored upright.
+
+    Returns:
+        ``path``, as a ``Path``.
     """
     path = Path(path)
     fmt = IMAGE_FORMATS.get(path.suffix.lower())
@@ -194,8 +201,14 @@ def write_csv(
 ) -> Path:
     """Write a CSV file (UTF-8, header row first) atomically.
 
-    Each row is a sequence in ``header`` order or a mapping keyed by the header names (missing
-    keys are written empty). ``None`` is written as an empty cell.
+    Args:
+        path: the file to write.
+        rows: each a sequence in ``header`` order or a mapping keyed by the header names (missing
+            keys are written empty). ``None`` is written as an empty cell.
+        header: the column names.
+
+    Returns:
+        ``path``, as a ``Path``.
     """
     path = Path(path)
     header = list(header)

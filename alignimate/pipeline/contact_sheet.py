@@ -92,12 +92,19 @@ def contact_sheet(
     thumb: int = 160,
     columns: int | None = None,
 ) -> Path:
-    """Write a grid of ``thumb`` px square tiles, one per record in order, to ``out_path`` (atomically).
+    """Write a grid of square tiles, one per record in order, to ``out_path`` (atomically).
 
-    records: the run's photos (:class:`~alignimate.pipeline.records.PhotoRecord`); a usable record with
-    an ``output`` shows that frame from ``frames_dir``, any other record its original ``source`` with a
-    red border and its ``reason``. columns: tiles per row (default: about square, ``ceil(sqrt(n))``).
-    Returns ``out_path``.
+    Args:
+        records: the run's photos (:class:`~alignimate.pipeline.records.PhotoRecord`); a usable
+            record with an ``output`` shows that frame from ``frames_dir``, any other record its
+            original ``source`` with a red border and its ``reason``.
+        frames_dir: the folder of the frames.
+        out_path: the image to write.
+        thumb: the tiles' side, pixels.
+        columns: tiles per row (default: about square, ``ceil(sqrt(n))``).
+
+    Returns:
+        ``out_path``.
     """
     if isinstance(thumb, bool) or not isinstance(thumb, int) or thumb < 32:
         raise ValueError(f"thumb must be an int of at least 32 pixels, got {thumb!r}")

@@ -81,8 +81,14 @@ class SubjectMask:
 
     @classmethod
     def packed(cls, mask: np.ndarray, photo_size_hw: tuple[int, int]) -> SubjectMask:
-        """A mask held in memory compressed (8 bits, zlib: a person mask is mostly flat, so it shrinks
-        many times over), for keeping every photo's detected mask until its frame is written."""
+        """A mask held in memory compressed, for keeping every photo's mask until its frame is written.
+
+        8 bits, zlib: a person mask is mostly flat, so it shrinks many times over.
+
+        Args:
+            mask: ``(h, w)`` in ``[0, 1]``, covering the whole photo at its own resolution.
+            photo_size_hw: the photo's ``(H, W)``.
+        """
         levels = np.clip(np.asarray(mask, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         shape = levels.shape
         data = zlib.compress(levels.tobytes(), 1)
@@ -115,17 +121,30 @@ class Cutout:
             raise ValueError(f"feather must be a finite sigma >= 0, got {self.feather!r}")
 
     def apply(self, frame: Frame, frame_H_photo: np.ndarray) -> Frame:
-        """The cut-out copy of ``frame``, which is the photo warped by ``frame_H_photo`` (see
-        :func:`cut_out` for layouts). Raises :class:`~alignimate.io.PhotoError` when the mask cannot
-        be loaded."""
+        """The cut-out copy of a frame.
+
+        Args:
+            frame: the photo warped into the frame (layouts: :func:`cut_out`).
+            frame_H_photo: ``(3, 3)`` pixel matrix that made it (docs/conventions.md).
+
+        Returns:
+            the copy. Raises :class:`~alignimate.io.PhotoError` when the mask cannot be loaded.
+        """
         mask = self.mask.load()
         frame_H_mask = np.asarray(frame_H_photo, dtype=np.float64) @ self.mask.photo_H_mask(mask.shape)
         return cut_out(frame, mask, frame_H_mask, self.fill, feather=self.feather)
 
 
 def cutout_signature(fill: str, digest: str | None, feather: float = FEATHER_SIGMA) -> dict[str, Any]:
-    """What changes a cut-out frame besides its warp, for the frame's signature (a resumed run
-    rewrites a frame whose cut-out changed): the fill, the feather, the mask's ``digest``."""
+    """What changes a cut-out frame besides its warp, for the frame's signature.
+
+    A resumed run rewrites a frame whose cut-out changed.
+
+    Args:
+        fill: what replaces the background (:data:`PERSON_FILLS`).
+        digest: what identifies the mask beyond the photo (:attr:`SubjectMask.digest`).
+        feather: the edge's Gaussian sigma, output pixels.
+    """
     return {"fill": fill, "feather": feather, "mask": digest}
 
 

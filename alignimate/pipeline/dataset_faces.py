@@ -275,9 +275,16 @@ def _parts(folder: Path) -> list[Path]:
 
 
 def read_manifest(dst: str | os.PathLike[str], columns: Sequence[str] | None = None) -> Any:
-    """The manifest of the dataset in ``dst`` as one ``pyarrow.Table`` (every part file; rows in no
-    particular order). Raises :class:`~alignimate.errors.RunError` naming a part that cannot be read
-    (an interrupted Ray write; the next run removes it)."""
+    """The manifest of a dataset as one ``pyarrow.Table``.
+
+    Args:
+        dst: the dataset's folder; every part file is read.
+        columns: the columns to read (default: all, :data:`~.dataset_stages.MANIFEST_COLUMNS`).
+
+    Returns:
+        the table, rows in no particular order. Raises :class:`~alignimate.errors.RunError` naming
+        a part that cannot be read (an interrupted Ray write; the next run removes it).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -390,8 +397,12 @@ class _Plan:
 
 
 def pipeline_stages(settings: DatasetSettings, plan: _Plan) -> list[Stage]:
-    """The stages after the read (rows ``path``, ``bytes``), in order; the same list runs on either
-    engine."""
+    """The stages after the read (rows ``path``, ``bytes``), in order; either engine runs the list.
+
+    Args:
+        settings: the dataset's settings.
+        plan: what this run adds (input root, shards, known photos, identity reference).
+    """
     stages: list[Stage] = [
         Fingerprint(plan.root, plan.bounds, plan.run, plan.known),
         DecodePhoto(settings.decode_side, settings.min_face, settings.max_pixels),

@@ -50,9 +50,16 @@ class _Thumbnail(RowStage):
 def face_thumbnails(
     photos: Sequence[tuple[Path, tuple[int, int], np.ndarray]], template: np.ndarray, workers: int = 2
 ) -> Iterator[np.ndarray | str]:
-    """For each ``(path, size_hw, canvas_H_photo)``, in order: the blurred grey thumbnail ``(32, 32)``
-    of the aligned face around the ``template`` points (canvas pixels), or the reason the photo could
-    not be read. Photos are read at reduced size on ``workers`` threads."""
+    """The thumbnails near-duplicates are compared on: the blurred, grey, aligned face of each photo.
+
+    Args:
+        photos: ``(path, size_hw, canvas_H_photo)`` of each photo (the pixel matrix that aligns it).
+        template: the template's points, canvas pixels; the thumbnail covers the face around them.
+        workers: threads reading photos (at reduced size) at once.
+
+    Returns:
+        for each photo, in order, its ``(32, 32)`` thumbnail, or the reason it could not be read.
+    """
     eye_distance = float(np.linalg.norm(template[1] - template[0]))
     centre = np.asarray(template, dtype=np.float64).mean(axis=0)
     # thumb_H_canvas: the square of 2.5 eye distances around the template's centroid -> 32 px.

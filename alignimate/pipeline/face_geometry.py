@@ -105,10 +105,16 @@ def ffhq_quad(points: np.ndarray) -> np.ndarray:
 
 
 def ffhq_quad_fit(landmarks: np.ndarray, size: int) -> np.ndarray:
-    """``canvas_H_photo`` similarities ``(N, 3, 3)`` that take each face's own FFHQ quad
-    (:func:`ffhq_quad` of its landmarks ``(N, 5, 2)``, photo pixels, MTCNN order) onto the edges of
-    the ``size`` x ``size`` canvas: the NVlabs recipe's crop itself, with no template fit. The quad is
-    a square, so the least-squares similarity maps it exactly."""
+    """The NVlabs recipe's crop itself: each face's own FFHQ quad onto the canvas, with no template fit.
+
+    Args:
+        landmarks: ``(N, 5, 2)`` photo pixels, MTCNN order (:func:`ffhq_quad` of each gives its quad).
+        size: the side of the square canvas; the quad goes onto its edges.
+
+    Returns:
+        ``canvas_H_photo`` similarities ``(N, 3, 3)`` (pixel matrices, docs/conventions.md). The
+        quad is a square, so the least-squares similarity maps it exactly.
+    """
     points = np.asarray(landmarks, dtype=np.float64)
     edges = np.array([[-0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5], [size - 0.5, -0.5]])
     quads = np.stack([ffhq_quad(lm) for lm in points])
@@ -119,7 +125,9 @@ def ffhq_quad_fit(landmarks: np.ndarray, size: int) -> np.ndarray:
 def face_template(kind: str, size: int) -> np.ndarray:
     """Template points ``(5, 2)`` float64 (pixel ``(x, y)``, MTCNN order) on a ``size`` x ``size`` canvas.
 
-    ``kind``: ``"eyes"``, ``"arcface"`` or ``"ffhq"`` (module docstring). Conventions: docs/conventions.md.
+    Args:
+        kind: ``"eyes"``, ``"arcface"`` or ``"ffhq"`` (module docstring).
+        size: the side of the square canvas, pixels. Conventions: docs/conventions.md.
     """
     if kind not in TEMPLATES:
         raise ValueError(f"template must be one of {', '.join(TEMPLATES)}, got {kind!r}")
@@ -158,17 +166,23 @@ MAX_EYES_FIT_MISS = 0.5
 def fit_to_template(
     landmarks: np.ndarray, template: np.ndarray, *, hold_eyes: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``template_H_photo`` similarities ``(N, 3, 3)`` for faces with 5 landmarks ``(N, 5, 2)``
-    (MTCNN order: eyes, nose, mouth corners; photo pixels) onto ``template (5, 2)``, and ``(N,)``
-    booleans: whether the eyes were held.
+    """The similarities that take each face's 5 landmarks onto the template.
 
-    ``hold_eyes=False``: the least-squares similarity of all five points (each point's error spread
-    over all of them). ``hold_eyes=True``: the weighted least-squares similarity with each eye
-    weighing :data:`EYE_WEIGHT` times a nose or mouth landmark, so the eyes all but land on the
-    template's eyes and stay there from frame to frame, while the nose and mouth sit where the
-    person's proportions put them. It is used only where it is plausible (no other landmark further
-    than :data:`MAX_EYES_FIT_MISS` eye distances from its template point); elsewhere the five-point
-    fit is kept. Conventions: docs/conventions.md."""
+    Args:
+        landmarks: ``(N, 5, 2)`` photo pixels, MTCNN order (eyes, nose, mouth corners).
+        template: ``(5, 2)`` canvas pixels (:func:`face_template`).
+        hold_eyes: False: the least-squares similarity of all five points (each point's error spread
+            over all of them). True: the weighted least-squares similarity with each eye weighing
+            :data:`EYE_WEIGHT` times a nose or mouth landmark, so the eyes all but land on the
+            template's eyes and stay there from frame to frame, while the nose and mouth sit where
+            the person's proportions put them. It is used only where it is plausible (no other
+            landmark further than :data:`MAX_EYES_FIT_MISS` eye distances from its template point);
+            elsewhere the five-point fit is kept.
+
+    Returns:
+        ``(template_H_photo, held)``: ``(N, 3, 3)`` pixel matrices (docs/conventions.md) and ``(N,)``
+        booleans, whether the eyes were held.
+    """
     points = torch.from_numpy(np.asarray(landmarks, dtype=np.float64))
     target = torch.from_numpy(np.asarray(template, dtype=np.float64))[None].expand(points.shape[0], -1, -1)
     five = estimate_similarity(points, target).numpy()
@@ -193,11 +207,18 @@ def _centres(sizes: Sequence[Sequence[int]]) -> np.ndarray:
 
 
 def similarity_parameters(matrices: np.ndarray, sizes: Sequence[Sequence[int]]) -> np.ndarray:
-    """``(N, 4)`` parameters ``(log_scale, angle, tx, ty)`` of similarities ``canvas_H_photo`` ``(N, 3, 3)``.
+    """The parameters of a sequence of similarities, in a form that can be averaged over frames.
 
-    ``angle`` in radians, counter-clockwise on screen (linear part ``s [[cos, sin], [-sin, cos]]``,
-    docs/conventions.md), unwrapped along the sequence; ``(tx, ty)`` is where the centre of photo ``i``
-    (of ``sizes[i] = (h, w)``) lands on the canvas, so the translation does not depend on the angle."""
+    Args:
+        matrices: ``canvas_H_photo`` similarities ``(N, 3, 3)``, in sequence order.
+        sizes: ``(h, w)`` of each photo.
+
+    Returns:
+        ``(N, 4)`` ``(log_scale, angle, tx, ty)``: ``angle`` in radians, counter-clockwise on screen
+        (linear part ``s [[cos, sin], [-sin, cos]]``, docs/conventions.md), unwrapped along the
+        sequence; ``(tx, ty)`` is where the centre of photo ``i`` lands on the canvas, so the
+        translation does not depend on the angle.
+    """
     m = np.asarray(matrices, dtype=np.float64)
     a, b = m[:, 0, 0], m[:, 0, 1]
     angle = np.unwrap(np.arctan2(b, a))
@@ -222,13 +243,20 @@ def smooth_similarities(matrices: np.ndarray, sizes: Sequence[Sequence[int]], si
     """Gaussian smoothing over the frame index of similarities ``canvas_H_photo`` ``(N, 3, 3)``.
 
     Each of ``(log_scale, angle, tx, ty)`` (:func:`similarity_parameters`) is replaced by its Gaussian-
-    weighted mean over the frames within ``3 sigma`` (``sigma`` in frames; the weights are renormalised
-    at the ends of the sequence, so the first and last frames are not pulled towards zero). ``sigma = 0``
-    returns the matrices unchanged.
+    weighted mean over the frames within ``3 sigma`` (the weights are renormalised at the ends of the
+    sequence, so the first and last frames are not pulled towards zero).
 
     Meant for series with a common framing (a webcam or tripod photo-a-day, frames of a video), where
     the matrices differ by head movement and landmark jitter; across freely framed photos it averages
     unrelated framings and moves faces off their template position.
+
+    Args:
+        matrices: ``(N, 3, 3)`` in sequence order (pixel matrices, docs/conventions.md).
+        sizes: ``(h, w)`` of each photo.
+        sigma: in frames; 0 returns the matrices unchanged.
+
+    Returns:
+        the smoothed ``(N, 3, 3)`` similarities.
     """
     m = np.asarray(matrices, dtype=np.float64)
     if m.ndim != 3 or m.shape[1:] != (3, 3):
@@ -253,10 +281,18 @@ def smooth_similarities(matrices: np.ndarray, sizes: Sequence[Sequence[int]], si
 
 
 def face_region(template: np.ndarray, size: int) -> np.ndarray:
-    """Weights ``(size, size)`` float32 of the face on the canvas of ``template`` (its 5 points, canvas
-    pixels): 1 inside an ellipse around the eyes, nose and mouth (half a face wide, from the brows to
-    the chin), 0 outside. Where the colour of a face timeline is measured (``--match-colors``): the
-    face is what all frames share; the background and the clothes change."""
+    """Where the face is on a face timeline's canvas, the area its colour is matched on.
+
+    The face is what all frames share (``--match-colors``); the background and the clothes change.
+
+    Args:
+        template: its 5 points, canvas pixels (:func:`face_template`).
+        size: the side of the square canvas.
+
+    Returns:
+        ``(size, size)`` float32 weights: 1 inside an ellipse around the eyes, nose and mouth (half a
+        face wide, from the brows to the chin), 0 outside.
+    """
     points = np.asarray(template, dtype=np.float64)
     eyes = float(np.linalg.norm(points[1] - points[0]))
     centre = points.mean(axis=0)

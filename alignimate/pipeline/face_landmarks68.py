@@ -85,8 +85,18 @@ def landmarks68_of(
     drop: Callable[[Any, str], None],
     bar: Callable[[Iterable[Any], int, str], Iterable[Any]],
 ) -> dict[int, np.ndarray]:
-    """The five points ``(5, 2)`` (photo pixels) of each item's face, by ``id(item)``; an item whose
-    photo cannot be read is handed to ``drop`` with the reason and left out."""
+    """The five points of each item's face from dlib's 68-point model, cached.
+
+    Args:
+        items: photos with a chosen face (its box is where the model looks).
+        model: :func:`load_landmarks68_model`'s.
+        cache: the detection cache; points found are stored there, by photo and box.
+        drop: ``drop(item, reason)`` for an item whose photo cannot be read; it is left out.
+        bar: ``bar(iterable, total, description)``: a progress bar around the predictions.
+
+    Returns:
+        ``(5, 2)`` photo pixels, MTCNN order, by ``id(item)``.
+    """
     keys = {id(item): _cache_key(item, cache) for item in items}
     found: dict[int, np.ndarray] = {}
     for item in items:

@@ -166,8 +166,16 @@ _RECORDED = (
 
 
 def period_key(when: datetime | None, every: str) -> str | None:
-    """The period a capture time belongs to: ``"2024-01-07"`` (day), ``"2024-W01"`` (ISO week),
-    ``"2024-01"`` (month); None for ``every="all"`` or an undated photo."""
+    """The period a capture time belongs to, for keeping one photo per period.
+
+    Args:
+        when: the capture time (None: undated).
+        every: one of :data:`EVERY`.
+
+    Returns:
+        ``"2024-01-07"`` (day), ``"2024-W01"`` (ISO week), ``"2024-01"`` (month); None for
+        ``every="all"`` or an undated photo.
+    """
     if every not in EVERY:
         raise ValueError(f"every must be one of {', '.join(EVERY)}, got {every!r}")
     if when is None or every == "all":
@@ -703,21 +711,33 @@ def make_face_timeline(
     animation is always rewritten. Steps: see the module docstring; templates:
     :mod:`alignimate.pipeline.face_geometry`.
 
-    settings: what to keep and how to align (:class:`~alignimate.settings.FacesSettings`: identity,
-    the frontal filter's thresholds, template, landmarks, output size, refine, every, dedupe, smooth,
-    ...).
-    animation: how the frames become ``output`` (:class:`~alignimate.settings.AnimateSettings`,
-    default :data:`~alignimate.settings.FACES_ANIMATION`); max_width as
-    :func:`alignimate.pipeline.animate`. ``options`` replace fields of either by name
-    (``every="week"``, ``fps=12``), checked like the flags.
-    cache_dir: detection cache folder (default ``$ALIGNIMATE_CACHE`` or ``~/.cache/alignimate``);
-    use_cache: False looks nothing up and stores nothing.
-    exclude: an exclusion file saved by the review page (:mod:`alignimate.pipeline.exclusions`): its
-    photos are left out with the reason "excluded by review" (a selection, like ``every``).
-    detector, embedder: replace the MTCNN face detector and the face embedder (dlib's descriptor, else
-    FaceNet: :func:`~alignimate.detect.identity.make_face_embedder`), e.g. with a file-based detector.
+    Args:
+        folder: the photos (or a video file: its sampled frames are written into ``out_dir``).
+        output: the animation file.
+        settings: what to keep and how to align (:class:`~alignimate.settings.FacesSettings`:
+            identity, the frontal filter's thresholds, template, landmarks, output size, refine,
+            every, dedupe, smooth, ...).
+        animation: how the frames become ``output`` (:class:`~alignimate.settings.AnimateSettings`,
+            default :data:`~alignimate.settings.FACES_ANIMATION`).
+        out_dir: the frames folder (default ``<output stem>_frames/``).
+        max_width: as :func:`alignimate.pipeline.animate`.
+        cache_dir: detection cache folder (default ``$ALIGNIMATE_CACHE`` or ``~/.cache/alignimate``).
+        use_cache: False looks nothing up and stores nothing.
+        overwrite: start over: delete the files an earlier run wrote in the frames folder, and
+            replace an existing ``output``.
+        progress: show progress bars on stderr.
+        log: where messages go (default: nowhere).
+        detector, embedder: replace the MTCNN face detector and the face embedder (dlib's
+            descriptor, else FaceNet: :func:`~alignimate.detect.identity.make_face_embedder`), e.g.
+            with a file-based detector.
+        exclude: an exclusion file saved by the review page (:mod:`alignimate.pipeline.exclusions`):
+            its photos are left out with the reason "excluded by review" (a selection, like
+            ``every``).
+        options: replace fields of ``settings`` or ``animation`` by name (``every="week"``,
+            ``fps=12``), checked like the flags.
 
-    Returns a :class:`FacesResult` (``exit_code`` 0 or 1). Raises :class:`UsageError` for a bad request.
+    Returns:
+        a :class:`FacesResult` (``exit_code`` 0 or 1). Raises :class:`UsageError` for a bad request.
     """
     folder, output = Path(folder), Path(output)
     log = log or _noop

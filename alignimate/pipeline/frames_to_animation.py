@@ -77,8 +77,12 @@ def _check_caption(
 
 
 def check_animation_options(output: Path, settings: AnimateSettings) -> None:
-    """Check the animation settings (their declared ranges) and the frame rate against ``output``'s
-    container, before any work; a :class:`UsageError` names the option."""
+    """Check animation settings before any work; a :class:`UsageError` names the option.
+
+    Args:
+        output: the animation file; its container limits the frame rate.
+        settings: checked against their declared ranges.
+    """
     settings.check()
     try:
         check_fps(settings.fps, output.suffix.lower())
@@ -117,19 +121,27 @@ def animate(
     log: Callable[[str], None] | None = None,
     **options: Any,
 ) -> AnimationInfo:
-    """Write the frames in ``frames`` (a folder written by ``register``/``faces``, or any folder of
-    same-size images) as an animation at ``output`` (.mp4, .webm or .gif).
+    """Write a folder of frames as an animation (.mp4, .webm or .gif).
 
-    ``settings``: frame rate, holds, crossfade, captions, quality, scale
-    (:class:`~alignimate.settings.AnimateSettings`); ``options`` replace its fields by name
-    (``fps=12``). ``caption``: ``date`` | ``name`` | ``index`` | ``age:YYYY-MM-DD`` | ``none``. An
-    existing file at ``output`` is replaced only
-    with ``overwrite`` or when the frames folder records it as made from its frames. ``exclude``: an
-    exclusion file saved by the review page (:mod:`alignimate.pipeline.exclusions`); the frames of
-    the photos it names are left out (frames are matched by photo name, or by file name in a
-    folder without transforms.json). Values are checked against :data:`alignimate.config.SCHEMA`
-    first (UsageError naming the value and its range). Returns what was written (frame count, size,
-    fps)."""
+    Args:
+        frames: a folder written by ``register``/``faces``, or any folder of same-size images.
+        output: the animation file.
+        settings: frame rate, holds, crossfade, captions, quality, scale
+            (:class:`~alignimate.settings.AnimateSettings`); ``caption``: ``date`` | ``name`` |
+            ``index`` | ``age:YYYY-MM-DD`` | ``none``.
+        max_width, max_bytes: as :func:`alignimate.io.animation.write_animation`.
+        overwrite: replace an existing file at ``output`` (without it, only one the frames folder
+            records as made from its frames is replaced).
+        exclude: an exclusion file saved by the review page (:mod:`alignimate.pipeline.exclusions`);
+            the frames of the photos it names are left out (frames are matched by photo name, or by
+            file name in a folder without transforms.json).
+        log: where messages go (default: nowhere).
+        options: replace fields of ``settings`` by name (``fps=12``).
+
+    Returns:
+        what was written (frame count, size, fps). Values are checked against
+        :data:`alignimate.config.SCHEMA` first (UsageError naming the value and its range).
+    """
     log = log or (lambda _msg: None)
     output = Path(output)
     settings = AnimateSettings.with_options(settings, options)

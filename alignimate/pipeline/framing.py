@@ -56,9 +56,14 @@ def coverage_mask(
 ) -> torch.Tensor:
     """Boolean ``(h', w')`` mask of canvas sample points that every source image covers.
 
-    ``out_H_src`` ``(B, 3, 3)`` maps each source photo's pixels into the output canvas of size
-    ``canvas=(h, w)``; ``src_sizes[i]`` is photo ``i``'s ``(h, w)``. The canvas is sampled every
-    ``step`` pixels (sample ``(i, j)`` sits at pixel ``(j * step, i * step)``)."""
+    Args:
+        out_H_src: ``(B, 3, 3)`` pixel matrices that map each source photo's pixels into the canvas
+            (docs/conventions.md).
+        src_sizes: photo ``i``'s ``(h, w)``.
+        canvas: the canvas ``(h, w)``.
+        step: the canvas is sampled every ``step`` pixels (sample ``(i, j)`` sits at pixel
+            ``(j * step, i * step)``).
+    """
     h, w = canvas
     rows = int(np.floor((h - 1) / step)) + 1
     cols = int(np.floor((w - 1) / step)) + 1
@@ -318,13 +323,23 @@ def common_crop(
 ) -> CropBox | None:
     """The largest axis-aligned box of the canvas that every photo covers after warping.
 
-    ``out_H_src`` ``(B|1, 3, 3)`` maps photo ``i``'s pixels (size ``src_sizes[i] = (h, w)``) into the
-    canvas of size ``canvas=(h, w)`` (docs/conventions.md). Every pixel centre inside the returned box
-    samples real pixels of every photo (see the module docstring). Columns are exact per row. Top and
-    bottom rows are paired among about ``resolution`` sampled rows, then moved row by row around the
-    best pair; when at most ``resolution`` rows are covered, every pair is tried (the exact optimum).
-    ``even=True`` maximises the area after rounding the size down to even numbers, as H.264 needs
-    (the box keeps its top-left corner). Returns ``None`` when the photos share no area."""
+    Every pixel centre inside the returned box samples real pixels of every photo (see the module
+    docstring). Columns are exact per row.
+
+    Args:
+        out_H_src: ``(B|1, 3, 3)`` pixel matrices that map photo ``i``'s pixels into the canvas
+            (docs/conventions.md).
+        src_sizes: photo ``i``'s ``(h, w)``.
+        canvas: the canvas ``(h, w)``.
+        resolution: top and bottom rows are paired among about this many sampled rows, then moved
+            row by row around the best pair; when at most this many rows are covered, every pair is
+            tried (the exact optimum).
+        even: maximise the area after rounding the size down to even numbers, as H.264 needs (the
+            box keeps its top-left corner).
+
+    Returns:
+        the box, or ``None`` when the photos share no area.
+    """
     _check_crop_arguments(out_H_src, src_sizes, canvas, resolution)
     h, w = (int(canvas[0]), int(canvas[1]))
     matrices = out_H_src.detach().to("cpu", torch.float64).expand(len(src_sizes), 3, 3).numpy()

@@ -112,7 +112,12 @@ def describe_names(names: Sequence[str], limit: int = 5) -> str:
 
 
 def failure_from_os_error(err: OSError, doing: str) -> RunError:
-    """A one-line :class:`RunError` for an I/O error, naming the file, the reason and the fix."""
+    """A one-line :class:`RunError` for an I/O error, naming the file, the reason and the fix.
+
+    Args:
+        err: the error.
+        doing: what failed, as a verb phrase after "cannot" (``"write"``, ``"use"``).
+    """
     where = f" {err.filename}" if err.filename else ""
     reason = err.strerror or str(err)
     hint = {
@@ -130,9 +135,16 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 
 def check_not_input(out: Path, inputs: Iterable[Path], *, what: str = "output folder") -> None:
-    """Refuse an output folder that is one of the ``inputs`` folders or an ancestor of one (it would
-    hold, and could replace, the photos). An output folder *inside* an input folder is fine: jobs
-    leave it out when they look for photos."""
+    """Refuse an output folder that is one of the input folders or an ancestor of one.
+
+    Such a folder would hold, and could replace, the photos. An output folder *inside* an input
+    folder is fine: jobs leave it out when they look for photos.
+
+    Args:
+        out: the output folder.
+        inputs: the folders the job reads photos from.
+        what: what the refusal (a :class:`UsageError`) calls ``out``.
+    """
     target = out.resolve()
     for folder in inputs:
         source = folder.resolve()
@@ -231,13 +243,22 @@ class OutputFolder:
         hint: str = "choose an empty or new folder",
         resumable: bool = True,
     ) -> OutputFolder:
-        """Create ``path`` or reopen it for ``command``; raises UsageError for a refused request.
+        """Create an output folder or reopen it for a command; raises UsageError for a refused request.
 
-        ``inputs``: folders the run reads photos from (see :func:`check_not_input`). ``overwrite``
-        deletes the files the ledger names (an earlier run's frames and reports) and starts a new
-        ledger; files alignimate did not write are left alone and block nothing, except that a
-        folder holding only foreign files (no ledger) is refused. Without ``overwrite``, a folder
-        holding another command's files, or (``resumable=False``) any earlier files, is refused."""
+        Args:
+            path: the folder.
+            command: the job writing there (``register``, ``faces``, ``apply``, ...), recorded in
+                the ledger.
+            overwrite: delete the files the ledger names (an earlier run's frames and reports) and
+                start a new ledger; files alignimate did not write are left alone and block
+                nothing, except that a folder holding only foreign files (no ledger) is refused.
+                Without it, a folder holding another command's files, or (``resumable=False``) any
+                earlier files, is refused.
+            inputs: folders the run reads photos from (see :func:`check_not_input`).
+            label: what messages call the folder.
+            hint: the fix a refusal suggests.
+            resumable: whether the command can resume from earlier files there.
+        """
         folder = Path(path)
         check_not_input(folder, inputs, what=label)
         if folder.exists() and not folder.is_dir():
@@ -323,9 +344,17 @@ class OutputFolder:
             self._write_ledger()
 
     def fresh_name(self, photo_name: str, suffix: str, taken: set[str]) -> str:
-        """A frame name for the photo ``photo_name``: :func:`frame_stem` + ``suffix`` (then with
-        ``-1``, ``-2``, ...), plain, not in ``taken`` and free here (:meth:`is_free`); it is added
-        to ``taken``."""
+        """A fresh frame name for a photo.
+
+        Args:
+            photo_name: the photo's name (relative path).
+            suffix: the frame's suffix (``.jpg``, ``.png``).
+            taken: names already given in this run; the new one is added to it.
+
+        Returns:
+            :func:`frame_stem` + ``suffix`` (then with ``-1``, ``-2``, ...): plain, not in ``taken``
+            and free here (:meth:`is_free`).
+        """
         clean = frame_stem(photo_name)
         name, counter = f"{clean}{suffix}", 1
         while name in taken or not self.is_free(name):
@@ -380,9 +409,14 @@ class OutputFolder:
 
 
 def check_animation_target(output: Path, frames: Path | None, *, overwrite: bool) -> None:
-    """Refuse to replace an existing file at ``output`` (an animation named with ``-o``) unless
-    ``overwrite`` is given or the ledger of the ``frames`` folder records it as an animation
-    alignimate made from those frames. A folder is never replaced."""
+    """Refuse (a :class:`UsageError`) to replace a file the user did not ask to replace.
+
+    Args:
+        output: the animation to write (named with ``-o``); a folder there is never replaced.
+        frames: the frames folder; an existing ``output`` is replaced when its ledger records it as
+            an animation alignimate made from those frames.
+        overwrite: replace an existing file at ``output`` anyway.
+    """
     if not os.path.lexists(output):
         return
     if output.is_dir():

@@ -61,14 +61,19 @@ def discover_photos(
 ) -> tuple[list[Photo], list[Skipped]]:
     """Photos in ``folder`` in the requested order, and the entries that cannot be used.
 
-    ``sort="date"`` orders by EXIF DateTimeOriginal, undated photos after the dated ones in natural
-    name order; ``sort="name"`` uses natural name order only. ``exclude`` is a folder to leave out
-    (the output folder when it lies inside the input folder).
+    Args:
+        folder: the input folder (``ValueError`` when it is not a folder).
+        recursive: look in sub-folders too.
+        sort: ``"date"`` orders by EXIF DateTimeOriginal, undated photos after the dated ones in
+            natural name order; ``"name"`` uses natural name order only (``ValueError`` otherwise).
+        exclude: a folder to leave out (the output folder when it lies inside the input folder).
+        max_pixels: photos with more pixels are skipped unread (default: Pillow's limit).
 
-    The skipped entries, in natural path order, are the photos whose header cannot be read and the
-    entries `alignimate.io.scan_folder` reports as unusable (folders named like photos, broken
-    links, FIFOs, folders that cannot be listed, ...), each with its reason. Raises ``ValueError``
-    for a bad ``sort`` or when ``folder`` is not a folder; an unusable entry never raises.
+    Returns:
+        ``(photos, skipped)``. The skipped entries, in natural path order, are the photos whose
+        header cannot be read and the entries `alignimate.io.scan_folder` reports as unusable
+        (folders named like photos, broken links, FIFOs, folders that cannot be listed, ...), each
+        with its reason; an unusable entry never raises.
     """
     if sort not in ("date", "name"):
         raise ValueError(f"sort must be 'date' or 'name', got {sort!r}")

@@ -220,12 +220,19 @@ def run_on_ray(
     name: str,
     options: RayOptions,
 ) -> None:
-    """Read ``paths`` with ``read_binary_files`` (rows ``bytes``, ``path``), run them through
-    ``stages`` and write what ``finish`` makes of the last batch (an Arrow table) as Parquet files
-    ``<name>_*.parquet`` under ``out_dir``. Ray must be connected (:func:`started_ray`).
+    """Run a job's stages on Ray Data and write its output as Parquet files.
 
-    A batch that still raises after the retries, or a failed write, stops the job with Ray's
-    exception; the part files already written stay."""
+    Ray must be connected (:func:`started_ray`). A batch that still raises after the retries, or a
+    failed write, stops the job with Ray's exception; the part files already written stay.
+
+    Args:
+        paths: the input files, read with ``read_binary_files`` (rows ``bytes``, ``path``).
+        stages: run on them in order (grouped by :func:`group_stages`).
+        finish: turns the last batch into an Arrow table to write.
+        out_dir: where the part files go.
+        name: the part files' prefix: ``<name>_*.parquet``.
+        options: resources, pool size and retries.
+    """
     import ray
     import ray.data
     from ray.data.datasource import FilenameProvider

@@ -147,9 +147,13 @@ class Checkpoint:
             self.flush()
 
     def flush(self, *, quietly: bool = False) -> None:
-        """Write the pending state now (nothing when there is none). ``quietly``: an I/O error (a
-        full disk, while the run stops because of it) is ignored, so it cannot hide the error that
-        stopped the run; the next run then redoes the unrecorded work."""
+        """Write the pending state now (nothing when there is none).
+
+        Args:
+            quietly: ignore an I/O error (a full disk, while the run stops because of it), so it
+                cannot hide the error that stopped the run; the next run then redoes the unrecorded
+                work.
+        """
         if self._pending is not None:
             try:
                 write_transforms(self.path, self._pending())
@@ -471,12 +475,21 @@ def matrix_problem(matrix: Any, size_hw: Sequence[int]) -> str | None:
 
 
 def load_previous(folder: OutputFolder, command: str) -> RunRecord | None:
-    """The earlier run of ``command`` recorded in ``folder`` (its checkpoint first, then its
-    transforms.json), or None. Only files alignimate owns there are read. A recorded frame is
-    reused only for a usable photo, when it is one of alignimate's files and a name alignimate gives
-    that photo's frames (:func:`~alignimate.pipeline.outputs.is_frame_name_of`): otherwise the
-    photo loses it and is written again under a name alignimate claims, so a hand-edited record
-    cannot pass one photo's frame, or a report, off as another photo's frame."""
+    """The earlier run of a command recorded in an output folder, to resume from.
+
+    Only files alignimate owns there are read. A recorded frame is reused only for a usable photo,
+    when it is one of alignimate's files and a name alignimate gives that photo's frames
+    (:func:`~alignimate.pipeline.outputs.is_frame_name_of`): otherwise the photo loses it and is
+    written again under a name alignimate claims, so a hand-edited record cannot pass one photo's
+    frame, or a report, off as another photo's frame.
+
+    Args:
+        folder: the open output folder.
+        command: the job (``register``, ``faces``, ...); another command's record is not used.
+
+    Returns:
+        the record (its checkpoint first, then its transforms.json), or None.
+    """
     for name in (CHECKPOINT_NAME, TRANSFORMS_NAME):
         if name != CHECKPOINT_NAME and not folder.owns(name):
             continue

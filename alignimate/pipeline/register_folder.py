@@ -521,23 +521,33 @@ def align_folder(
 ) -> AlignResult:
     """Align every photo in ``folder`` onto a reference photo and write frames to ``out``.
 
-    settings: what to do (:class:`~alignimate.settings.RegisterSettings`, default: its defaults);
-    ``options`` replace its fields by name (``model="homography"``), checked like the flags. Among
-    them, ``mode``: ``"pixels"`` registers the photos themselves; ``"body"``, ``"faces"``,
-    ``"keypoints"`` and ``"masks"`` register semantic images instead (see
-    :mod:`alignimate.pipeline.semantic_sources`): the last two read ``source``, a keypoint file or a
-    mask folder (``mode="keypoints:points.json"`` works too).
-    detector: replaces the body or face model (any :class:`~alignimate.detect.base.Detector`).
-    cache_dir, use_cache: the detection cache (default ``$ALIGNIMATE_CACHE`` or
-    ``~/.cache/alignimate``).
-    exclude: an exclusion file saved by the review page (:mod:`alignimate.pipeline.exclusions`): its
-    photos are skipped with the reason "excluded by review" (and never the reference).
-    workers: threads that register batches and write frames at once (default: one per CPU core, at
-    most 4); each runs PyTorch ops on ``torch.get_num_threads()`` threads of its own.
+    Args:
+        folder: the photos (or a video file: its sampled frames are written into ``out``).
+        out: the output folder for frames, transforms.json and report.csv.
+        settings: what to do (:class:`~alignimate.settings.RegisterSettings`, default: its
+            defaults). Among them, ``mode``: ``"pixels"`` registers the photos themselves;
+            ``"body"``, ``"faces"``, ``"keypoints"`` and ``"masks"`` register semantic images
+            instead (see :mod:`alignimate.pipeline.semantic_sources`): the last two read ``source``,
+            a keypoint file or a mask folder (``mode="keypoints:points.json"`` works too).
+        workers: threads that register batches and write frames at once (default: one per CPU
+            core, at most 4); each runs PyTorch ops on ``torch.get_num_threads()`` threads of its
+            own.
+        detector: replaces the body or face model (any :class:`~alignimate.detect.base.Detector`).
+        cache_dir, use_cache: the detection cache (default ``$ALIGNIMATE_CACHE`` or
+            ``~/.cache/alignimate``); ``use_cache=False`` looks nothing up and stores nothing.
+        overwrite: start over: delete the files an earlier run wrote in ``out`` (never any other
+            file).
+        progress: show progress bars on stderr.
+        log: where messages go (default: nowhere).
+        exclude: an exclusion file saved by the review page (:mod:`alignimate.pipeline.exclusions`):
+            its photos are skipped with the reason "excluded by review" (and never the reference).
+        options: replace fields of ``settings`` by name (``model="homography"``), checked like the
+            flags.
 
-    Returns an :class:`AlignResult`; ``result.exit_code`` is 0 when all photos were aligned and 1
-    when some were skipped (each with a reason in ``report.csv``). Raises :class:`UsageError` for
-    a bad request (missing folder, bad option, output folder in the way). Inputs are only read.
+    Returns:
+        an :class:`AlignResult`; ``result.exit_code`` is 0 when all photos were aligned and 1 when
+        some were skipped (each with a reason in ``report.csv``). Raises :class:`UsageError` for a
+        bad request (missing folder, bad option, output folder in the way). Inputs are only read.
 
     Example::
 

@@ -51,13 +51,21 @@ MIN_AGREEMENT = 0.5
 def registration_verdict(
     loss_name: str, converged: bool, loss: float, agreement: float | None = None
 ) -> str | None:
-    """``None`` for a clean result, a reason starting with "kept" for a usable one worth a note,
-    any other reason for a photo to skip.
+    """Whether a registration is usable, judged from its loss, convergence and agreement.
 
-    ``agreement`` (robust registrations): the fraction of the overlap the alignment explains
-    (:attr:`~alignimate.registration.RegistrationResult.agreement`). Below :data:`MIN_AGREEMENT` the
-    photo is mostly occluded or shows another scene, and is skipped with that reason, whatever its
-    loss (which robust registrations take over the agreeing pixels only).
+    Args:
+        loss_name: the loss it minimised.
+        converged: whether it converged.
+        loss: its final loss.
+        agreement: robust registrations: the fraction of the overlap the alignment explains
+            (:attr:`~alignimate.registration.RegistrationResult.agreement`). Below
+            :data:`MIN_AGREEMENT` the photo is mostly occluded or shows another scene, and is
+            skipped with that reason, whatever its loss (which robust registrations take over the
+            agreeing pixels only).
+
+    Returns:
+        ``None`` for a clean result, a reason starting with "kept" for a usable one worth a note,
+        any other reason for a photo to skip.
 
     With ``zncc`` (1 - correlation, the default for photos) the loss itself says whether the
     alignment is right: correct pairs score near 0, wrong ones (a mirror-image match, noise, no

@@ -80,8 +80,16 @@ _MASK_BATCH = 16
 
 
 def parse_mode(mode: str, source: str | os.PathLike[str] | None) -> tuple[str, Path | None]:
-    """Split ``"keypoints:FILE"`` / ``"masks:DIR"`` into the mode and its source; a separate ``source``
-    works too. Raises ``ValueError`` when a file mode has no source or two different ones."""
+    """Split ``"keypoints:FILE"`` / ``"masks:DIR"`` into the mode and its source.
+
+    Args:
+        mode: a mode of :data:`SEMANTIC_MODES`, with ``:SOURCE`` for the file modes.
+        source: the source given separately (the ``source`` setting), or None.
+
+    Returns:
+        ``(mode, source)``; the source is None for the modes without one. Raises ``ValueError`` when
+        a file mode has no source or two different ones.
+    """
     name, _, inline = str(mode).partition(":")
     if inline and source is not None and Path(inline) != Path(source):
         raise ValueError(f"mode {mode!r} names a source and source={str(source)!r} names another")
@@ -95,9 +103,15 @@ def parse_mode(mode: str, source: str | os.PathLike[str] | None) -> tuple[str, P
 
 
 def working_size(size_hw: Sequence[int], long_side: int) -> tuple[int, int]:
-    """``(h, w)`` of a photo of ``size_hw`` scaled so its longer side is ``long_side`` pixels (enlarged
-    too: heatmaps and masks are drawn at this size, whatever the photo's;
-    :func:`alignimate.core.resize.fit_size`)."""
+    """The size heatmaps and masks are drawn at, whatever the photo's.
+
+    Args:
+        size_hw: the photo's ``(h, w)``.
+        long_side: pixels of the longer side (a smaller photo is enlarged too).
+
+    Returns:
+        ``(h, w)`` (:func:`alignimate.core.resize.fit_size`).
+    """
     return fit_size((int(size_hw[0]), int(size_hw[1])), long_side, allow_upscale=True)
 
 
@@ -353,7 +367,16 @@ class SemanticSource:
     def points(
         self, inst: Instance, photo_size: Sequence[int], work: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(K, 2)`` keypoints in working pixels and their ``(K,)`` weights in ``[0, 1]``."""
+        """An instance's keypoints at the working size.
+
+        Args:
+            inst: the chosen instance (photo pixels).
+            photo_size: the photo's ``(h, w)``.
+            work: the working ``(h, w)`` (:func:`working_size`).
+
+        Returns:
+            ``(points, weights)``: ``(K, 2)`` in working pixels and ``(K,)`` in ``[0, 1]``.
+        """
         assert self.names is not None
         out, scores = keypoints_at(inst, self.names, photo_size, work)
         weights = confidence_weights(torch.as_tensor(scores, dtype=torch.float64)).numpy()
@@ -362,7 +385,12 @@ class SemanticSource:
         return out, weights
 
     def sigma(self, points: np.ndarray, weights: np.ndarray, work: tuple[int, int]) -> float:
-        """Heatmap sigma in working pixels for keypoints ``(K, 2)`` (see :data:`SIGMA_FRAC`)."""
+        """Heatmap sigma in working pixels (see :data:`SIGMA_FRAC`).
+
+        Args:
+            points, weights: :meth:`points` of an instance, ``(K, 2)`` and ``(K,)``.
+            work: the working ``(h, w)``.
+        """
         total = float(weights.sum())
         if total <= 0:
             return SIGMA_FRAC * max(work)
@@ -377,11 +405,18 @@ class SemanticSource:
         keypoints: tuple[np.ndarray, np.ndarray] | None = None,
         sigma: float | None = None,
     ) -> torch.Tensor:
-        """The semantic image ``(K, h, w)`` float32 of ``inst`` at the working size: one heatmap per
-        keypoint times the mask (``K = 1``, the mask, in masks mode).
+        """The semantic image of an instance at the working size, which the registration aligns.
 
-        keypoints: the instance's :meth:`points` at that size (None in masks mode, which has none);
-        sigma: heatmap sigma in working pixels (default :meth:`sigma` of those points)."""
+        Args:
+            inst: the chosen instance.
+            work: the working ``(h, w)``.
+            keypoints: the instance's :meth:`points` at that size (None in masks mode, which has none).
+            sigma: heatmap sigma in working pixels (default :meth:`sigma` of those points).
+
+        Returns:
+            ``(K, h, w)`` float32: one heatmap per keypoint times the mask (``K = 1``, the mask, in
+            masks mode).
+        """
         if keypoints is None:
             assert inst.mask is not None, "an instance without keypoints needs a mask"
             return resized_mask(inst.mask, work)
@@ -393,8 +428,18 @@ class SemanticSource:
 def keypoint_init(
     moving: np.ndarray, moving_w: np.ndarray, fixed: np.ndarray, fixed_w: np.ndarray, model: str
 ) -> np.ndarray | None:
-    """Closed-form ``fixed_H_moving`` (3, 3) from corresponding ``(K, 2)`` points with weights, using
-    ``model`` or, with too few points for it, the richest model they support; None with no point."""
+    """A closed-form start for the registration from corresponding keypoints.
+
+    Args:
+        moving, fixed: corresponding ``(K, 2)`` points, pixels.
+        moving_w, fixed_w: their ``(K,)`` weights; a point counts where both are above 0.
+        model: the registration's model; with too few points for it, the richest model they support
+            is used.
+
+    Returns:
+        ``fixed_H_moving`` ``(3, 3)`` (pixel matrix, docs/conventions.md), or None with no point, or
+        where the fit does not converge to finite numbers.
+    """
     weights = moving_w * fixed_w
     count = int((weights > 0).sum())
     usable = [m for m in ("homography", "affine", "similarity", "translation") if count >= MIN_POINTS[m]]

@@ -76,6 +76,15 @@ class RowStage(Stage):
     :class:`~alignimate.io.PhotoError` from :meth:`process` marks that row skipped with its reason."""
 
     def process(self, row: Row) -> Row:
+        """Handle one row that is not skipped.
+
+        Args:
+            row: the row's columns (read only: return what changes).
+
+        Returns:
+            the columns to add or replace. Raise :class:`Skip` (or let a
+            :class:`~alignimate.io.PhotoError` through) to skip the row with a reason.
+        """
         raise NotImplementedError
 
     def __call__(self, batch: Batch) -> Batch:
@@ -143,15 +152,25 @@ def run_stages(
     window: int | None = None,
     setup: bool = True,
 ) -> Iterator[Batch]:
-    """The local executor: every batch of ``rows`` through every stage in turn; yields the finished
-    batches in input order.
+    """The local executor: every batch of ``rows`` through every stage in turn, in threads.
 
-    ``workers`` threads run batches at once; at most ``window`` batches (default ``workers + 1``:
-    one waiting to be consumed while every worker is busy) are submitted and not yet consumed, so
-    memory stays bounded however many rows there are. ``setup``: call each stage's ``setup()``
-    first (pass False for stages the caller already set up, e.g. reused across calls). An exception
-    other than a row's skip stops the run and propagates; stopping early (an exception, or closing
-    the generator) cancels the batches not started."""
+    An exception other than a row's skip stops the run and propagates; stopping early (an
+    exception, or closing the generator) cancels the batches not started.
+
+    Args:
+        rows: the input rows (consumed as batches are submitted).
+        stages: applied in order to each batch.
+        batch_size: rows per batch.
+        workers: threads that run batches at once.
+        window: at most this many batches are submitted and not yet consumed (default
+            ``workers + 1``: one waiting to be consumed while every worker is busy), so memory stays
+            bounded however many rows there are.
+        setup: call each stage's ``setup()`` first (pass False for stages the caller already set
+            up, e.g. reused across calls).
+
+    Returns:
+        an iterator over the finished batches, in input order.
+    """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     limit = workers + 1 if window is None else window
@@ -193,9 +212,17 @@ class Step:
 
 
 def run_steps(rows: Iterable[Mapping[str, Any]], steps: Sequence[Step]) -> Iterator[Batch]:
-    """:func:`run_stages` for each step in turn, the rows of one step's batches streaming into the
-    next as they come out (in order), so all steps work at once; yields the last step's batches.
-    Memory stays bounded by each step's window."""
+    """:func:`run_stages` for each step in turn, so that all steps work at once.
+
+    Args:
+        rows: the input rows.
+        steps: each a stage list with its own batch size, workers and window; the rows of one
+            step's batches stream into the next as they come out (in order), so memory stays
+            bounded by each step's window.
+
+    Returns:
+        an iterator over the last step's batches, in input order.
+    """
     if not steps:
         raise ValueError("run_steps needs at least one step")
     stream: Iterable[Mapping[str, Any]] = rows

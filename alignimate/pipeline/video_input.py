@@ -69,9 +69,15 @@ _JPEG_QUALITY = 95
 
 
 def frame_name(index: int, time_s: float, frame_format: str = "jpg") -> str:
-    """The file name of frame ``index`` at ``time_s`` seconds: ``frame000123_000004.100s.jpg``.
+    """The file name of a video frame: ``frame000123_000004.100s.jpg``.
 
-    Zero-padded, so plain and natural name order are both frame order."""
+    Zero-padded, so plain and natural name order are both frame order.
+
+    Args:
+        index: the frame's index in the video.
+        time_s: seconds after the first frame.
+        frame_format: ``"jpg"`` or ``"png"``, the suffix.
+    """
     return f"frame{index:06d}_{time_s:010.3f}s.{frame_format}"
 
 
@@ -169,12 +175,21 @@ def frames_from_video(
     frame_format: str = "jpg",
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Write the sampled frames of ``video`` into a sub-folder of ``folder`` and return that folder,
-    the input folder for the job's discovery (see the module docstring for names, times and reuse).
+    """Write the sampled frames of a video into a sub-folder of an output folder.
 
-    every, sample_fps: which frames (:func:`alignimate.io.video.sample_indices`); neither: every
-    frame. frame_format: ``"jpg"`` (quality 95) or ``"png"``. log: told when the video ends before
-    its last sampled frame (a damaged file), with how many frames were written.
+    See the module docstring for names, times and reuse.
+
+    Args:
+        video: the video file (only read).
+        folder: the job's open output folder.
+        every, sample_fps: which frames (:func:`alignimate.io.video.sample_indices`); neither: every
+            frame.
+        frame_format: ``"jpg"`` (quality 95) or ``"png"``.
+        log: told when the video ends before its last sampled frame (a damaged file), with how many
+            frames were written.
+
+    Returns:
+        the sub-folder, the input folder for the job's discovery.
 
     Raises :class:`UsageError` for bad options, a video that cannot be read or has no decodable
     frame, and a frames sub-folder in the way; :class:`~alignimate.errors.RunError` when a file
@@ -255,11 +270,23 @@ def open_video_input(
     label: str = "output folder",
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """A job's first step when its input is a video file: open ``out`` (the job's output folder, under
-    its rules), write the sampled frames (``every`` N-th frame, or ``sample_fps`` frames per second
-    when it is above 0) into a sub-folder of it and return that sub-folder, the job's input folder.
-    The folder is closed again; the job opens it as usual (a rerun then resumes: frames already
-    extracted from the same video are kept)."""
+    """A job's first step when its input is a video file: its frames, written into the output folder.
+
+    The output folder is opened under its rules and closed again; the job opens it as usual (a
+    rerun then resumes: frames already extracted from the same video are kept).
+
+    Args:
+        video: the video file.
+        out: the job's output folder.
+        command: the job (``register``, ``faces``), for the folder's ledger.
+        overwrite: as the job's ``overwrite``.
+        every, sample_fps: every N-th frame, or ``sample_fps`` frames per second when it is above 0.
+        label: what messages call the output folder.
+        log: as :func:`frames_from_video`.
+
+    Returns:
+        the sub-folder holding the frames: the job's input folder.
+    """
     check_not_input(out, [video.parent], what=label)
     with OutputFolder.open(
         out, command=command, overwrite=overwrite, inputs=[video.parent], label=label, resumable=True
