@@ -7,10 +7,10 @@ frames on the CPU never imports torch, which the other jobs do)."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from alignimate.errors import UsageError
+from alignimate.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from alignimate.pipeline.apply import apply_transforms
@@ -29,13 +29,4 @@ _LAZY = {
 __all__ = ["AlignResult", "UsageError", "align_folder", "animate", "apply_transforms", "frame_list"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'alignimate.pipeline' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -91,21 +91,11 @@ def resize_matrix(src: tuple[int, int], dst: tuple[int, int]) -> np.ndarray:
     ``x' = (x + 0.5) * w' / w - 0.5`` and likewise for ``y`` (pixel centres, docs/conventions.md).
 
     The values of :func:`alignimate.core.scale_matrix_for_resize` in float64, to the last bit (the
-    same arithmetic), computed without torch: ``apply`` needs it for every photo, torch or not."""
-    (h, w), (h2, w2) = _size(src, "src"), _size(dst, "dst")
+    same arithmetic), computed without torch: ``apply`` needs it for every photo, torch or not. The
+    sizes come from decoded images here, so they are not checked again."""
+    (h, w), (h2, w2) = src, dst
     sx, sy = w2 / w, h2 / h
     return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]], dtype=np.float64)
-
-
-def _size(size: Sequence[int], name: str) -> tuple[int, int]:
-    """``size`` as ``(h, w)`` positive ints; a ValueError naming ``name`` otherwise."""
-    try:
-        h, w = (int(v) for v in size)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be (h, w), got {size!r}") from err
-    if h <= 0 or w <= 0 or (h, w) != tuple(size):
-        raise ValueError(f"{name} must be two positive integers (h, w), got {size!r}")
-    return h, w
 
 
 def read_for_scale(

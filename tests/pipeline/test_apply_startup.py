@@ -192,9 +192,6 @@ def test_resize_matrix_equals_the_cores_to_the_last_bit() -> None:
         mine = resize_matrix(src, dst)
         assert mine.dtype == np.float64
         assert np.array_equal(mine, core), (src, dst)
-    for bad in ((0, 5), (5, -1), (2.5, 3), (1, 2, 3)):
-        with pytest.raises(ValueError, match="src"):
-            resize_matrix(bad, (4, 4))
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
