@@ -7,11 +7,15 @@ Pipeline (all batched, on one device, no learning rate to tune):
    deep as keeps the fixed image's shorter side >= 24 px; the finest level is lightly smoothed
    ([1, 2, 1] / 4, as ECC blurs).
 2. without ``init``: global candidates from phase correlation on a 64 px canvas (:mod:`.init`);
-   each candidate is refined for a few iterations on the ~32 px level and the one with the best
-   overlap-weighted ZNCC is kept. Pairs whose best candidate scores low (occluders, partial
-   overlap) also get a candidate from matched keypoints and RANSAC (:mod:`.feature_init`), kept
-   where it scores better. Coarser levels are skipped (they could only lose the estimate).
-   With ``init``: it is projected onto the model and the whole pyramid is used.
+   each candidate is refined for a few iterations on the ~32 px level. A pair whose best candidate
+   correlates well keeps that one. The others (occluders, partial overlap) are *doubtful*: their
+   candidates are judged on the images' band-pass detail at the ~128 px level (a wrong candidate of
+   a smooth photo still correlates, its detail does not), and those still unsure also get
+   candidates from matched keypoints and RANSAC (:mod:`.feature_init`), the fit itself and the fit
+   refined, kept where the judge prefers them. A pair that keeps the keypoint fit itself skips the
+   levels above the judging one (they could only blur it). Coarser levels are skipped for all
+   pairs (they could only lose the estimate). With ``init``: it is projected onto the model and the
+   whole pyramid is used.
 3. coarse to fine, one solver run per level (:mod:`.solvers`) with a fresh state, the level's own
    iteration budget and per-pair convergence; levels above the finest stop at the looser
    ``_COARSE_TOLERANCE``. Affine maps and homographies start as a similarity on the coarsest level
@@ -33,8 +37,9 @@ batch runs at once.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -52,7 +57,7 @@ from .models import MODELS, MotionModel, get_model
 from .result import RegistrationResult
 from .robust import TUKEY_C
 from .sampling import sample_fixed
-from .scoring import LOSS_NAMES, ROBUST_LOSSES, candidate_scores, final_loss, loss_function
+from .scoring import LOSS_NAMES, ROBUST_LOSSES, candidate_scores, detail_level, final_loss, loss_function
 from .solvers import GN_LOSSES, LevelState, adam_level, gauss_newton_level
 
 __all__ = ["DEFAULT_ITERATIONS", "SOLVERS", "register"]
@@ -75,6 +80,11 @@ _CANDIDATE_ITERATIONS = 10
 # candidate refinement; clean pairs score above it, occluded and partly overlapping ones mostly
 # below) also try a feature-based candidate.
 _FEATURE_GATE = 0.9
+# Of those, the pairs whose chosen candidate's detail score (see _Judges) is below this get the
+# feature candidates: above it the chosen candidate was right on every benchmark case (the highest
+# that needed them scored about 0.6), so the keypoints, the costliest step of such a pair, would
+# only confirm it.
+_DETAIL_GATE = 0.7
 # Fixed-image samples per pair on the finest level (see .sampling): all pixels up to 128 x 128,
 # the best of each 2 x 2 block at 256 x 256. Fewer cost accuracy (a larger p90 corner error:
 # docs/benchmarks.md, design measurements).
@@ -146,8 +156,9 @@ def register(
             registering; what photographs want, and three times less work than their channels.
         features: without ``init``, also try a candidate from matched keypoints and RANSAC
             (:mod:`.feature_init`), which holds where occluders or a partial overlap mislead phase
-            correlation. It is tried for the pairs whose best phase-correlation candidate scores
-            low, and kept where it scores better.
+            correlation. It is tried for the pairs whose best phase-correlation candidate
+            correlates poorly and is not clearly confirmed by the images' detail, and kept where
+            the detail judges it better (see the module docstring, step 2).
         ignore_empty: treat areas of exactly constant zero (blocks of at least 5 x 5 pixels whose
             channels are all exactly 0, covering at least 1 % of the image: the black borders of an
             earlier warp or a scan) as outside the mask, in both images. Real content is almost
@@ -311,38 +322,23 @@ def _register_chunk(
     options, schedule, budgets = settings.options, settings.schedule, settings.budgets
     coarse_options = {**options, "tolerance": max(options["tolerance"], _COARSE_TOLERANCE)}
     n_levels = len(fixed_levels)
+    fine_start = None
     if init is None:
-        # The global initialisation is accurate to a pixel or two of its canvas, so the levels much
-        # coarser than the canvas could only lose it (aliased fine textures): start below them.
-        first = _first_level_after_init(fixed_levels)
-        candidates = global_candidates(
-            _canvas_view(moving_levels), _canvas_view(fixed_levels), min(settings.motion.rank, 2), CANVAS
-        )
-        state, scores = _best_candidate(
-            candidates,
-            moving_levels[first],
-            fixed_levels[first],
-            schedule[first],
-            min(budgets[first], _CANDIDATE_ITERATIONS),
-            coarse_options,
-        )
-        if settings.features:
-            state = _with_feature_candidates(
-                state, scores, moving_levels, fixed_levels, first, settings, coarse_options
-            )
+        state, fine_start, first, judge = _global_start(moving_levels, fixed_levels, settings, coarse_options)
     else:
-        first = n_levels
+        first = judge = n_levels
         model = model_from_matrix(init, settings.moving_size, settings.fixed_size)
         state = _fresh_state(_project(model, settings.motion).to(moving_levels[0].image.dtype))
     for level in reversed(range(first)):
-        state = _run_level(
-            moving_levels[level],
-            fixed_levels[level],
-            schedule[level],
-            state,
-            iterations=budgets[level],
-            **(options if level == 0 else {**coarse_options, "max_pixels": _MAX_COARSE_PIXELS}),
+        level_options = options if level == 0 else {**coarse_options, "max_pixels": _MAX_COARSE_PIXELS}
+        run = functools.partial(
+            _run_level, motion=schedule[level], iterations=budgets[level], **level_options
         )
+        if level > judge and fine_start is not None:
+            # Pairs that start from a keypoint fit are already finer than these levels can tell.
+            state = _run_on(~fine_start, run, moving_levels[level], fixed_levels[level], state)
+        else:
+            state = run(moving_levels[level], fixed_levels[level], state=state)
     perspective = settings.motion.name == "homography"
     value, weights, agreeing = final_loss(
         options["loss"], moving_levels[0], fixed_levels[0], state.model, perspective, options["robust"]
@@ -422,7 +418,7 @@ def _canvas_view(levels: list[Level]) -> CanvasView:
     """The coarsest level that still has at least canvas resolution (the finest if none has)."""
     chosen = levels[0]
     for level in levels:
-        if max(level.size) >= CANVAS:
+        if max(level.size) >= 2 * CANVAS:
             chosen = level
     # Phase correlation works on one channel: the images' grey (luma for RGB, else the mean).
     return CanvasView(grey_image(chosen.image), chosen.norm_H_frame(), chosen.half_extent, chosen.mask)
@@ -445,62 +441,172 @@ def _repeat_level(level: Level, times: int) -> Level:
     return level.with_images(level.image.repeat_interleave(times, dim=0), mask)
 
 
-def _best_candidate(
-    candidates: torch.Tensor, moving: Level, fixed: Level, motion: MotionModel, iterations: int, options: dict
+def _global_start(
+    moving_levels: list[Level], fixed_levels: list[Level], settings: _Settings, coarse_options: dict
+) -> tuple[LevelState, torch.Tensor, int, int]:
+    """The starting state of every pair without ``init``: phase-correlation candidates refined on
+    the first level, the best kept; for the doubtful pairs, judged on detail and joined by keypoint
+    candidates. Returns the state, which pairs start from a keypoint fit (``(B,)`` bool), the first
+    level to refine on and the judging level.
+
+    A pair whose best candidate correlates at ``_FEATURE_GATE`` or more keeps the best-correlating
+    one: clean pairs pay nothing more. For the others (occluders, partial overlap) plain correlation
+    is a poor judge; they are judged on detail (:class:`_Judges`) at a finer level, where a
+    wrong candidate of a smooth photo no longer correlates."""
+    # The global initialisation is accurate to a pixel or two of its canvas, so the levels much
+    # coarser than the canvas could only lose it (aliased fine textures): start below them.
+    first = _first_level_after_init(fixed_levels)
+    judge = _judging_level(fixed_levels, first)
+    candidates = global_candidates(
+        _canvas_view(moving_levels), _canvas_view(fixed_levels), min(settings.motion.rank, 2), CANVAS
+    )
+    refine = functools.partial(
+        _refine_candidates,
+        motion=settings.schedule[first],
+        iterations=min(settings.budgets[first], _CANDIDATE_ITERATIONS),
+        options=coarse_options,
+    )
+    refined, choice = refine(candidates, moving_levels[first], fixed_levels[first])
+    batch, k = choice.shape
+    fine_start = torch.zeros(batch, dtype=torch.bool, device=choice.device)
+    doubtful = (choice.amax(dim=1) < _FEATURE_GATE).nonzero()[:, 0]  # the one host sync
+    judges = None
+    if doubtful.numel() > 0:
+        judges = _Judges(
+            _take_level(moving_levels[judge], doubtful),
+            _take_level(fixed_levels[judge], doubtful),
+            settings.motion.name == "homography",
+        )
+        rows = (doubtful.unsqueeze(1) * k + torch.arange(k, device=doubtful.device)).reshape(-1)
+        choice = choice.clone()
+        choice[doubtful] = judges.scores(refined.model[rows], repeat=k).view(-1, k)
+    best_scores, best = choice.max(dim=1)
+    state = _pick(refined, torch.arange(batch, device=best.device) * k + best)
+    if settings.features and judges is not None:
+        unsure = (best_scores[doubtful] < _DETAIL_GATE).nonzero()[:, 0]
+        if unsure.numel() > 0:
+            levels = (moving_levels, fixed_levels)
+            state, fine_start = _with_feature_candidates(
+                state, best_scores[doubtful[unsure]], doubtful[unsure], judges.subset(unsure), levels,
+                settings, refine, first,
+            )
+    return state, fine_start, first, judge
+
+
+class _Judges:
+    """Judge of candidate alignments for some pairs: :func:`~.scoring.candidate_scores` of the images'
+    detail (:func:`~.scoring.detail_level`) on the judging level (:func:`_judging_level`)."""
+
+    def __init__(self, moving: Level, fixed: Level, perspective: bool) -> None:
+        self.moving = detail_level(moving)
+        self.fixed = detail_level(fixed)
+        self.perspective = perspective
+
+    def subset(self, index: torch.Tensor) -> _Judges:
+        """The judge of the pairs ``index`` of this one's."""
+        judges = object.__new__(_Judges)
+        judges.moving, judges.fixed = _take_level(self.moving, index), _take_level(self.fixed, index)
+        judges.perspective = self.perspective
+        return judges
+
+    def scores(self, model: torch.Tensor, repeat: int = 1) -> torch.Tensor:
+        """Scores ``(N,)`` of frame models ``(N, 3, 3)``, ``repeat`` consecutive ones per pair."""
+        moving = _repeat_level(self.moving, repeat)
+        fixed = self.fixed if self.fixed.image.shape[0] == 1 else _repeat_level(self.fixed, repeat)
+        return candidate_scores(moving, fixed, model, self.perspective)
+
+
+def _judging_level(levels: list[Level], first: int) -> int:
+    """Index of the level the candidates are judged on: the coarsest whose longer side is at least
+    twice the canvas (fine enough for the detail to tell a pixel of the canvas), but not coarser
+    than the level they are refined on."""
+    judge = 0
+    for i, level in enumerate(levels):
+        if max(level.size) >= 2 * CANVAS:
+            judge = i
+    return min(judge, first)
+
+
+def _refine_candidates(
+    candidates: torch.Tensor,
+    moving: Level,
+    fixed: Level,
+    *,
+    motion: MotionModel,
+    iterations: int,
+    options: dict,
 ) -> tuple[LevelState, torch.Tensor]:
-    """Refine every candidate ``(B, K, 3, 3)`` on one level and keep, per pair, the one that ends
-    with the best :func:`~.scoring.candidate_scores`; returns its state and that score ``(B,)``."""
+    """Refine every candidate ``(B, K, 3, 3)`` on one level; returns the ``B * K`` refined states
+    (pair-major) and their plain :func:`~.scoring.candidate_scores` ``(B, K)``."""
     batch, k = candidates.shape[:2]
     flat = _project(candidates.reshape(batch * k, 3, 3), motion).to(moving.image.dtype)
     moving_k = _repeat_level(moving, k)
     fixed_k = fixed if fixed.image.shape[0] == 1 else _repeat_level(fixed, k)
     state = _run_level(moving_k, fixed_k, motion, _fresh_state(flat), iterations=iterations, **options)
-    scores = candidate_scores(moving_k, fixed_k, state.model, motion.name == "homography")
-    best_scores, best = scores.view(batch, k).max(dim=1)
-    pick = torch.arange(batch, device=best.device) * k + best
-    chosen = LevelState(state.model[pick], state.iterations[pick], state.converged[pick], state.overlap[pick])
-    return chosen, best_scores
+    plain = candidate_scores(moving_k, fixed_k, state.model, motion.name == "homography")
+    return state, plain.view(batch, k)
+
+
+_STATE_FIELDS = ("model", "iterations", "converged", "overlap")
+
+
+def _pick(state: LevelState, index: torch.Tensor) -> LevelState:
+    return LevelState(*(getattr(state, name)[index] for name in _STATE_FIELDS))
 
 
 def _with_feature_candidates(
     state: LevelState,
     scores: torch.Tensor,
-    moving_levels: list[Level],
-    fixed_levels: list[Level],
-    first: int,
+    doubtful: torch.Tensor,
+    judges: _Judges,
+    levels: tuple[list[Level], list[Level]],
     settings: _Settings,
-    coarse_options: dict,
-) -> LevelState:
-    """Give the pairs whose best phase-correlation candidate scores below ``_FEATURE_GATE`` a
-    feature-based candidate (:mod:`.feature_init`), refined and scored like the others, and keep it
-    where it scores better. Clean pairs score far above the gate, so they pay nothing for it; the
-    selection is one host sync."""
-    doubtful = (scores < _FEATURE_GATE).nonzero()[:, 0]
-    if doubtful.numel() == 0:
-        return state
-    sizes = (settings.moving_size, settings.fixed_size)
+    refine: Callable[..., tuple[LevelState, torch.Tensor]],
+    first: int,
+) -> tuple[LevelState, torch.Tensor]:
+    """Give the ``doubtful`` pairs two feature-based candidates (:mod:`.feature_init`): the keypoint
+    fit itself and the fit refined like the others; keep the one the ``judges`` score best where it
+    beats the chosen candidate's ``scores`` (``(D,)``, the doubtful pairs'). Returns the state and
+    which pairs now start from the keypoint fit itself (``(B,)`` bool): it is finer than the levels
+    above the judging level can tell, so those levels are skipped for them."""
+    fine_start = torch.zeros_like(state.converged)
+    moving_levels, fixed_levels = levels
     model, found = feature_candidates(
         _take_level(moving_levels[0], doubtful),
         _take_level(fixed_levels[0], doubtful),
         settings.motion.name,
-        *sizes,
+        settings.moving_size,
+        settings.fixed_size,
     )
-    feature_state, feature_scores = _best_candidate(
-        model.to(state.model.dtype).unsqueeze(1),
-        _take_level(moving_levels[first], doubtful),
-        _take_level(fixed_levels[first], doubtful),
-        settings.schedule[first],
-        min(settings.budgets[first], _CANDIDATE_ITERATIONS),
-        coarse_options,
-    )
-    better = found & (feature_scores > scores[doubtful])
-    index = doubtful[better]
+    model = model.to(state.model.dtype)
+    on_first = [_take_level(levels[first], doubtful) for levels in (moving_levels, fixed_levels)]
+    refined, _ = refine(model.unsqueeze(1), *on_first)
+    refined_scores = judges.scores(refined.model)
+    raw_scores = judges.scores(model)
+    use_raw = found & (raw_scores >= refined_scores) & (raw_scores > scores)
+    use_refined = found & ~use_raw & (refined_scores > scores)
+    merged = LevelState(*(getattr(state, name).clone() for name in _STATE_FIELDS))
+    for name in _STATE_FIELDS:
+        getattr(merged, name)[doubtful[use_refined]] = getattr(refined, name)[use_refined]
+    merged.model[doubtful[use_raw]] = model[use_raw]
+    fine_start[doubtful[use_raw]] = True
+    return merged, fine_start
+
+
+def _run_on(
+    pairs: torch.Tensor, run: Callable[..., LevelState], moving: Level, fixed: Level, state: LevelState
+) -> LevelState:
+    """``run(moving, fixed, state=...)`` on the pairs where ``pairs (B,)`` is set only; the others keep
+    their state (one host sync)."""
+    index = pairs.nonzero()[:, 0]
+    if index.numel() == pairs.numel():
+        return run(moving, fixed, state=state)
+    merged = LevelState(*(getattr(state, name).clone() for name in _STATE_FIELDS))
     if index.numel() == 0:
-        return state
-    fields = ("model", "iterations", "converged", "overlap")
-    merged = LevelState(*(getattr(state, name).clone() for name in fields))
-    for name in fields:
-        getattr(merged, name)[index] = getattr(feature_state, name)[better]
+        return merged
+    part = run(_take_level(moving, index), _take_level(fixed, index), state=_pick(state, index))
+    for name in _STATE_FIELDS:
+        getattr(merged, name)[index] = getattr(part, name)
     return merged
 
 

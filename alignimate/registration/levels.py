@@ -32,7 +32,7 @@ from alignimate.core.pyramid import pyramid_level_matrix, pyrdown
 
 from .frames import frame_from_pixels
 
-__all__ = ["Level", "build_levels", "grey", "level_count", "smooth"]
+__all__ = ["Level", "build_levels", "grey", "level_count", "normalised_blur", "smooth"]
 
 # The coarsest level keeps at least this many pixels on its shorter side: below ~24 px there is
 # too little structure left for a reliable gradient step.
@@ -115,7 +115,7 @@ def smooth(images: torch.Tensor) -> torch.Tensor:
     return filter2d_separable(images, taps, taps, border_type="replicate")
 
 
-def _normalised(
+def normalised_blur(
     blur, images: torch.Tensor, mask: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``blur`` applied by normalised convolution: values from valid pixels only, and the blurred
@@ -138,12 +138,12 @@ def build_levels(images: torch.Tensor, mask: torch.Tensor | None, count: int) ->
     """``count`` levels, finest first, of ``images (B, C, h, w)`` (and their mask ``(B, 1, h, w)``),
     each with its map to the images' frame; masked images by normalised convolution."""
     if _SMOOTH_FINEST:
-        images, mask = _normalised(smooth, images, mask)
+        images, mask = normalised_blur(smooth, images, mask)
     finest = frame_from_pixels((int(images.shape[-2]), int(images.shape[-1])))
     levels = [Level(images, mask, finest)]
     for k in range(1, count):
         previous = levels[-1]
-        image, level_mask = _normalised(_pyrdown, previous.image, previous.mask)
+        image, level_mask = normalised_blur(_pyrdown, previous.image, previous.mask)
         # frame_H_level_k = frame_H_level_0 @ level_0_H_level_k, from the pyramid's own pixel map.
         levels.append(
             Level(image, level_mask, finest @ torch.linalg.inv(pyramid_level_matrix(k, "centered")))

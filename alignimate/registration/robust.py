@@ -10,6 +10,11 @@ each sample the weight ``(1 - (r / (c * scale))^2)^2`` inside ``|r| < c * scale`
 samples that cannot be explained by the motion get zero weight instead of pulling the estimate
 (Baker & Matthews, "Lucas-Kanade 20 Years On", part 2; see ../shared/research/round2.md).
 
+Where no earlier weights exist (a level's first iteration, the final weights), the gain and bias
+start from a robust estimate, not least squares (:func:`robust_photometric_weights`): a least-squares
+start lets a bright occluder set the gain, after which every residual looks alike and nothing is
+rejected.
+
 ``c = TUKEY_C`` (4.685) keeps 95 % efficiency on Gaussian noise. The scale is re-estimated for every
 pair, level and iteration, so it shrinks by itself as the alignment improves. Widening ``c`` on the
 coarser levels as well ("annealing") was measured and lost accuracy on occluded pairs (the coarse
@@ -26,6 +31,7 @@ __all__ = [
     "TUKEY_C",
     "agreement",
     "photometric_fit",
+    "robust_photometric_weights",
     "robust_scale",
     "tukey_weights",
 ]
@@ -57,20 +63,54 @@ def photometric_fit(
     return gain, mean_v - gain * mean_r
 
 
-def robust_scale(residual: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """1.4826 x the median ``|residual|`` over the samples with ``weight > 0``, per pair ``(B,)``;
-    at least :data:`MIN_SCALE` (and :data:`MIN_SCALE` for a pair with no sample). The median is
-    taken over an evenly strided subset of at most ``_SCALE_SAMPLES`` samples: sorting them all
-    every iteration would cost more than the rest of the solver, and the estimate barely moves."""
-    step = max(1, residual.shape[1] // _SCALE_SAMPLES)
-    residual, weight = residual[:, ::step], weight[:, ::step]
-    valid = weight > 0
-    magnitudes = torch.where(valid, residual.abs(), torch.full_like(residual, torch.inf))
+def _strided_median(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Median ``(B,)`` of ``values (B, N)`` over the entries where ``valid``, taken over an evenly
+    strided subset of at most ``_SCALE_SAMPLES`` entries (0 for a row with none): sorting every
+    sample every iteration would cost more than the rest of the solver, and the estimate barely
+    moves."""
+    step = max(1, values.shape[1] // _SCALE_SAMPLES)
+    values, valid = values[:, ::step], valid[:, ::step]
+    filled = torch.where(valid, values, torch.full_like(values, torch.inf))
     count = valid.sum(dim=1)
     middle = ((count - 1).clamp(min=0) // 2).unsqueeze(1)
-    median = magnitudes.sort(dim=1).values.gather(1, middle)[:, 0]
-    median = torch.where(count > 0, median, torch.zeros_like(median))
-    return (1.4826 * median).clamp(min=MIN_SCALE)
+    median = filled.sort(dim=1).values.gather(1, middle)[:, 0]
+    return torch.where(count > 0, median, torch.zeros_like(median))
+
+
+def robust_scale(residual: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """1.4826 x the median ``|residual|`` over the samples with ``weight > 0``, per pair ``(B,)``;
+    at least :data:`MIN_SCALE` (and :data:`MIN_SCALE` for a pair with no sample); the median of a
+    strided subset (:func:`_strided_median`)."""
+    return (1.4826 * _strided_median(residual.abs(), weight > 0)).clamp(min=MIN_SCALE)
+
+
+def robust_photometric_weights(
+    values: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor, rounds: int = 3, c: float = TUKEY_C
+) -> torch.Tensor:
+    """Tukey weights ``(B, N)`` of ``values ~ gain * reference + bias`` without a prior estimate of
+    the gain and bias, for ``values (B, N)``, ``reference (B|1, N)``, ``weight (B, N)``.
+
+    A least-squares start would let outliers set the gain: a bright occluder over a fifth of the
+    image can move it enough that every residual looks alike, the robust scale swells and every
+    sample is kept, a fixed point the re-weighting never leaves. So the start is robust: the gain
+    matches the spread of the two sides (ratio of their median absolute deviations, signed by their
+    covariance) and the bias their medians; ``rounds`` re-weighting rounds then refit both on the
+    samples kept."""
+    valid = weight > 0
+    centre_v = _strided_median(values, valid)
+    centre_r = _strided_median(reference.expand_as(values), valid)
+    spread_v = _strided_median((values - centre_v.unsqueeze(1)).abs(), valid)
+    spread_r = _strided_median((reference - centre_r.unsqueeze(1)).abs().expand_as(values), valid)
+    sign_gain, _ = photometric_fit(values, reference, weight)
+    gain = torch.where(sign_gain < 0, -1.0, 1.0) * spread_v / spread_r.clamp(min=1e-12)
+    bias = centre_v - gain * centre_r
+    robust = torch.ones_like(values)
+    for i in range(rounds + 1):
+        if i > 0:
+            gain, bias = photometric_fit(values, reference, weight * robust)
+        residual = values - gain.unsqueeze(1) * reference - bias.unsqueeze(1)
+        robust = tukey_weights(residual, robust_scale(residual, weight), c)
+    return robust
 
 
 def tukey_weights(residual: torch.Tensor, scale: torch.Tensor, c: float = TUKEY_C) -> torch.Tensor:

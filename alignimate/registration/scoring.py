@@ -7,8 +7,8 @@ import torch
 
 from alignimate.core.losses import get_loss, zncc
 
-from .levels import Level
-from .robust import agreement, photometric_fit, robust_scale, tukey_weights
+from .levels import Level, normalised_blur, smooth
+from .robust import agreement, robust_photometric_weights, robust_scale, tukey_weights
 from .sampling import sample_moving
 from .solvers import LossFn
 
@@ -17,6 +17,7 @@ __all__ = [
     "ROBUST_LOSSES",
     "SIMILARITY_LOSSES",
     "candidate_scores",
+    "detail_level",
     "final_loss",
     "loss_function",
     "robust_weights",
@@ -27,9 +28,6 @@ LOSS_NAMES = ("zncc", "mse", "l1", "charbonnier", "ssim", "local_zncc")
 SIMILARITY_LOSSES = ("zncc", "ssim", "local_zncc")
 # Losses the robust re-weighting applies to (:mod:`.robust`).
 ROBUST_LOSSES = ("zncc", "mse")
-# Re-weighting rounds for the final per-pixel weights (each refits the gain and bias on the
-# samples the previous round kept).
-_FINAL_ROUNDS = 2
 
 
 def loss_function(name: str) -> LossFn:
@@ -66,13 +64,10 @@ def robust_weights(
     batch, channels = warped.shape[:2]
     w = weight.expand(-1, channels, -1, -1).reshape(batch, -1)
     v, t = warped.reshape(batch, -1), target.reshape(batch, -1)
-    robust = torch.ones_like(w)
-    for _ in range(_FINAL_ROUNDS):
-        if loss == "zncc":
-            gain, bias = photometric_fit(v, t, w * robust)
-            residual = v - gain.unsqueeze(1) * t - bias.unsqueeze(1)
-        else:
-            residual = v - t
+    if loss == "zncc":
+        robust = robust_photometric_weights(v, t, w)
+    else:
+        residual = v - t
         robust = tukey_weights(residual, robust_scale(residual, w))
     per_channel = robust.reshape(batch, channels, *warped.shape[-2:])
     return per_channel.amin(dim=1, keepdim=True) * (weight > 0)
@@ -81,17 +76,34 @@ def robust_weights(
 def candidate_scores(
     moving: Level, fixed: Level, model: torch.Tensor, perspective: bool = True
 ) -> torch.Tensor:
-    """Score ``(B,)`` for choosing among initial candidates: the ZNCC over the overlap, scaled down
-    when the overlap covers less than half of the fixed image (a sliver can correlate by chance).
+    """Score ``(B,)`` of how well the frame models ``(B, 3, 3)`` align ``moving`` on ``fixed``: the
+    ZNCC over the overlap, scaled down when the overlap covers less than half of the fixed image (a
+    sliver can correlate by chance).
 
     Deliberately not the robust ZNCC: re-weighting by the residuals selects, for a wrong candidate
-    too, the pixels that happen to agree, which inflates its score; an occluder lowers the right
-    candidate's plain ZNCC but leaves it well above a wrong one's."""
+    too, the pixels that happen to agree, which inflates its score. Pass the :func:`detail_level`
+    of both to compare the images' fine structure only (as the engine does for doubtful pairs)."""
     warped, weight, target = _warp_onto_fixed(moving, fixed, model, perspective)
     fixed_weight = torch.ones_like(weight) if fixed.mask is None else fixed.mask.expand_as(weight)
     overlap = weight.flatten(1).sum(dim=1) / fixed_weight.flatten(1).sum(dim=1).clamp(min=1e-12)
     score = zncc(warped, target, weight) * (2.0 * overlap).clamp(max=1.0)
     return torch.where(overlap > 0, score, torch.full_like(score, -2.0))
+
+
+def detail_level(level: Level) -> Level:
+    """The level's band-pass detail: its image minus a ``[1, 4, 6, 4, 1] / 16`` blur of itself (by
+    normalised convolution where masked), on the same geometry.
+
+    Why candidates are compared on detail: a smooth photo (the moon, a sky) still correlates with
+    itself shifted by several pixels, so a refined wrong candidate can score as well as the right one,
+    and an occluder's variance lowers the right one's plain ZNCC further. The detail decorrelates
+    within a pixel or two of the true alignment and an occluder's detail correlates with nothing, so
+    the right candidate keeps the only clear peak."""
+    def blur(images: torch.Tensor) -> torch.Tensor:
+        return smooth(smooth(images))
+
+    blurred, _ = normalised_blur(blur, level.image, level.mask)
+    return level.with_images(level.image - blurred, level.mask)
 
 
 def final_loss(

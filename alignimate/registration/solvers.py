@@ -42,7 +42,7 @@ import torch
 
 from .levels import Level
 from .models import MotionModel
-from .robust import photometric_fit, robust_scale, tukey_weights
+from .robust import photometric_fit, robust_photometric_weights, robust_scale, tukey_weights
 from .sampling import FixedSamples, corner_points, products, sample_moving, tile_channels
 
 __all__ = ["CHECK_EVERY", "GN_LOSSES", "LevelState", "LossFn", "adam_level", "gauss_newton_level"]
@@ -243,13 +243,11 @@ def _tukey_weights(
     if not photometric:
         residual = values - intensity
         return tukey_weights(residual, robust_scale(residual, weight), c)
-    rounds = [previous] if previous is not None else [torch.ones_like(values), None]
-    robust = rounds[0]
-    for _ in rounds:
-        gain, bias = photometric_fit(values, intensity, weight * robust)
-        residual = values - gain.unsqueeze(1) * intensity - bias.unsqueeze(1)
-        robust = tukey_weights(residual, robust_scale(residual, weight), c)
-    return robust
+    if previous is None:
+        return robust_photometric_weights(values, intensity, weight, c=c)
+    gain, bias = photometric_fit(values, intensity, weight * previous)
+    residual = values - gain.unsqueeze(1) * intensity - bias.unsqueeze(1)
+    return tukey_weights(residual, robust_scale(residual, weight), c)
 
 
 class _Working:

@@ -6,16 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from registration_cases import corner_error, make_case, to_tensor
+from registration_cases import corner_error, make_case, make_condition_cases, to_tensor
 
 from alignimate.registration import register
+from alignimate.registration.levels import build_levels
 from alignimate.registration.robust import (
     MIN_SCALE,
     agreement,
     photometric_fit,
+    robust_photometric_weights,
     robust_scale,
     tukey_weights,
 )
+from alignimate.registration.scoring import detail_level
 
 MODELS = ("translation", "rigid", "similarity", "affine", "homography")
 
@@ -104,10 +107,23 @@ def test_batch_mixing_clean_and_occluded_equals_one_at_a_time() -> None:
     cases[1].fixed, _ = _occlude(cases[1].fixed, rng, 0.2)
     moving, fixed = to_tensor([c.moving for c in cases]), to_tensor([c.fixed for c in cases])
     together = register(moving, fixed, "similarity", grey=True)
+    assert torch.equal(together.matrix, register(moving, fixed, "similarity", grey=True).matrix)
     for i in range(3):
         alone = register(moving[i : i + 1], fixed[i : i + 1], "similarity", grey=True)
-        assert torch.allclose(together.matrix[i], alone.matrix[0], atol=1e-4)
-        assert torch.allclose(together.agreement[i], alone.agreement[0], atol=1e-4)
+        # An occluded pair may start from a RANSAC fit, whose hypotheses (their number adapts to the
+        # chunk of pairs drawn together) depend on the batch; the refinement then lands on the same
+        # alignment to within its stopping tolerance (0.01 px of corner motion), not to the bit.
+        moved = _corner_shift(together.matrix[i], alone.matrix[0], cases[i].moving.shape[:2])
+        assert moved < 0.01
+        assert torch.allclose(together.agreement[i], alone.agreement[0], atol=1e-3)
+
+
+def _corner_shift(a: torch.Tensor, b: torch.Tensor, size: tuple[int, int]) -> float:
+    """Largest distance between the moving image's corners mapped by ``a`` and by ``b``."""
+    h, w = size
+    corners = torch.tensor([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], dtype=a.dtype)
+    pa, pb = corners @ a.T, corners @ b.T
+    return float((pa[:, :2] / pa[:, 2:] - pb[:, :2] / pb[:, 2:]).norm(dim=1).max())
 
 
 def _with_empty_border(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -243,3 +259,50 @@ def test_feature_candidate_is_close_to_the_truth() -> None:
     matrices = matrix_from_model(model, (256, 256), (256, 256)).numpy()
     errors = [corner_error(m, c.fixed_H_moving, (256, 256)) for m, c in zip(matrices, cases, strict=True)]
     assert max(errors) < 1.5, errors
+
+
+def test_robust_start_rejects_a_bright_occluder_that_least_squares_would_keep() -> None:
+    # A fifth of the samples is a flat bright occluder: a least-squares gain and bias bend towards it,
+    # every residual then looks alike and Tukey keeps everything; the robust start does not.
+    gen = torch.Generator().manual_seed(3)
+    reference = torch.rand(1, 4000, generator=gen, dtype=torch.float64)
+    values = 0.8 * reference + 0.1 + 0.01 * torch.randn(1, 4000, generator=gen, dtype=torch.float64)
+    occluded = torch.zeros(1, 4000, dtype=torch.bool)
+    occluded[:, ::5] = True
+    values = torch.where(occluded, torch.ones_like(values), values)
+    weight = torch.ones_like(values)
+
+    gain, bias = photometric_fit(values, reference, weight)
+    residual = values - gain[:, None] * reference - bias[:, None]
+    least_squares = tukey_weights(residual, robust_scale(residual, weight))
+    assert float(least_squares[occluded].mean()) > 0.3  # the failure being guarded against
+
+    robust = robust_photometric_weights(values, reference, weight)
+    assert float(robust[occluded].mean()) < 0.05
+    assert float(robust[~occluded].mean()) > 0.85
+
+
+def test_detail_level_removes_smooth_content_and_ignores_masked_pixels() -> None:
+    y, x = torch.meshgrid(torch.arange(32.0), torch.arange(40.0), indexing="ij")
+    ramp = (0.01 * x + 0.02 * y + 0.1).reshape(1, 1, 32, 40).double()
+    level = build_levels(ramp, None, 1)[0]
+    inner = (slice(None), slice(None), slice(3, -3), slice(3, -3))
+    assert detail_level(level).image[inner].abs().max() < 1e-6  # a plane has no detail
+    # Garbage outside the mask must not leak into the detail inside it.
+    mask = torch.ones_like(ramp)
+    mask[..., :, 20:] = 0
+    garbage = torch.where(mask > 0, ramp, torch.rand(ramp.shape, dtype=torch.float64))
+    masked = detail_level(build_levels(garbage, mask, 1)[0])
+    assert masked.image[..., 3:-3, 3:15].abs().max() < 1e-6  # garbage is up to 1
+
+
+def test_low_texture_photos_hold_under_occluders() -> None:
+    # Benchmark pairs (tests/registration/registration_cases.py, 256 px, seed 0) that the engine lost
+    # before the robust start and the detail judge: a rocket against a smooth sky, the moon, the
+    # Hubble deep field and bricks, each with 10-25 % of the fixed view covered.
+    cases = make_condition_cases("occluded", (256, 256), 48, 0)
+    chosen = [cases[i] for i in (3, 15, 30, 45, 47)]
+    result = register(
+        to_tensor([c.moving for c in chosen]), to_tensor([c.fixed for c in chosen]), "similarity", grey=True
+    )
+    assert (_errors(result, chosen) < 2.0).all()
