@@ -11,7 +11,20 @@ from typing import Any
 
 import pytest
 
-__all__ = ["finishes"]
+__all__ = ["finishes", "one_torch_thread"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Any:
+    """One torch intra-op thread while a module's tests run (import this fixture into a test module or
+    conftest to use it). On a small CPU shared with other processes, two threads spin-wait on each
+    other and the detectors ran many times slower; one thread is predictable."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def finishes(call: Callable[[], Any], fifos: Iterable[Path] = (), seconds: float = 20.0) -> Any:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import one_torch_thread  # noqa: F401  (an autouse fixture, used by being imported)
+
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_FACES = REPO / "sample_data" / "faces"
 
@@ -52,14 +54,3 @@ def empty_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(home))
     return home
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> object:
-    """One intra-op thread while these tests run: on a small shared CPU, two threads competing with
-    other processes made the R-CNN backbone 20x slower (spin-waiting), one thread is predictable."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

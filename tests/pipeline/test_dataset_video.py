@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -23,6 +22,7 @@ from alignimate.errors import UsageError
 from alignimate.pipeline.dataset_faces import SETTINGS_NAME, read_manifest
 from alignimate.pipeline.outputs import LEDGER_NAME
 from alignimate.pipeline.video_input import FRAMES_RECORD_NAME, frame_name
+from tests.helpers import one_torch_thread  # noqa: F401  (an autouse fixture, used by being imported)
 from tests.videos import write_video
 
 PHOTO = Path(__file__).resolve().parents[2] / "sample_data" / "faces" / "face_00.jpg"
@@ -31,14 +31,6 @@ FRAMES = 6
 STEP = np.array([3.0, 2.0])  # the photo moves this many pixels (x, y) per frame
 SIZE = 128
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Any:
-    """One intra-op thread, as tests/pipeline/test_face_timeline.py (shared small CPUs)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

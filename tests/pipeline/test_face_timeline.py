@@ -28,6 +28,7 @@ from alignimate.errors import UsageError
 from alignimate.io import count_output_frames, read_image
 from alignimate.pipeline.face_geometry import EYE_WEIGHT, face_template, similarity_parameters
 from alignimate.pipeline.face_timeline import DEDUPE_THRESHOLD, FacesResult, make_face_timeline, period_key
+from tests.helpers import one_torch_thread  # noqa: F401  (an autouse fixture, used by being imported)
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data" / "faces"
@@ -43,15 +44,6 @@ ARCFACE = np.array(
     ]
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Any:
-    """One intra-op thread: on a small shared CPU two threads spin-wait on each other (MTCNN measured
-    15x slower with 2 threads than with 1 while other processes were running)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _truth() -> dict[str, Any]:

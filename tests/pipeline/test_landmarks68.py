@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage.transform import SimilarityTransform
 from typer.testing import CliRunner
@@ -31,19 +30,12 @@ from alignimate.pipeline.dataset_faces import SETTINGS_NAME, read_manifest
 from alignimate.pipeline.face_geometry import face_template, ffhq_quad
 from alignimate.pipeline.face_timeline import make_face_timeline
 from alignimate.settings import FacesSettings
+from tests.helpers import one_torch_thread  # noqa: F401  (an autouse fixture, used by being imported)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "faces"
 SIZE = 256
 EDGES = np.array([[-0.5, -0.5], [-0.5, SIZE - 0.5], [SIZE - 0.5, SIZE - 0.5], [SIZE - 0.5, -0.5]])
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Any:
-    """One intra-op thread, as tests/pipeline/test_face_timeline.py (shared small CPUs)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
