@@ -19,7 +19,6 @@ added drift). A last line times applying a correction to one 4000x3000 frame.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import platform
 import sys
 import time
@@ -31,22 +30,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# The colour series the tests use (tests/pipeline/color_series.py), imported as a module of its own.
+sys.path.insert(0, str(ROOT / "tests" / "pipeline"))
+
+import color_series as cs  # noqa: E402  (tests/pipeline, on the path above)
 
 from alignimate import __version__  # noqa: E402
 from alignimate.pipeline.colors import ColorMatchSettings, estimate_color_corrections  # noqa: E402
-
-
-def _load_series_module():
-    spec = importlib.util.spec_from_file_location(
-        "color_series", ROOT / "tests" / "pipeline" / "color_series.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-cs = _load_series_module()
 
 
 def measure(series, settings: ColorMatchSettings | None) -> tuple[float, float, float]:

@@ -47,21 +47,13 @@ import torch.nn.functional as F  # noqa: N812
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# The cases the tests use, imported as the tests import them (tests/registration/conftest.py).
+sys.path.insert(0, str(ROOT / "tests" / "registration"))
+
+import registration_cases as cases_module  # noqa: E402  (tests/registration, on the path above)
 
 from alignimate.registration import register  # noqa: E402
 
-
-def _load_cases_module():
-    spec = importlib.util.spec_from_file_location(
-        "registration_cases", ROOT / "tests" / "registration" / "registration_cases.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-cases_module = _load_cases_module()
 FAILED = np.inf
 
 
