@@ -240,12 +240,7 @@ def register(
         pieces.append(
             _register_chunk(moving_levels, fixed_levels, None if init is None else init[part], settings)
         )
-    state = LevelState(
-        *(
-            torch.cat([getattr(p[0], f) for p in pieces])
-            for f in ("model", "iterations", "converged", "overlap")
-        )
-    )
+    state = LevelState.cat([p[0] for p in pieces])
     value = torch.cat([p[1] for p in pieces])
     matrix = matrix_from_model(state.model, moving_size, fixed_size)
     out = moving.device
@@ -472,7 +467,7 @@ def _global_start(
     doubtful = (choice.amax(dim=1) < _FEATURE_GATE).nonzero()[:, 0]  # the one host sync
     judges = None
     if doubtful.numel() > 0:
-        judges = _Judges(
+        judges = _Judges.of(
             _take_level(moving_levels[judge], doubtful),
             _take_level(fixed_levels[judge], doubtful),
             settings.motion.name == "homography",
@@ -481,7 +476,7 @@ def _global_start(
         choice = choice.clone()
         choice[doubtful] = judges.scores(refined.model[rows], repeat=k).view(-1, k)
     best_scores, best = choice.max(dim=1)
-    state = _pick(refined, torch.arange(batch, device=best.device) * k + best)
+    state = refined.rows(torch.arange(batch, device=best.device) * k + best)
     if settings.features and judges is not None:
         unsure = (best_scores[doubtful] < _DETAIL_GATE).nonzero()[:, 0]
         if unsure.numel() > 0:
@@ -493,21 +488,23 @@ def _global_start(
     return state, fine_start, first, judge
 
 
+@dataclass
 class _Judges:
     """Judge of candidate alignments for some pairs: :func:`~.scoring.candidate_scores` of the images'
     detail (:func:`~.scoring.detail_level`) on the judging level (:func:`_judging_level`)."""
 
-    def __init__(self, moving: Level, fixed: Level, perspective: bool) -> None:
-        self.moving = detail_level(moving)
-        self.fixed = detail_level(fixed)
-        self.perspective = perspective
+    moving: Level  # the detail of the pairs' moving images
+    fixed: Level
+    perspective: bool
+
+    @classmethod
+    def of(cls, moving: Level, fixed: Level, perspective: bool) -> _Judges:
+        """The judge of the pairs of the judging levels ``moving`` and ``fixed``."""
+        return cls(detail_level(moving), detail_level(fixed), perspective)
 
     def subset(self, index: torch.Tensor) -> _Judges:
         """The judge of the pairs ``index`` of this one's."""
-        judges = object.__new__(_Judges)
-        judges.moving, judges.fixed = _take_level(self.moving, index), _take_level(self.fixed, index)
-        judges.perspective = self.perspective
-        return judges
+        return _Judges(_take_level(self.moving, index), _take_level(self.fixed, index), self.perspective)
 
     def scores(self, model: torch.Tensor, repeat: int = 1) -> torch.Tensor:
         """Scores ``(N,)`` of frame models ``(N, 3, 3)``, ``repeat`` consecutive ones per pair."""
@@ -547,13 +544,6 @@ def _refine_candidates(
     return state, plain.view(batch, k)
 
 
-_STATE_FIELDS = ("model", "iterations", "converged", "overlap")
-
-
-def _pick(state: LevelState, index: torch.Tensor) -> LevelState:
-    return LevelState(*(getattr(state, name)[index] for name in _STATE_FIELDS))
-
-
 def _with_feature_candidates(
     state: LevelState,
     scores: torch.Tensor,
@@ -585,9 +575,7 @@ def _with_feature_candidates(
     raw_scores = judges.scores(model)
     use_raw = found & (raw_scores >= refined_scores) & (raw_scores > scores)
     use_refined = found & ~use_raw & (refined_scores > scores)
-    merged = LevelState(*(getattr(state, name).clone() for name in _STATE_FIELDS))
-    for name in _STATE_FIELDS:
-        getattr(merged, name)[doubtful[use_refined]] = getattr(refined, name)[use_refined]
+    merged = state.with_rows(doubtful[use_refined], refined.rows(use_refined))
     merged.model[doubtful[use_raw]] = model[use_raw]
     fine_start[doubtful[use_raw]] = True
     return merged, fine_start
@@ -601,13 +589,10 @@ def _run_on(
     index = pairs.nonzero()[:, 0]
     if index.numel() == pairs.numel():
         return run(moving, fixed, state=state)
-    merged = LevelState(*(getattr(state, name).clone() for name in _STATE_FIELDS))
     if index.numel() == 0:
-        return merged
-    part = run(_take_level(moving, index), _take_level(fixed, index), state=_pick(state, index))
-    for name in _STATE_FIELDS:
-        getattr(merged, name)[index] = getattr(part, name)
-    return merged
+        return state
+    part = run(_take_level(moving, index), _take_level(fixed, index), state=state.rows(index))
+    return state.with_rows(index, part)
 
 
 def _take_level(level: Level, index: torch.Tensor | slice) -> Level:
@@ -690,9 +675,7 @@ def _run_level(
     pieces = []
     for start in range(0, batch, chunk):
         part = slice(start, min(start + chunk, batch))
-        sub = LevelState(
-            state.model[part], state.iterations[part], state.converged[part], state.overlap[part]
-        )
+        sub = state.rows(part)
         m_level = _take_level(moving, part)
         f_level = _take_level(fixed, part)
         if solver == "gauss_newton":
@@ -720,9 +703,4 @@ def _run_level(
                 min_overlap=min_overlap,
             )
         pieces.append(result)
-    return LevelState(
-        model=torch.cat([p.model for p in pieces]),
-        iterations=torch.cat([p.iterations for p in pieces]),
-        converged=torch.cat([p.converged for p in pieces]),
-        overlap=torch.cat([p.overlap for p in pieces]),
-    )
+    return LevelState.cat(pieces)

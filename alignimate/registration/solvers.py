@@ -35,8 +35,8 @@ on the increment's parameters; slower and less precise, kept for ``ssim`` and ``
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -77,6 +77,22 @@ class LevelState:
     iterations: torch.Tensor
     converged: torch.Tensor
     overlap: torch.Tensor
+
+    def rows(self, index: torch.Tensor | slice) -> LevelState:
+        """The state of the pairs ``index``."""
+        return LevelState(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    def with_rows(self, index: torch.Tensor, other: LevelState) -> LevelState:
+        """A copy whose pairs ``index`` hold ``other``'s state (``other`` has one pair per index)."""
+        merged = LevelState(*(getattr(self, f.name).clone() for f in fields(self)))
+        for f in fields(self):
+            getattr(merged, f.name)[index] = getattr(other, f.name)
+        return merged
+
+    @staticmethod
+    def cat(states: Sequence[LevelState]) -> LevelState:
+        """The states of consecutive chunks of pairs, as one."""
+        return LevelState(*(torch.cat([getattr(s, f.name) for s in states]) for f in fields(LevelState)))
 
 
 def _corner_motion(increment: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
