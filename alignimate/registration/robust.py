@@ -33,6 +33,7 @@ __all__ = [
     "photometric_fit",
     "robust_photometric_weights",
     "robust_scale",
+    "sample_weights",
     "tukey_weights",
 ]
 
@@ -117,6 +118,30 @@ def tukey_weights(residual: torch.Tensor, scale: torch.Tensor, c: float = TUKEY_
     """Tukey's biweight ``(B, N)`` of ``residual (B, N)`` at ``c * scale (B,)``."""
     u = residual / (c * scale).unsqueeze(1)
     return (1.0 - u * u).clamp(min=0.0) ** 2
+
+
+def sample_weights(
+    values: torch.Tensor,
+    reference: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    photometric: bool,
+    previous: torch.Tensor | None = None,
+    c: float = TUKEY_C,
+) -> torch.Tensor:
+    """Tukey weights ``(B, N)`` of samples ``values (B, N)`` against ``reference (B|1, N)`` over
+    ``weight (B, N)``: of the residual after the best gain and bias (``photometric``, the ``zncc``
+    loss) or of the plain difference (``mse``). The gain and bias are fitted on the samples that
+    ``previous`` weights kept (the previous solver iteration's), or without them from the robust
+    start of :func:`robust_photometric_weights`, so outliers do not bend them."""
+    if not photometric:
+        residual = values - reference
+        return tukey_weights(residual, robust_scale(residual, weight), c)
+    if previous is None:
+        return robust_photometric_weights(values, reference, weight, c=c)
+    gain, bias = photometric_fit(values, reference, weight * previous)
+    residual = values - gain.unsqueeze(1) * reference - bias.unsqueeze(1)
+    return tukey_weights(residual, robust_scale(residual, weight), c)
 
 
 def agreement(robust: torch.Tensor, overlap: torch.Tensor) -> torch.Tensor:

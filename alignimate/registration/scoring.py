@@ -8,7 +8,7 @@ import torch
 from alignimate.core.losses import get_loss, zncc
 
 from .levels import Level, normalised_blur, smooth
-from .robust import agreement, robust_photometric_weights, robust_scale, tukey_weights
+from .robust import agreement, sample_weights
 from .sampling import sample_moving
 from .solvers import LossFn
 
@@ -64,11 +64,7 @@ def robust_weights(
     batch, channels = warped.shape[:2]
     w = weight.expand(-1, channels, -1, -1).reshape(batch, -1)
     v, t = warped.reshape(batch, -1), target.reshape(batch, -1)
-    if loss == "zncc":
-        robust = robust_photometric_weights(v, t, w)
-    else:
-        residual = v - t
-        robust = tukey_weights(residual, robust_scale(residual, w))
+    robust = sample_weights(v, t, w, photometric=loss == "zncc")
     per_channel = robust.reshape(batch, channels, *warped.shape[-2:])
     return per_channel.amin(dim=1, keepdim=True) * (weight > 0)
 

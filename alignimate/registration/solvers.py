@@ -42,7 +42,7 @@ import torch
 
 from .levels import Level
 from .models import MotionModel
-from .robust import photometric_fit, robust_photometric_weights, robust_scale, tukey_weights
+from .robust import sample_weights
 from .sampling import FixedSamples, corner_points, products, sample_moving, tile_channels
 
 __all__ = ["CHECK_EVERY", "GN_LOSSES", "LevelState", "LossFn", "adam_level", "gauss_newton_level"]
@@ -191,7 +191,9 @@ def gauss_newton_level(
             elif loss == "charbonnier":
                 weight = weight / torch.sqrt(target * target + _CHARBONNIER_EPS**2)
         if tukey:
-            kept = _tukey_weights(values, work.intensity, weight, kept, photometric, robust_c)
+            kept = sample_weights(
+                values, work.intensity, weight, photometric=photometric, previous=kept, c=robust_c
+            )
             weight = weight * kept
         # The motion block of the normal equations changes only through the weights (the overlap at
         # the borders), so it is refreshed every few iterations; everything else is fresh each time,
@@ -242,28 +244,6 @@ def gauss_newton_level(
                 work = work.subset(keep)
     converged_out = converged_out & (overlap_out >= min_overlap)
     return LevelState(model_out, count_out, converged_out, overlap_out)
-
-
-def _tukey_weights(
-    values: torch.Tensor,
-    intensity: torch.Tensor,
-    weight: torch.Tensor,
-    previous: torch.Tensor | None,
-    photometric: bool,
-    c: float,
-) -> torch.Tensor:
-    """Robust weights ``(B, N)`` of the samples under the current alignment (:mod:`.robust`): the
-    residual after the best gain and bias (``zncc``) or the plain difference (``mse``). The gain and
-    bias are fitted on the samples the ``previous`` iteration kept (on the level's first iteration,
-    on a first round of this one), so outliers do not bend them."""
-    if not photometric:
-        residual = values - intensity
-        return tukey_weights(residual, robust_scale(residual, weight), c)
-    if previous is None:
-        return robust_photometric_weights(values, intensity, weight, c=c)
-    gain, bias = photometric_fit(values, intensity, weight * previous)
-    residual = values - gain.unsqueeze(1) * intensity - bias.unsqueeze(1)
-    return tukey_weights(residual, robust_scale(residual, weight), c)
 
 
 class _Working:
