@@ -9,7 +9,8 @@ pad), ``fit`` (closed-form fits from correspondences), ``filters`` (Gaussian, bo
 Laplacian), ``pyramid``, ``heatmaps``, ``resize``, ``color`` (colour and tensor/array conversion),
 ``color_match`` (gain/offset and histogram matching between images, as lookup tables),
 ``losses`` (losses and metrics, one value per image), ``consensus`` (RANSAC: robust fits from
-correspondences with outliers), ``features`` (keypoints, descriptors and matching).
+correspondences with outliers), ``features`` (keypoints, descriptors and matching), ``morphology``
+(window maxima and minima).
 """
 
 from alignimate.core.color import *  # noqa: F403
@@ -29,6 +30,8 @@ from alignimate.core.heatmaps import *  # noqa: F403
 from alignimate.core.heatmaps import __all__ as _heatmaps
 from alignimate.core.losses import *  # noqa: F403
 from alignimate.core.losses import __all__ as _losses
+from alignimate.core.morphology import *  # noqa: F403
+from alignimate.core.morphology import __all__ as _morphology
 from alignimate.core.pyramid import *  # noqa: F403
 from alignimate.core.pyramid import __all__ as _pyramid
 from alignimate.core.resize import *  # noqa: F403
@@ -49,6 +52,7 @@ __all__ = [
     *_fit,
     *_heatmaps,
     *_losses,
+    *_morphology,
     *_pyramid,
     *_consensus,
     *_resize,
