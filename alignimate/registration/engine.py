@@ -43,10 +43,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 
 from alignimate.core.checks import check_image_batch, check_matrices
 from alignimate.core.fit import FITS
+from alignimate.core.morphology import max_filter2d
 
 from .feature_init import feature_candidates
 from .frames import matrix_from_model, model_from_matrix
@@ -85,10 +85,12 @@ _FEATURE_GATE = 0.9
 # that needed them scored about 0.6), so the keypoints, the costliest step of such a pair, would
 # only confirm it.
 _DETAIL_GATE = 0.7
-# Fixed-image samples per pair on the finest level (see .sampling): all pixels up to 128 x 128,
-# the best of each 2 x 2 block at 256 x 256. Fewer cost accuracy (a larger p90 corner error:
-# docs/benchmarks.md, design measurements).
-_MAX_PIXELS = 1 << 14
+# Fixed-image samples per pair and motion parameter on the finest level (see .sampling): a
+# similarity (4 parameters) gets 8192, the best pixel of each 3 x 3 block at 256 x 256; a
+# homography 16384, of each 2 x 2 block. Its 8 parameters need them: with 8192 its p90 corner
+# error grew by a third, while a similarity's did not grow and took a fifth less time
+# (docs/benchmarks.md).
+_SAMPLES_PER_PARAMETER = 1 << 11
 # Levels above the finest only need to land inside the next level's basin: fewer samples do
 # (same accuracy on the benchmark cases, in less time: docs/benchmarks.md, design measurements).
 _MAX_COARSE_PIXELS = 1 << 12
@@ -170,7 +172,8 @@ def register(
         on the grey, lightly smoothed finest level, over the pixels valid in both images.
 
     Host synchronisation: none inside the solvers' iterations except one check every
-    ``solvers.CHECK_EVERY`` (5) iterations, which also drops converged pairs from the work.
+    ``solvers.check_every`` iterations (5 on an accelerator, 2 on the CPU), which also drops
+    converged pairs from the work.
     Deterministic on the CPU. Conventions: docs/conventions.md; the parameter frame is described
     in :mod:`alignimate.registration.frames`.
     """
@@ -264,13 +267,16 @@ def _without_empty(
     images: torch.Tensor, mask: torch.Tensor | None, device: torch.device, dtype: torch.dtype
 ) -> torch.Tensor | None:
     """``mask`` with the images' empty areas (``register``'s ``ignore_empty``) removed; ``None``
-    when there is neither a mask nor an empty area (one host sync, to keep the fast unmasked path)."""
-    nonzero = (images != 0).any(dim=1, keepdim=True).to(device=device)
+    when there is neither a mask nor an empty area (a host sync or two, to keep the fast unmasked
+    path)."""
+    nonzero = (images.abs().amax(dim=1, keepdim=True) != 0).to(device=device)
+    if bool(nonzero.all()):  # most photographs: no zero pixel, no block to look for
+        return mask
     # A zero pixel is empty when some block of _EMPTY_BLOCK x _EMPTY_BLOCK zeros contains it: find
     # the blocks (no non-zero pixel in the window around their centre), then grow them back to their
     # full extent.
-    blocks = ~_window_any(nonzero, _EMPTY_BLOCK)
-    empty = _window_any(blocks, _EMPTY_BLOCK) & ~nonzero
+    blocks = ~max_filter2d(nonzero, _EMPTY_BLOCK)
+    empty = max_filter2d(blocks, _EMPTY_BLOCK) & ~nonzero
     # A few clipped-black blocks (under _MIN_EMPTY_FRACTION of the image) bias nothing measurable,
     # and leaving them keeps the faster unmasked path.
     empty = empty & (empty.float().mean(dim=(1, 2, 3), keepdim=True) >= _MIN_EMPTY_FRACTION)
@@ -278,22 +284,6 @@ def _without_empty(
         return mask
     keep = (~empty).to(dtype)
     return keep if mask is None else mask * keep
-
-
-def _window_any(flags: torch.Tensor, size: int) -> torch.Tensor:
-    """Whether any pixel of the ``size x size`` window centred on each pixel is set, for bool
-    ``flags (B, 1, H, W)`` (outside the image counts as unset). Separable shifted ORs: CPU
-    ``max_pool2d`` with stride 1 is many times slower."""
-    half = size // 2
-    out = flags
-    for dim in (-1, -2):
-        padded = F.pad(out, (half, half, 0, 0) if dim == -1 else (0, 0, half, half))
-        n = out.shape[dim]
-        acc = padded.narrow(dim, 0, n)
-        for offset in range(1, size):
-            acc = acc | padded.narrow(dim, offset, n)
-        out = acc
-    return out
 
 
 @dataclass
@@ -599,7 +589,7 @@ def _take_level(level: Level, index: torch.Tensor | slice) -> Level:
     """The pairs ``index`` of a level (a level shared by the batch stays as it is)."""
     if level.image.shape[0] == 1:
         return level
-    return level.with_images(level.image[index], None if level.mask is None else level.mask[index])
+    return level.rows(index)
 
 
 def _project(model: torch.Tensor, motion: MotionModel) -> torch.Tensor:
@@ -661,11 +651,15 @@ def _run_level(
     tolerance: float,
     min_overlap: float,
     robust: bool,
-    max_pixels: int = _MAX_PIXELS,
+    max_pixels: int | None = None,
 ) -> LevelState:
-    """Run ``solver`` on one level for every pair, in chunks on the CPU; returns the new state."""
+    """Run ``solver`` on one level for every pair, in chunks on the CPU; returns the new state.
+    ``max_pixels``: the most fixed samples per pair (default: ``_SAMPLES_PER_PARAMETER`` per
+    parameter of ``motion``)."""
     if iterations == 0:
         return state
+    if max_pixels is None:
+        max_pixels = _SAMPLES_PER_PARAMETER * motion.num_params
     batch = state.model.shape[0]
     chunk = batch
     if fixed.image.device.type == "cpu":

@@ -53,6 +53,7 @@ class Level:
     mask: torch.Tensor | None
     frame_H_pixel: torch.Tensor  # noqa: N815 (matrix naming convention, docs/conventions.md)
     _norm_H_frame: torch.Tensor | None = field(default=None, repr=False)  # noqa: N815
+    _source: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -77,6 +78,22 @@ class Level:
             m = n @ torch.linalg.inv(self.frame_H_pixel)
             self._norm_H_frame = m.to(dtype=self.image.dtype, device=self.image.device)
         return self._norm_H_frame
+
+    def sampling_source(self) -> torch.Tensor:
+        """What interpolation reads, computed once: the image ``(B, C, h, w)``, or with a mask the
+        premultiplied image and the mask, ``(B, C + 1, h, w)`` (normalised interpolation samples
+        both; the solvers sample a level every iteration, so rebuilding it each time was a fifth
+        of the finest level's cost)."""
+        if self._source is None:
+            image = self.image
+            self._source = image if self.mask is None else torch.cat([image * self.mask, self.mask], dim=1)
+        return self._source
+
+    def rows(self, index: torch.Tensor | slice) -> Level:
+        """The images ``index`` of the batch (with their sampling source, if built)."""
+        mask = None if self.mask is None else self.mask[index]
+        source = None if self._source is None else self._source[index]
+        return Level(self.image[index], mask, self.frame_H_pixel, self._norm_H_frame, source)
 
     def with_images(self, image: torch.Tensor, mask: torch.Tensor | None) -> Level:
         """The same level geometry for other images (a subset of the batch, say)."""

@@ -31,6 +31,7 @@ __all__ = [
     "TUKEY_C",
     "agreement",
     "photometric_fit",
+    "robust_photometric_model",
     "robust_photometric_weights",
     "robust_scale",
     "sample_weights",
@@ -89,7 +90,17 @@ def robust_photometric_weights(
     values: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor, rounds: int = 3, c: float = TUKEY_C
 ) -> torch.Tensor:
     """Tukey weights ``(B, N)`` of ``values ~ gain * reference + bias`` without a prior estimate of
-    the gain and bias, for ``values (B, N)``, ``reference (B|1, N)``, ``weight (B, N)``.
+    the gain and bias, for ``values (B, N)``, ``reference (B|1, N)``, ``weight (B, N)``
+    (:func:`robust_photometric_model`)."""
+    gain, bias, scale = robust_photometric_model(values, reference, weight, rounds, c)
+    return tukey_weights(values - gain.unsqueeze(1) * reference - bias.unsqueeze(1), scale, c)
+
+
+def robust_photometric_model(
+    values: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor, rounds: int = 3, c: float = TUKEY_C
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gain, bias and residual scale ``(B,)`` each of ``values ~ gain * reference + bias`` without a
+    prior estimate, for ``values (B, N)``, ``reference (B|1, N)``, ``weight (B, N)``.
 
     A least-squares start would let outliers set the gain: a bright occluder over a fifth of the
     image can move it enough that every residual looks alike, the robust scale swells and every
@@ -105,13 +116,15 @@ def robust_photometric_weights(
     sign_gain, _ = photometric_fit(values, reference, weight)
     gain = torch.where(sign_gain < 0, -1.0, 1.0) * spread_v / spread_r.clamp(min=1e-12)
     bias = centre_v - gain * centre_r
-    robust = torch.ones_like(values)
+    robust = None
     for i in range(rounds + 1):
-        if i > 0:
+        if robust is not None:
             gain, bias = photometric_fit(values, reference, weight * robust)
         residual = values - gain.unsqueeze(1) * reference - bias.unsqueeze(1)
-        robust = tukey_weights(residual, robust_scale(residual, weight), c)
-    return robust
+        scale = robust_scale(residual, weight)
+        if i < rounds:
+            robust = tukey_weights(residual, scale, c)
+    return gain, bias, scale
 
 
 def tukey_weights(residual: torch.Tensor, scale: torch.Tensor, c: float = TUKEY_C) -> torch.Tensor:
@@ -128,17 +141,23 @@ def sample_weights(
     photometric: bool,
     previous: torch.Tensor | None = None,
     c: float = TUKEY_C,
+    fit_stride: int = 1,
 ) -> torch.Tensor:
     """Tukey weights ``(B, N)`` of samples ``values (B, N)`` against ``reference (B|1, N)`` over
     ``weight (B, N)``: of the residual after the best gain and bias (``photometric``, the ``zncc``
     loss) or of the plain difference (``mse``). The gain and bias are fitted on the samples that
     ``previous`` weights kept (the previous solver iteration's), or without them from the robust
-    start of :func:`robust_photometric_weights`, so outliers do not bend them."""
+    start of :func:`robust_photometric_model`, so outliers do not bend them. ``fit_stride``: the
+    gain, bias and scale are estimated on every ``fit_stride``-th sample only (a dense grid of
+    neighbouring pixels tells them no better than a quarter of it), the weights are of all."""
     if not photometric:
         residual = values - reference
         return tukey_weights(residual, robust_scale(residual, weight), c)
     if previous is None:
-        return robust_photometric_weights(values, reference, weight, c=c)
+        part = slice(None, None, fit_stride)
+        subset = (values[:, part], reference[:, part], weight[:, part])
+        gain, bias, scale = robust_photometric_model(*subset, c=c)
+        return tukey_weights(values - gain.unsqueeze(1) * reference - bias.unsqueeze(1), scale, c)
     gain, bias = photometric_fit(values, reference, weight * previous)
     residual = values - gain.unsqueeze(1) * reference - bias.unsqueeze(1)
     return tukey_weights(residual, robust_scale(residual, weight), c)

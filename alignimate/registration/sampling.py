@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from alignimate.core.morphology import min_filter2d
+
 from .levels import MIN_CONFIDENCE, Level
 
 __all__ = ["FixedSamples", "corner_points", "products", "sample_fixed", "sample_moving", "tile_channels"]
@@ -59,14 +61,11 @@ def _gradients(image: torch.Tensor, pixels_per_unit: float) -> tuple[torch.Tenso
 
 def _block_maxima(score: torch.Tensor, block: int) -> torch.Tensor:
     """Flat indices ``(B, M)`` of the highest-scoring pixel of every ``block x block`` block of
-    ``score (B, 1, h, w)`` (incomplete blocks at the bottom/right edge are left out)."""
-    batch, _, h, w = score.shape
-    rows, cols = h // block, w // block
-    tiles = score[:, 0, : rows * block, : cols * block].reshape(batch, rows, block, cols, block)
-    best = tiles.permute(0, 1, 3, 2, 4).reshape(batch, rows, cols, block * block).argmax(dim=-1)
-    y = torch.arange(rows, device=score.device).view(1, rows, 1) * block + best // block
-    x = torch.arange(cols, device=score.device).view(1, 1, cols) * block + best % block
-    return (y * w + x).reshape(batch, -1)
+    ``score (B, 1, h, w)`` (incomplete blocks at the bottom/right edge are left out; of equal
+    scores the first in row-major order). Max pooling with indices: an argmax over a permuted copy
+    of the blocks cost several times more."""
+    _, index = F.max_pool2d(score, kernel_size=block, stride=block, return_indices=True)
+    return index.flatten(1)
 
 
 def sample_fixed(level: Level, max_pixels: int | None) -> FixedSamples:
@@ -97,7 +96,7 @@ def sample_fixed(level: Level, max_pixels: int | None) -> FixedSamples:
 def _gradient_support(mask: torch.Tensor) -> torch.Tensor:
     """The mask confidence where a central-difference gradient sees only valid pixels: the lowest
     confidence in each pixel's 3 x 3 neighbourhood."""
-    return -F.max_pool2d(-mask, kernel_size=3, stride=1, padding=1)
+    return min_filter2d(mask, 3)
 
 
 def tile_channels(values: torch.Tensor, channels: int) -> torch.Tensor:
@@ -147,10 +146,7 @@ def sample_moving(
     else:
         front, xy = None, mapped
     channels = level.image.shape[1]
-    image = level.image
-    if level.mask is not None:
-        image = torch.cat([image * level.mask, level.mask], dim=1)
-    source = image.expand(batch, -1, -1, -1)
+    source = level.sampling_source().expand(batch, -1, -1, -1)
     # A transposed view is a valid grid: grid_sample reads it through its strides.
     grid = xy.transpose(1, 2).unsqueeze(1)  # (B, 1, M, 2)
     sampled = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)[

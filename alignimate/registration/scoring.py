@@ -23,6 +23,10 @@ __all__ = [
     "robust_weights",
 ]
 
+# The final weights' gain, bias and scale are estimated on about this many samples of a pair (a
+# regular subset of the full grid); the weights are then of every pixel.
+_FIT_SAMPLES = 1 << 14
+
 LOSS_NAMES = ("zncc", "mse", "l1", "charbonnier", "ssim", "local_zncc")
 # Losses defined as ``1 - similarity``: a pair with nothing to compare reports 1 (no similarity).
 SIMILARITY_LOSSES = ("zncc", "ssim", "local_zncc")
@@ -60,11 +64,13 @@ def robust_weights(
 ) -> torch.Tensor:
     """Per-pixel robust weights ``(B, 1, h, w)`` of a registered pair (:mod:`.robust`, at the finest
     Tukey constant): ``warped``/``target`` ``(B, C, h, w)``, ``weight (B, 1, h, w)`` the overlap. A
-    pixel's residual is the largest over its channels."""
+    pixel's residual is the largest over its channels. The photometric model and the scale come
+    from a regular subset of about ``_FIT_SAMPLES`` pixels."""
     batch, channels = warped.shape[:2]
     w = weight.expand(-1, channels, -1, -1).reshape(batch, -1)
     v, t = warped.reshape(batch, -1), target.reshape(batch, -1)
-    robust = sample_weights(v, t, w, photometric=loss == "zncc")
+    stride = max(1, v.shape[1] // _FIT_SAMPLES)
+    robust = sample_weights(v, t, w, photometric=loss == "zncc", fit_stride=stride)
     per_channel = robust.reshape(batch, channels, *warped.shape[-2:])
     return per_channel.amin(dim=1, keepdim=True) * (weight > 0)
 

@@ -4,8 +4,8 @@ Both refine frame models ``T (B, 3, 3)`` (fixed frame -> moving frame, see
 :mod:`alignimate.registration.frames`) on one pyramid level, with fresh state per level and
 per-pair convergence: a pair whose update moves the fixed image's corners by less than
 ``tolerance`` level pixels stops while the others continue. There is no host synchronisation
-inside the loop except one check every ``CHECK_EVERY`` iterations, which ends the level when every
-pair has stopped and otherwise continues on the pairs still moving only (so a batch costs the sum
+inside the loop except one check every ``check_every(device)`` iterations, which ends the level when
+every pair has stopped and otherwise continues on the pairs still moving only (so a batch costs the sum
 of its pairs' iterations, not the slowest pair's count times the batch).
 
 Gauss-Newton (inverse compositional, Baker & Matthews 2004): the model ``I_m(T x) ~ a I_f(dT x) + b``
@@ -13,7 +13,7 @@ is linearised on the *fixed* image, so the steepest-descent images ``G = grad I_
 computed once per level. Each iteration samples the moving image once at the fixed samples
 (:mod:`.sampling`), solves a small damped ``(P+2, P+2)`` system per pair with
 ``torch.linalg.solve_ex`` and updates ``T <- T @ dT(dp)^-1``. The motion block ``G^T W G`` depends
-on the iteration only through the overlap weights, so it is refreshed every ``CHECK_EVERY``
+on the iteration only through the overlap weights, so it is refreshed every ``_REFRESH_EVERY``
 iterations; the photometric rows and the right-hand side are fresh every iteration, which keeps
 the fixed point exact. Steps are capped at ``_MAX_STEP_PIXELS`` of corner motion.
 
@@ -45,10 +45,23 @@ from .models import MotionModel
 from .robust import sample_weights
 from .sampling import FixedSamples, corner_points, products, sample_moving, tile_channels
 
-__all__ = ["CHECK_EVERY", "GN_LOSSES", "LevelState", "LossFn", "adam_level", "gauss_newton_level"]
+__all__ = [
+    "CHECK_EVERY",
+    "GN_LOSSES",
+    "LevelState",
+    "LossFn",
+    "adam_level",
+    "check_every",
+    "gauss_newton_level",
+]
 
-# Iterations between the (host-synchronising) checks of which pairs still move.
+# Iterations between the (host-synchronising) checks of which pairs still move, on an accelerator.
+# On the CPU a check costs nothing and drops converged pairs from the work sooner (check_every).
 CHECK_EVERY = 5
+_CPU_CHECK_EVERY = 2
+# Iterations between refreshes of the motion block of the normal equations, where the weights do
+# not change every iteration (plain least squares).
+_REFRESH_EVERY = 5
 # Losses the Gauss-Newton solver expresses exactly (the rest need the Adam solver).
 GN_LOSSES = ("zncc", "mse", "l1", "charbonnier")
 # Largest corner motion of one update, in level pixels: keeps a bad linearisation from throwing a
@@ -93,6 +106,11 @@ class LevelState:
     def cat(states: Sequence[LevelState]) -> LevelState:
         """The states of consecutive chunks of pairs, as one."""
         return LevelState(*(torch.cat([getattr(s, f.name) for s in states]) for f in fields(LevelState)))
+
+
+def check_every(device: torch.device) -> int:
+    """Iterations between the checks of which pairs still move, on ``device``."""
+    return _CPU_CHECK_EVERY if device.type == "cpu" else CHECK_EVERY
 
 
 def _corner_motion(increment: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
@@ -146,7 +164,7 @@ def gauss_newton_level(
     when shared). ``robust_c``: Tukey's constant for robust re-weighting (``zncc``, ``mse``), or
     ``None`` for plain least squares.
 
-    Every ``CHECK_EVERY`` iterations the pairs still moving are counted (one host sync) and the
+    Every :func:`check_every` iterations the pairs still moving are counted (one host sync) and the
     work continues on those pairs only, so the cost follows each pair's own iteration count.
     """
     dtype, device = fixed.intensity.dtype, fixed.intensity.device
@@ -173,6 +191,7 @@ def gauss_newton_level(
     active = torch.ones_like(converged)
     motion_hessian = torch.zeros(t.shape[0], p, p, dtype=dtype, device=device)
     kept: torch.Tensor | None = None  # the robust weights of the previous iteration
+    every = check_every(device)
     for it in range(iterations):
         values, inside, moving_mask = sample_moving(work.moving, t, work.coords, perspective)
         weight = inside.to(dtype)
@@ -198,15 +217,23 @@ def gauss_newton_level(
         # The motion block of the normal equations changes only through the weights (the overlap at
         # the borders), so it is refreshed every few iterations; everything else is fresh each time,
         # which keeps the fixed point exact.
-        if robust or tukey or it % CHECK_EVERY == 0:
-            motion_hessian = products(work.steepest * weight.unsqueeze(1), work.steepest)
+        refresh = robust or tukey or it % _REFRESH_EVERY == 0
         if photometric:
-            rows = torch.stack([weight * values, weight * work.intensity, weight], dim=1)  # (B, 3, M)
-            sums = products(rows, work.features)  # (B, 3, P + 2)
-            hessian = torch.cat(
-                [torch.cat([motion_hessian, sums[:, 1:3, :p].transpose(1, 2)], dim=2), sums[:, 1:3]], 1
-            )
-            solution = _solve(hessian, sums[:, 0], p)
+            if refresh:
+                # The whole regression system [G, I_f, 1] W [G, I_f, 1]^T and its right-hand side
+                # in two products (fewer passes over the samples than building its blocks apart).
+                weighted = work.features * weight.unsqueeze(1)  # (B, P + 2, M)
+                hessian = products(weighted, work.features)
+                motion_hessian = hessian[:, :p, :p]
+                rhs = torch.bmm(weighted, values.unsqueeze(2))[..., 0]
+            else:
+                rows = torch.stack([weight * values, weight * work.intensity, weight], dim=1)  # (B, 3, M)
+                sums = products(rows, work.features)  # (B, 3, P + 2)
+                hessian = torch.cat(
+                    [torch.cat([motion_hessian, sums[:, 1:3, :p].transpose(1, 2)], dim=2), sums[:, 1:3]], 1
+                )
+                rhs = sums[:, 0]
+            solution = _solve(hessian, rhs, p)
             # The regression gives gain * step; a gain near 0 means "no correlation": take no step.
             gain = solution[:, p : p + 1]
             motion_part = solution[:, :p]
@@ -214,6 +241,8 @@ def gauss_newton_level(
                 gain > _MIN_GAIN, motion_part / gain.clamp(min=_MIN_GAIN), torch.zeros_like(motion_part)
             )
         else:
+            if refresh:
+                motion_hessian = products(work.steepest * weight.unsqueeze(1), work.steepest)
             rhs = products((weight * target).unsqueeze(1), work.steepest)[:, 0]
             step = _solve(motion_hessian, rhs, p)
         motion = (step @ corner_jacobian).view(-1, 4, 2).norm(dim=-1).amax(dim=-1)
@@ -228,7 +257,7 @@ def gauss_newton_level(
         converged = converged | done
         active = active & ~done & enough_overlap
         last = it + 1 == iterations
-        if (it + 1) % CHECK_EVERY == 0 or last:
+        if (it + 1) % every == 0 or last:
             outputs = (model_out, count_out, converged_out, overlap_out)
             for out, value in zip(outputs, (t, count, converged, overlap), strict=True):
                 out.index_copy_(0, ids, value)
@@ -267,8 +296,7 @@ class _Working:
 
     def subset(self, keep: torch.Tensor) -> _Working:
         new = object.__new__(_Working)
-        mask = None if self.moving.mask is None else self.moving.mask[keep]
-        new.moving = self.moving.with_images(self.moving.image[keep], mask)
+        new.moving = self.moving.rows(keep)
         for name in ("coords", "intensity", "fixed_weight", "fixed_area", "steepest", "features"):
             value = getattr(self, name)
             # Batch-1 tensors are shared by every pair and stay as they are.
@@ -345,7 +373,7 @@ def adam_level(
         done = moving_pairs & (motion < tol)
         converged = converged | done
         active = active & ~done & enough_overlap
-        if (it + 1) % CHECK_EVERY == 0 and not bool(active.any()):
+        if (it + 1) % check_every(device) == 0 and not bool(active.any()):
             break
     t = (t0 @ model.increment(params)).detach()
     t = t / t[:, 2:3, 2:3]

@@ -120,6 +120,24 @@ def test_sample_moving_identity_and_selection() -> None:
     assert torch.allclose(energy.sort(dim=1).values, block_max.sort(dim=1).values)
 
 
+def test_masked_sampling_source_is_built_once_and_follows_row_subsets() -> None:
+    image = torch.rand(3, 1, 24, 24)
+    mask = (torch.rand(3, 1, 24, 24) > 0.2).float()
+    level = build_levels(image, mask, 1)[0]
+    source = level.sampling_source()
+    assert source.shape == (3, 2, 24, 24) and level.sampling_source() is source
+    assert torch.equal(source[:, :1], level.image * level.mask) and torch.equal(source[:, 1:], level.mask)
+    part = level.rows(torch.tensor([2, 0]))
+    assert torch.equal(part.sampling_source(), source[[2, 0]])
+    assert torch.equal(part.image, level.image[[2, 0]])
+    coords = sample_fixed(part, None).coords
+    eye = torch.eye(3).expand(2, 3, 3)
+    fresh = part.with_images(part.image, part.mask)  # no cached source: built again, same samples
+    got, expected = sample_moving(part, eye, coords), sample_moving(fresh, eye, coords)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a, b)
+
+
 # --------------------------------------------------------------------------- initialisation
 
 

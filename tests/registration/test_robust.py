@@ -16,6 +16,7 @@ from alignimate.registration.robust import (
     photometric_fit,
     robust_photometric_weights,
     robust_scale,
+    sample_weights,
     tukey_weights,
 )
 from alignimate.registration.scoring import detail_level
@@ -280,6 +281,23 @@ def test_robust_start_rejects_a_bright_occluder_that_least_squares_would_keep() 
     robust = robust_photometric_weights(values, reference, weight)
     assert float(robust[occluded].mean()) < 0.05
     assert float(robust[~occluded].mean()) > 0.85
+
+
+def test_final_weights_fitted_on_a_subset_agree_with_the_full_fit() -> None:
+    # The final per-pixel weights take their gain, bias and scale from every fourth sample: the
+    # same occluder is rejected and the weights of the rest barely move.
+    gen = torch.Generator().manual_seed(5)
+    reference = torch.rand(2, 8192, generator=gen, dtype=torch.float64)
+    values = 1.2 * reference - 0.05 + 0.02 * torch.randn(2, 8192, generator=gen, dtype=torch.float64)
+    occluded = torch.zeros(2, 8192, dtype=torch.bool)
+    occluded[:, 1000:2600] = True
+    values = torch.where(occluded, torch.full_like(values, 1.6), values)
+    weight = torch.ones_like(values)
+    full = sample_weights(values, reference, weight, photometric=True)
+    subset = sample_weights(values, reference, weight, photometric=True, fit_stride=4)
+    assert float(subset[occluded].mean()) < 0.05
+    assert float((subset - full).abs().mean()) < 0.02
+    assert torch.equal(agreement(subset, weight) > 0.75, agreement(full, weight) > 0.75)
 
 
 def test_detail_level_removes_smooth_content_and_ignores_masked_pixels() -> None:
