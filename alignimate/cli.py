@@ -290,6 +290,16 @@ def _command(
     return decorate
 
 
+def _out_option(help_text: str) -> Any:
+    """A job's output folder, ``--out``/``-o`` (required)."""
+    return typer.Option(..., "--out", "-o", help=help_text)
+
+
+def _overwrite_option(what: str) -> Any:
+    """A job's ``--overwrite``, whose help is ``what`` it does and that it touches nothing else."""
+    return typer.Option(False, help=f"{what} (never any other file).")
+
+
 def _use_threads(threads: int | None) -> None:
     if threads is None:
         return
@@ -348,10 +358,8 @@ def _main(
 def register(
     job: _Job,
     folder: Path = typer.Argument(..., help="Folder of photos."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder for aligned frames and reports."),
-    overwrite: bool = typer.Option(
-        False, help="Start over: delete the files an earlier run wrote in OUT (never any other file)."
-    ),
+    out: Path = _out_option("Output folder for aligned frames and reports."),
+    overwrite: bool = _overwrite_option("Start over: delete the files an earlier run wrote in OUT"),
 ) -> None:
     from alignimate.pipeline import align_folder
 
@@ -386,11 +394,9 @@ def register(
 def apply(
     job: _Job,
     transforms: Path = typer.Argument(..., help="transforms.json written by register or faces."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    out: Path = _out_option("Output folder."),
     images: Path = typer.Option(None, help="Folder with other versions of the same photos (same names)."),
-    overwrite: bool = typer.Option(
-        False, help="Replace the files an earlier apply wrote in OUT (never any other file)."
-    ),
+    overwrite: bool = _overwrite_option("Replace the files an earlier apply wrote in OUT"),
 ) -> None:
     from alignimate.pipeline import apply_transforms
 
@@ -547,7 +553,7 @@ def faces(
 def dataset_faces(
     job: _Job,
     src: Path = typer.Argument(..., help="Folder of photos (read recursively), or a video file."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (crops, manifest)."),
+    out: Path = _out_option("Output folder (crops, manifest)."),
     identity: Path = typer.Option(None, help="Photo of the person to keep (its largest face)."),
     engine: str = typer.Option(
         None, help="local (this process, the default) | ray (Ray Data; pip install 'alignimate[ray]')."
