@@ -6,21 +6,24 @@ Pipeline (all batched, on one device, no learning rate to tune):
    optional grey conversion; frame-aware pyramids (:mod:`.levels`) by normalised convolution, as
    deep as keeps the fixed image's shorter side >= 24 px; the finest level is lightly smoothed
    ([1, 2, 1] / 4, as ECC blurs).
-2. without ``init``: global candidates from phase correlation on a 64 px canvas (:mod:`.init`);
-   each candidate is refined for a few iterations on the ~32 px level. A pair whose best candidate
-   correlates well keeps that one. The others (occluders, partial overlap) are *doubtful*: their
-   candidates are judged on the images' band-pass detail at the ~128 px level (a wrong candidate of
-   a smooth photo still correlates, its detail does not), and those still unsure also get
-   candidates from matched keypoints and RANSAC (:mod:`.feature_init`), the fit itself and the fit
-   refined, kept where the judge prefers them. A pair that keeps the keypoint fit itself skips the
-   levels above the judging one (they could only blur it). Coarser levels are skipped for all
-   pairs (they could only lose the estimate). With ``init``: it is projected onto the model and the
-   whole pyramid is used.
+2. without ``init``: global candidates from phase correlation on a 64 px canvas, and no motion
+   (:mod:`.init`); each candidate is refined for a few iterations on the ~32 px level. A pair whose
+   best candidate correlates well keeps that one. The others (occluders, partial overlap) are
+   *doubtful*: their candidates are judged on the images' band-pass detail at the ~128 px level (a
+   wrong candidate of a smooth photo still correlates, its detail does not), and those still unsure
+   also get candidates from matched keypoints and RANSAC (:mod:`.feature_init`), the fit itself and
+   the fit refined, kept where the judge prefers them. A pair that keeps the keypoint fit itself
+   skips the levels above the judging one (they could only blur it). Coarser levels are skipped for
+   all pairs (they could only lose the estimate). With ``init``: it is projected onto the model and
+   the whole pyramid is used.
 3. coarse to fine, one solver run per level (:mod:`.solvers`) with a fresh state, the level's own
    iteration budget and per-pair convergence; levels above the finest stop at the looser
    ``_COARSE_TOLERANCE``. Affine maps and homographies start as a similarity on the coarsest level
    and homographies continue as affine on the next one. With ``robust`` every iteration re-weights
    the samples by Tukey's biweight of their residual (:mod:`.robust`), so occluders get no say.
+   A doubtful pair whose refinement carried it more than ``_HOLD_PIXELS`` away from its starting
+   candidate keeps the start where the judge scores the start better: the robust refinement of a
+   smooth photo can still be pulled away by a high-contrast occluder.
 4. pixel matrices ``fixed_H_moving`` from the frame models (:mod:`.frames`), and the final loss on
    the finest level (robust: over the agreeing pixels, with the per-pixel weights and the agreeing
    fraction).
@@ -37,6 +40,7 @@ batch runs at once.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -56,7 +60,7 @@ from .levels import grey as grey_image
 from .models import MODELS, MotionModel, get_model
 from .result import RegistrationResult
 from .robust import TUKEY_C
-from .sampling import sample_fixed
+from .sampling import corner_points, sample_fixed
 from .scoring import LOSS_NAMES, ROBUST_LOSSES, candidate_scores, detail_level, final_loss, loss_function
 from .solvers import GN_LOSSES, LevelState, adam_level, gauss_newton_level
 
@@ -85,6 +89,9 @@ _FEATURE_GATE = 0.9
 # that needed them scored about 0.6), so the keypoints, the costliest step of such a pair, would
 # only confirm it.
 _DETAIL_GATE = 0.7
+# A doubtful pair's refinement may move it this many finest-level pixels (largest corner motion)
+# from its starting candidate before the judge compares the two.
+_HOLD_PIXELS = 2.0
 # Fixed-image samples per pair and motion parameter on the finest level (see .sampling): a
 # similarity (4 parameters) gets 8192, the best pixel of each 3 x 3 block at 256 x 256; a
 # homography 16384, of each 2 x 2 block. Its 8 parameters need them: with 8192 its p90 corner
@@ -307,9 +314,10 @@ def _register_chunk(
     options, schedule, budgets = settings.options, settings.schedule, settings.budgets
     coarse_options = {**options, "tolerance": max(options["tolerance"], _COARSE_TOLERANCE)}
     n_levels = len(fixed_levels)
-    fine_start = None
+    fine_start = start = None
     if init is None:
-        state, fine_start, first, judge = _global_start(moving_levels, fixed_levels, settings, coarse_options)
+        start = _global_start(moving_levels, fixed_levels, settings, coarse_options)
+        state, fine_start, first, judge = start.state, start.fine_start, start.first, start.judge
     else:
         first = judge = n_levels
         model = model_from_matrix(init, settings.moving_size, settings.fixed_size)
@@ -324,6 +332,8 @@ def _register_chunk(
             state = _run_on(~fine_start, run, moving_levels[level], fixed_levels[level], state)
         else:
             state = run(moving_levels[level], fixed_levels[level], state=state)
+    if start is not None and start.judges is not None:
+        state = _held_starts(state, start, fixed_levels[0])
     perspective = settings.motion.name == "homography"
     value, weights, agreeing = final_loss(
         options["loss"], moving_levels[0], fixed_levels[0], state.model, perspective, options["robust"]
@@ -426,13 +436,26 @@ def _repeat_level(level: Level, times: int) -> Level:
     return level.with_images(level.image.repeat_interleave(times, dim=0), mask)
 
 
+@dataclass
+class _Start:
+    """Where the pairs of a chunk start (:func:`_global_start`): ``state``, which pairs start from a
+    keypoint fit (``fine_start (B,)`` bool), the ``first`` level to refine on, the ``judge`` level,
+    and the ``doubtful`` pairs' indices ``(D,)`` with their ``judges`` (``None`` where none is)."""
+
+    state: LevelState
+    fine_start: torch.Tensor
+    first: int
+    judge: int
+    doubtful: torch.Tensor
+    judges: _Judges | None
+
+
 def _global_start(
     moving_levels: list[Level], fixed_levels: list[Level], settings: _Settings, coarse_options: dict
-) -> tuple[LevelState, torch.Tensor, int, int]:
+) -> _Start:
     """The starting state of every pair without ``init``: phase-correlation candidates refined on
     the first level, the best kept; for the doubtful pairs, judged on detail and joined by keypoint
-    candidates. Returns the state, which pairs start from a keypoint fit (``(B,)`` bool), the first
-    level to refine on and the judging level.
+    candidates.
 
     A pair whose best candidate correlates at ``_FEATURE_GATE`` or more keeps the best-correlating
     one: clean pairs pay nothing more. For the others (occluders, partial overlap) plain correlation
@@ -475,7 +498,24 @@ def _global_start(
                 state, best_scores[doubtful[unsure]], doubtful[unsure], judges.subset(unsure), levels,
                 settings, refine, first,
             )
-    return state, fine_start, first, judge
+    return _Start(state, fine_start, first, judge, doubtful, judges)
+
+
+def _held_starts(state: LevelState, start: _Start, finest: Level) -> LevelState:
+    """``state`` with the doubtful pairs that the refinement carried more than ``_HOLD_PIXELS`` from
+    their start put back at the start, where the judge scores the start better (one host sync)."""
+    corners = corner_points(finest)  # (4, 3) homogeneous frame points of the fixed image
+    ends = [m[start.doubtful] for m in (start.state.model, state.model)]
+    mapped = [corners @ m.transpose(1, 2) for m in ends]
+    mapped = [p[..., :2] / p[..., 2:].clamp(min=1e-9) for p in mapped]
+    moved = (mapped[0] - mapped[1]).norm(dim=-1).amax(dim=-1) * finest.pixels_per_unit
+    far = (moved > _HOLD_PIXELS).nonzero()[:, 0]
+    if far.numel() == 0:
+        return state
+    judges = start.judges.subset(far)
+    back = judges.scores(ends[0][far]) > judges.scores(ends[1][far])
+    rows = start.doubtful[far[back]]
+    return state.with_rows(rows, dataclasses.replace(state.rows(rows), model=ends[0][far[back]]))
 
 
 @dataclass

@@ -67,8 +67,12 @@ def global_candidates(
 
     ``model_rank`` is the motion model's rank (0 translation, 1 rigid, 2+ similarity and up).
     Translation gives ``K = 2`` candidates (the phase-correlation shift and no motion); the others
-    ``K = 3``: no rotation or scale, the log-polar estimate and the same turned by 180 degrees, each
-    with its phase-correlation shift (rigid models keep the scale at 1).
+    ``K = 4``: no rotation or scale, the log-polar estimate and the same turned by 180 degrees, each
+    with its phase-correlation shift (rigid models keep the scale at 1), and no motion at all.
+
+    Why "no motion" too: the photos of a series are usually close to aligned already, and where an
+    occluder or a smooth, low-contrast scene leaves phase correlation no clear peak, every shift it
+    gives can be far off while the unmoved start lies within the refinement's reach.
     """
     dtype, device = moving.image.dtype, moving.image.device
     batch = max(moving.image.shape[0], fixed.image.shape[0])
@@ -99,8 +103,7 @@ def global_candidates(
         t = a.clone()
         t[:, :2, 2] = torch.einsum("bij,bj->bi", a[:, :2, :2], shift)
         candidates.append(t)
-    if model_rank == 0:
-        candidates.append(identity)
+    candidates.append(identity)
     return torch.stack(candidates, dim=1)
 
 

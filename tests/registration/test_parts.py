@@ -164,7 +164,8 @@ def test_global_candidates_find_rotation_scale_and_shift() -> None:
     fixed = build_levels(to_tensor([case.fixed]).mean(1, keepdim=True), None, 3)[2]
     views = [CanvasView(lv.image, lv.norm_H_frame(), lv.half_extent) for lv in (moving, fixed)]
     candidates = global_candidates(*views, model_rank=2, canvas=64)
-    assert candidates.shape == (1, 3, 3, 3)
+    assert candidates.shape == (1, 4, 3, 3)
+    assert torch.equal(candidates[0, -1], torch.eye(3))  # no motion at all
     truth = model_from_matrix(torch.tensor(m)[None], (256, 256), (256, 256)).float()
     errors = [(c - truth[0]).abs().max().item() for c in candidates[0]]
     # One candidate is within a few hundredths of a frame unit (a couple of pixels at 256 px).
