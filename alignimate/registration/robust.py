@@ -11,7 +11,7 @@ samples that cannot be explained by the motion get zero weight instead of pullin
 (Baker & Matthews, "Lucas-Kanade 20 Years On", part 2; see ../shared/research/round2.md).
 
 Where no earlier weights exist (a level's first iteration, the final weights), the gain and bias
-start from a robust estimate, not least squares (:func:`robust_photometric_weights`): a least-squares
+start from a robust estimate, not least squares (:func:`robust_photometric_model`): a least-squares
 start lets a bright occluder set the gain, after which every residual looks alike and nothing is
 rejected.
 
@@ -32,7 +32,6 @@ __all__ = [
     "agreement",
     "photometric_fit",
     "robust_photometric_model",
-    "robust_photometric_weights",
     "robust_scale",
     "sample_weights",
     "tukey_weights",
@@ -86,16 +85,6 @@ def robust_scale(residual: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return (1.4826 * _strided_median(residual.abs(), weight > 0)).clamp(min=MIN_SCALE)
 
 
-def robust_photometric_weights(
-    values: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor, rounds: int = 3, c: float = TUKEY_C
-) -> torch.Tensor:
-    """Tukey weights ``(B, N)`` of ``values ~ gain * reference + bias`` without a prior estimate of
-    the gain and bias, for ``values (B, N)``, ``reference (B|1, N)``, ``weight (B, N)``
-    (:func:`robust_photometric_model`)."""
-    gain, bias, scale = robust_photometric_model(values, reference, weight, rounds, c)
-    return tukey_weights(values - gain.unsqueeze(1) * reference - bias.unsqueeze(1), scale, c)
-
-
 def robust_photometric_model(
     values: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor, rounds: int = 3, c: float = TUKEY_C
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -120,11 +109,18 @@ def robust_photometric_model(
     for i in range(rounds + 1):
         if robust is not None:
             gain, bias = photometric_fit(values, reference, weight * robust)
-        residual = values - gain.unsqueeze(1) * reference - bias.unsqueeze(1)
+        residual = _residual(values, reference, gain, bias)
         scale = robust_scale(residual, weight)
         if i < rounds:
             robust = tukey_weights(residual, scale, c)
     return gain, bias, scale
+
+
+def _residual(
+    values: torch.Tensor, reference: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    """``values - (gain * reference + bias)`` ``(B, N)``, for per-pair ``gain`` and ``bias`` ``(B,)``."""
+    return values - gain.unsqueeze(1) * reference - bias.unsqueeze(1)
 
 
 def tukey_weights(residual: torch.Tensor, scale: torch.Tensor, c: float = TUKEY_C) -> torch.Tensor:
@@ -157,9 +153,9 @@ def sample_weights(
         part = slice(None, None, fit_stride)
         subset = (values[:, part], reference[:, part], weight[:, part])
         gain, bias, scale = robust_photometric_model(*subset, c=c)
-        return tukey_weights(values - gain.unsqueeze(1) * reference - bias.unsqueeze(1), scale, c)
+        return tukey_weights(_residual(values, reference, gain, bias), scale, c)
     gain, bias = photometric_fit(values, reference, weight * previous)
-    residual = values - gain.unsqueeze(1) * reference - bias.unsqueeze(1)
+    residual = _residual(values, reference, gain, bias)
     return tukey_weights(residual, robust_scale(residual, weight), c)
 
 

@@ -14,7 +14,6 @@ from alignimate.registration.robust import (
     MIN_SCALE,
     agreement,
     photometric_fit,
-    robust_photometric_weights,
     robust_scale,
     sample_weights,
     tukey_weights,
@@ -278,7 +277,7 @@ def test_robust_start_rejects_a_bright_occluder_that_least_squares_would_keep() 
     least_squares = tukey_weights(residual, robust_scale(residual, weight))
     assert float(least_squares[occluded].mean()) > 0.3  # the failure being guarded against
 
-    robust = robust_photometric_weights(values, reference, weight)
+    robust = sample_weights(values, reference, weight, photometric=True)  # no previous weights: robust start
     assert float(robust[occluded].mean()) < 0.05
     assert float(robust[~occluded].mean()) > 0.85
 
