@@ -51,6 +51,7 @@ import torch
 from alignimate.core.checks import check_image_batch, check_matrices
 from alignimate.core.fit import FITS
 from alignimate.core.morphology import max_filter2d
+from alignimate.core.transforms import transform_points
 
 from .feature_init import feature_candidates
 from .frames import matrix_from_model, model_from_matrix
@@ -504,10 +505,9 @@ def _global_start(
 def _held_starts(state: LevelState, start: _Start, finest: Level) -> LevelState:
     """``state`` with the doubtful pairs that the refinement carried more than ``_HOLD_PIXELS`` from
     their start put back at the start, where the judge scores the start better (one host sync)."""
-    corners = corner_points(finest)  # (4, 3) homogeneous frame points of the fixed image
+    corners = corner_points(finest)[:, :2].unsqueeze(0)  # (1, 4, 2) frame points of the fixed image
     ends = [m[start.doubtful] for m in (start.state.model, state.model)]
-    mapped = [corners @ m.transpose(1, 2) for m in ends]
-    mapped = [p[..., :2] / p[..., 2:].clamp(min=1e-9) for p in mapped]
+    mapped = [transform_points(m, corners) for m in ends]
     moved = (mapped[0] - mapped[1]).norm(dim=-1).amax(dim=-1) * finest.pixels_per_unit
     far = (moved > _HOLD_PIXELS).nonzero()[:, 0]
     if far.numel() == 0:
