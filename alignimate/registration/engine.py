@@ -95,9 +95,9 @@ _DETAIL_GATE = 0.7
 _HOLD_PIXELS = 2.0
 # Fixed-image samples per pair and motion parameter on the finest level (see .sampling): a
 # similarity (4 parameters) gets 8192, the best pixel of each 3 x 3 block at 256 x 256; a
-# homography 16384, of each 2 x 2 block. Its 8 parameters need them: with 8192 its p90 corner
-# error grew by a third, while a similarity's did not grow and took a fifth less time
-# (docs/benchmarks.md).
+# homography 16384, of each 2 x 2 block. Its 8 parameters need them: with half as many its worst
+# corner errors grew, while a similarity's did not and took less time (docs/benchmarks.md, issue
+# #13 section).
 _SAMPLES_PER_PARAMETER = 1 << 11
 # Levels above the finest only need to land inside the next level's basin: fewer samples do
 # (same accuracy on the benchmark cases, in less time: docs/benchmarks.md, design measurements).

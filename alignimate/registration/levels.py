@@ -82,8 +82,8 @@ class Level:
     def sampling_source(self) -> torch.Tensor:
         """What interpolation reads, computed once: the image ``(B, C, h, w)``, or with a mask the
         premultiplied image and the mask, ``(B, C + 1, h, w)`` (normalised interpolation samples
-        both; the solvers sample a level every iteration, so rebuilding it each time was a fifth
-        of the finest level's cost)."""
+        both; the solvers sample a level every iteration, and rebuilding it each time was a large
+        share of the finest level's cost: docs/benchmarks.md, issue #13 section)."""
         if self._source is None:
             image = self.image
             self._source = image if self.mask is None else torch.cat([image * self.mask, self.mask], dim=1)

@@ -144,8 +144,8 @@ def sample_weights(
     loss) or of the plain difference (``mse``). The gain and bias are fitted on the samples that
     ``previous`` weights kept (the previous solver iteration's), or without them from the robust
     start of :func:`robust_photometric_model`, so outliers do not bend them. ``fit_stride``: the
-    gain, bias and scale are estimated on every ``fit_stride``-th sample only (a dense grid of
-    neighbouring pixels tells them no better than a quarter of it), the weights are of all."""
+    gain, bias and scale are estimated on every ``fit_stride``-th sample only (on a dense grid,
+    neighbouring pixels add little to three per-pair numbers), the weights are of all."""
     if not photometric:
         residual = values - reference
         return tukey_weights(residual, robust_scale(residual, weight), c)
