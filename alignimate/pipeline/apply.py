@@ -35,7 +35,14 @@ from alignimate.pipeline.records import (
     read_transforms,
 )
 from alignimate.pipeline.render import BACKGROUNDS, resize_matrix, translation
-from alignimate.pipeline.run import AlignResult, device_name, open_output, resolve_workers, write_run
+from alignimate.pipeline.run import (
+    AlignResult,
+    device_name,
+    open_output,
+    resolve_workers,
+    skip_record,
+    write_run,
+)
 from alignimate.settings import MATCH_COLORS, ApplySettings
 
 __all__ = ["apply_transforms"]
@@ -57,11 +64,6 @@ def _source_for(record: PhotoRecord, versions: dict[str, Path], use_versions: bo
     if not use_versions:
         return Path(record.source)
     return versions.get(Path(record.name).with_suffix("").as_posix())
-
-
-def _skip(record: PhotoRecord, reason: str, log: Callable[[str], None]) -> None:
-    record.status, record.reason, record.matrix = "skipped", reason, None
-    log(f"skipped {record.name}: {reason}")
 
 
 def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -256,24 +258,24 @@ def _write_all(
         new = PhotoRecord(**{**record.__dict__, "extra": dict(record.extra), "output": None})
         new_records.append(new)
         if record.usable and record.name in excluded:
-            _skip(new, EXCLUDED_REASON, log)
+            skip_record(new, EXCLUDED_REASON, log)
             continue
         if not record.usable:
             if record.status == "pending":
-                _skip(new, "never registered (the run that wrote this file was interrupted)", log)
+                skip_record(new, "never registered (the run that wrote this file was interrupted)", log)
             continue
         path = _source_for(record, versions, images is not None)
         if path is None:
-            _skip(new, f"no version of {record.name} in {images}", log)
+            skip_record(new, f"no version of {record.name} in {images}", log)
             continue
         try:
             size = probe_image(path, max_pixels=max_pixels).size_hw  # the header gives the matrix
         except PhotoError as err:
-            _skip(new, err.reason, log)
+            skip_record(new, err.reason, log)
             continue
         if not _same_aspect(size, tuple(record.size)):
             reason = f"aspect ratio differs from the registered photo ({size} vs {tuple(record.size)})"
-            _skip(new, reason, log)
+            skip_record(new, reason, log)
             continue
         canvas_H_photo = new_H_canvas @ np.asarray(record.matrix) @ resize_matrix(size, tuple(record.size))
         new.matrix, new.size, new.source = canvas_H_photo.tolist(), list(size), str(path.resolve())
@@ -295,7 +297,7 @@ def _write_all(
     for outcome in frames:
         new = outcome.job.key
         if outcome.error is not None:
-            _skip(new, outcome.error.reason, log)
+            skip_record(new, outcome.error.reason, log)
         else:
             new.output = outcome.job.target.name
 

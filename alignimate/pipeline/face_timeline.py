@@ -65,7 +65,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from alignimate.core.fit import point_rms
 from alignimate.core.transforms import transform_points
@@ -109,8 +108,11 @@ from alignimate.pipeline.run import (
     RunBook,
     fresh_record,
     open_output,
+    photo_bar,
     pick_device,
     resolve_workers,
+    skip_record,
+    skipped_record,
     stat_key,
 )
 from alignimate.pipeline.video_input import is_video_input, open_video_input
@@ -287,16 +289,14 @@ class _FacesRun:
 
     # -- bookkeeping -------------------------------------------------------------------------------
     def bar(self, iterable: Iterable[Any], total: int, desc: str) -> Any:
-        return tqdm(iterable, total=total, desc=desc, unit="photo", disable=not self.progress, leave=False)
+        return photo_bar(iterable, total=total, desc=desc, enabled=self.progress)
 
     def kept(self) -> list[_Item]:
         return [item for item in self.items if item.record.status != "skipped"]
 
     def drop(self, item: _Item, kind: str, reason: str) -> None:
-        record = item.record
-        record.status, record.reason, record.matrix, record.output = "skipped", reason, None, None
-        record.extra["drop"] = kind
-        self.log(f"skipped {record.name}: {reason}")
+        item.record.extra["drop"] = kind
+        skip_record(item.record, reason, self.log)
 
     def run_record(self) -> RunRecord:
         by_name = {item.record.name: item.record for item in self.items}
@@ -338,16 +338,8 @@ class _FacesRun:
             self.items.append(_Item(photo, record))
             self.order.append(photo.name)
         for skipped in unreadable:
-            record = PhotoRecord(
-                name=skipped.name,
-                source=str(skipped.path),
-                status="skipped",
-                reason=skipped.reason,
-                extra={"drop": "unreadable"},
-            )
-            self.dropped.append(record)
+            self.dropped.append(skipped_record(skipped, self.log, drop="unreadable"))
             self.order.append(skipped.name)
-            self.log(f"skipped {skipped.name}: {skipped.reason}")
 
     def leave_out(self, excluded: frozenset[str]) -> None:
         """Drop the photos an exclusion file names (the user's selection, like ``every``)."""

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from alignimate.errors import UsageError
 from alignimate.io import PhotoError, read_image, read_image_planes, save_image_planes
@@ -47,8 +46,11 @@ from alignimate.pipeline.run import (
     RunBook,
     fresh_record,
     open_output,
+    photo_bar,
     pick_device,
     resolve_workers,
+    skip_record,
+    skipped_record,
     stat_key,
 )
 from alignimate.pipeline.semantic_sources import SEMANTIC_MODES, SemanticSource, parse_mode
@@ -175,12 +177,10 @@ class _Run:
         self.book.update(lambda: self.run_record(reference, crop, output_size))
 
     def skip(self, name: str, reason: str) -> None:
-        record = self.records[name]
-        record.status, record.reason, record.matrix, record.output = "skipped", reason, None, None
-        self.log(f"skipped {name}: {reason}")
+        skip_record(self.records[name], reason, self.log)
 
     def bar(self, iterable: Any, total: int, desc: str) -> Any:
-        return tqdm(iterable, total=total, desc=desc, unit="photo", disable=not self.progress, leave=False)
+        return photo_bar(iterable, total=total, desc=desc, enabled=self.progress)
 
     # -- steps -----------------------------------------------------------------------------------
     def add_photos(self, photos: list[Photo], skipped: list[Skipped], previous: RunRecord | None) -> None:
@@ -199,11 +199,8 @@ class _Run:
             self.records[photo.name] = record
             self.order.append(photo.name)
         for item in skipped:
-            self.records[item.name] = PhotoRecord(
-                name=item.name, source=str(item.path), status="skipped", reason=item.reason
-            )
+            self.records[item.name] = skipped_record(item, self.log)
             self.order.append(item.name)
-            self.log(f"skipped {item.name}: {item.reason}")
 
     def forget_registrations(self) -> None:
         """The reference changed: every earlier matrix refers to another canvas."""
@@ -298,7 +295,7 @@ class _Run:
         if not todo:
             return
         rows = ({"name": p.name, "photo": p} for p in todo)
-        with tqdm(total=len(todo), desc=desc, unit="photo", disable=not self.progress, leave=False) as bar:
+        with photo_bar(total=len(todo), desc=desc, enabled=self.progress) as bar:
             for batch in run_steps(rows, steps):
                 for row in batch_rows(batch):
                     self._record(row)

@@ -1,5 +1,6 @@
 """What every job shares (the run kernel): the result type, the output folder of a resumable run,
-device and worker choices, and the key that tells whether a photo changed since the last run.
+device and worker choices, the key that tells whether a photo changed since the last run, how a
+photo is skipped with its reason, and the progress bar.
 
 Jobs (``register``, ``apply``, ``faces``) import from here and from the services below them
 (:mod:`.outputs`, :mod:`.records`, :mod:`.photos`, the frame writer); a job never imports another
@@ -10,16 +11,18 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tqdm import tqdm
 
 from alignimate.errors import UsageError
 from alignimate.pipeline.exclusions import EXCLUDED_REASON
 from alignimate.pipeline.frame_writer import default_workers
 from alignimate.pipeline.outputs import OutputFolder
-from alignimate.pipeline.photos import Photo
+from alignimate.pipeline.photos import Photo, Skipped
 from alignimate.pipeline.records import (
     CHECKPOINT_NAME,
     REPORT_NAME,
@@ -42,8 +45,11 @@ __all__ = [
     "device_name",
     "fresh_record",
     "open_output",
+    "photo_bar",
     "pick_device",
     "resolve_workers",
+    "skip_record",
+    "skipped_record",
     "stat_key",
     "write_run",
 ]
@@ -196,6 +202,26 @@ def fresh_record(photo: Photo, stat: list[int]) -> PhotoRecord:
         datetime=photo.datetime.isoformat() if photo.datetime else None,
         extra={"stat": stat},
     )
+
+
+def skip_record(record: PhotoRecord, reason: str, log: Callable[[str], None]) -> None:
+    """Mark ``record`` skipped for ``reason`` (it keeps no matrix and no frame) and say so."""
+    record.status, record.reason, record.matrix, record.output = "skipped", reason, None, None
+    log(f"skipped {record.name}: {reason}")
+
+
+def skipped_record(item: Skipped, log: Callable[[str], None], **extra: Any) -> PhotoRecord:
+    """The record of a photo discovery could not use (unreadable, too large, ...), said in ``log``;
+    ``extra`` goes into the record's ``extra``."""
+    log(f"skipped {item.name}: {item.reason}")
+    return PhotoRecord(
+        name=item.name, source=str(item.path), status="skipped", reason=item.reason, extra=extra
+    )
+
+
+def photo_bar(iterable: Iterable[Any] | None = None, *, total: int, desc: str, enabled: bool) -> tqdm:
+    """A transient progress bar counted in photos (nothing is drawn unless ``enabled``)."""
+    return tqdm(iterable, total=total, desc=desc, unit="photo", disable=not enabled, leave=False)
 
 
 def write_run(folder: OutputFolder, run: RunRecord) -> None:
