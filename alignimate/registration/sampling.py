@@ -37,8 +37,10 @@ class FixedSamples:
     ``coords (Bf, 3, M)`` (rows u, v, 1) of the ``M`` positions; ``intensity`` and frame-unit
     gradients ``grad_u``/``grad_v``, each ``(Bf, C * M)`` channel-major; ``weight`` ``(Bf, M)`` (the
     fixed mask's confidence where gradients are valid, ``None`` without a mask); the level's
-    ``pixels_per_unit``, ``corners (4, 3)`` (homogeneous frame coordinates of its corner pixels) and
-    ``channels`` ``C``."""
+    ``pixels_per_unit``, ``corners (4, 3)`` (homogeneous frame coordinates of its corner pixels),
+    ``channels`` ``C`` and ``grid`` ``(gh, gw)``: the ``M`` positions lie on a regular grid of that
+    shape, in row-major order (every pixel, or one per block), so per-sample values can be seen as
+    images (:func:`~.robust.reject_near_outlier_blobs`)."""
 
     coords: torch.Tensor
     intensity: torch.Tensor
@@ -48,6 +50,7 @@ class FixedSamples:
     pixels_per_unit: float
     corners: torch.Tensor
     channels: int = 1
+    grid: tuple[int, int] = (1, 1)
 
 
 def _gradients(image: torch.Tensor, pixels_per_unit: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,16 +84,18 @@ def sample_fixed(level: Level, max_pixels: int | None) -> FixedSamples:
     mask = None if level.mask is None else _gradient_support(level.mask)
     weight = None if mask is None else mask.flatten(1)
     n = planes[0].shape[2]
+    grid = level.size
     if max_pixels is not None and n > max_pixels:
         block = math.ceil(math.sqrt(n / max_pixels))
         energy = (gx * gx + gy * gy).sum(dim=1, keepdim=True)
         index = _block_maxima(energy if mask is None else energy * mask, block)  # (B, M)
+        grid = (level.size[0] // block, level.size[1] // block)  # max pooling's output, row-major
         planes = [t.gather(2, index.unsqueeze(1).expand(-1, channels, -1)) for t in planes]
         weight = None if weight is None else weight.gather(1, index)
         uv = uv.expand(index.shape[0], -1, -1).gather(2, index.unsqueeze(1).expand(-1, 2, -1))
     coords = torch.cat([uv, torch.ones_like(uv[:, :1])], dim=1)
     flat = [t.reshape(batch, -1) for t in planes]
-    return FixedSamples(coords, flat[0], flat[1], flat[2], weight, ppu, corner_points(level), channels)
+    return FixedSamples(coords, flat[0], flat[1], flat[2], weight, ppu, corner_points(level), channels, grid)
 
 
 def _gradient_support(mask: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,9 @@ the fixed point exact. Steps are capped at ``_MAX_STEP_PIXELS`` of corner motion
   least squares (the motion block is then recomputed every iteration).
 - ``robust`` (with ``zncc`` and ``mse``): every iteration re-weights the samples with Tukey's
   biweight of their residual under the current alignment (:mod:`.robust`), so occluders and other
-  outliers get zero weight; the motion block is then recomputed every iteration too.
+  outliers get zero weight, and so do the samples on the rim of a blob of outliers
+  (:func:`~.robust.reject_near_outlier_blobs`); the motion block is then recomputed every
+  iteration too.
 
 Several channels: each channel's samples are separate rows of the same system (one motion, and for
 ``zncc`` one gain and bias for all channels), so the loss is summed over the channels.
@@ -42,7 +44,7 @@ import torch
 
 from .levels import Level
 from .models import MotionModel
-from .robust import sample_weights
+from .robust import reject_near_outlier_blobs, sample_weights
 from .sampling import FixedSamples, corner_points, products, sample_moving, tile_channels
 
 __all__ = [
@@ -213,6 +215,7 @@ def gauss_newton_level(
             kept = sample_weights(
                 values, work.intensity, weight, photometric=photometric, previous=kept, c=robust_c
             )
+            kept = reject_near_outlier_blobs(kept, work.grid)
             weight = weight * kept
         # The motion block of the normal equations changes only through the weights (the overlap at
         # the borders), so it is refreshed every few iterations; everything else is fresh each time,
@@ -281,6 +284,7 @@ class _Working:
     def __init__(self, moving: Level, fixed: FixedSamples, steepest: torch.Tensor, photometric: bool) -> None:
         self.moving = moving
         self.coords = fixed.coords
+        self.grid = fixed.grid
         self.intensity = fixed.intensity
         has_mask = fixed.weight is not None
         self.fixed_weight = fixed.weight if has_mask else None
@@ -297,6 +301,7 @@ class _Working:
     def subset(self, keep: torch.Tensor) -> _Working:
         new = object.__new__(_Working)
         new.moving = self.moving.rows(keep)
+        new.grid = self.grid
         for name in ("coords", "intensity", "fixed_weight", "fixed_area", "steepest", "features"):
             value = getattr(self, name)
             # Batch-1 tensors are shared by every pair and stay as they are.

@@ -14,6 +14,7 @@ from alignimate.registration.robust import (
     MIN_SCALE,
     agreement,
     photometric_fit,
+    reject_near_outlier_blobs,
     robust_scale,
     sample_weights,
     tukey_weights,
@@ -148,8 +149,12 @@ def test_empty_areas_are_ignored_without_being_told(model: str) -> None:
     moving, fixed = to_tensor([c.moving for c in cases]), to_tensor([c.fixed for c in cases])
     result = register(moving, fixed, model, grey=True)
     assert np.median(_errors(result, cases)) < 0.1
-    told = register(moving, fixed, model, grey=True, ignore_empty=False)
-    assert np.median(_errors(told, cases)) >= np.median(_errors(result, cases))
+    # The robust weights reject much of an empty border by themselves (its rim is a blob of
+    # outliers); without them the empty areas must be recognised as such.
+    plain = register(moving, fixed, model, grey=True, robust=False)
+    leaking = register(moving, fixed, model, grey=True, robust=False, ignore_empty=False)
+    assert np.median(_errors(plain, cases)) < 0.1
+    assert np.median(_errors(leaking, cases)) > 2 * np.median(_errors(plain, cases))
 
 
 def test_masked_pixels_do_not_leak_into_the_result() -> None:
@@ -336,3 +341,34 @@ def test_low_texture_photos_hold_under_occluders() -> None:
         to_tensor([c.moving for c in chosen]), to_tensor([c.fixed for c in chosen]), "similarity", grey=True
     )
     assert (_errors(result, chosen) < 2.0).all()
+
+
+def test_samples_near_a_blob_of_outliers_are_rejected_and_thin_lines_are_not() -> None:
+    weights = torch.ones(2, 2, 12, 12)  # pairs x channels x grid
+    weights[0, 0, 4:8, 4:8] = 0.0  # an occluder: a blob
+    weights[0, 1, :, 6] = 0.1  # a misaligned edge: a line one sample wide
+    weights[1, 0, 0:3, 9:12] = 0.2  # a blob in a corner (the filters' borders)
+    weights[1, 1] = torch.linspace(0.5, 1.0, 144).view(12, 12)  # all agreeing
+    out = reject_near_outlier_blobs(weights.reshape(2, -1), (12, 12)).view(2, 2, 12, 12)
+    rejected = torch.zeros(12, 12, dtype=torch.bool)
+    rejected[3:9, 3:9] = True  # the blob's core (5:7) and two samples around it
+    assert (out[0, 0][rejected] == 0).all() and (out[0, 0][~rejected] == 1).all()
+    assert torch.equal(out[0, 1], weights[0, 1])
+    corner = torch.zeros(12, 12, dtype=torch.bool)
+    corner[0:4, 8:12] = True  # core (1, 10) only, reaching two samples: rows 0-3, columns 8-11
+    assert (out[1, 0][corner] == 0).all() and (out[1, 0][~corner] == 1).all()
+    assert torch.equal(out[1, 1], weights[1, 1])
+    alone = [reject_near_outlier_blobs(w.reshape(1, -1), (12, 12)) for w in weights]
+    assert torch.equal(torch.cat(alone), out.reshape(2, -1))
+
+
+def test_rims_of_occluders_do_not_pull_homographies() -> None:
+    # Benchmark pairs (256 px, seed 0, homography) that ended 2.6-2.7 px off while every sample on
+    # an occluder's blurred rim that Tukey's weight kept pulled on the estimate (0.07 and 0.39 px
+    # now; both over 2 px with reject_near_outlier_blobs replaced by the identity, checked).
+    cases = make_condition_cases("occluded", (256, 256), 21, 0, homography=True)
+    chosen = [cases[i] for i in (15, 20)]
+    result = register(
+        to_tensor([c.moving for c in chosen]), to_tensor([c.fixed for c in chosen]), "homography", grey=True
+    )
+    assert (_errors(result, chosen) < 1.0).all(), _errors(result, chosen)
