@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
-
 from alignimate.errors import UsageError
 from alignimate.pipeline.exclusions import EXCLUDED_REASON
 from alignimate.pipeline.frame_writer import default_workers
@@ -37,6 +35,7 @@ from alignimate.pipeline.records import (
 
 if TYPE_CHECKING:
     import torch
+    from tqdm import tqdm
 
 __all__ = [
     "RUN_FILES",
@@ -221,6 +220,8 @@ def skipped_record(item: Skipped, log: Callable[[str], None], **extra: Any) -> P
 
 def photo_bar(iterable: Iterable[Any] | None = None, *, total: int, desc: str, enabled: bool) -> tqdm:
     """A transient progress bar counted in photos (nothing is drawn unless ``enabled``)."""
+    from tqdm import tqdm  # here: apply, which draws none, starts without importing it
+
     return tqdm(iterable, total=total, desc=desc, unit="photo", disable=not enabled, leave=False)
 
 
