@@ -400,22 +400,26 @@ def _moving_pyramid(
     ]
 
 
+def _coarsest_level(levels: list[Level], side: int) -> int:
+    """Index of the coarsest level whose longer side is at least ``side`` pixels (0, the finest,
+    if none is)."""
+    index = 0
+    for i, level in enumerate(levels):
+        if max(level.size) >= side:
+            index = i
+    return index
+
+
 def _first_level_after_init(levels: list[Level]) -> int:
     """Index of the coarsest level whose longer side is still at least half the canvas (whose
     pixels are at most twice the canvas's)."""
-    first = 0
-    for i, level in enumerate(levels):
-        if max(level.size) >= CANVAS // 2:
-            first = i
-    return first
+    return _coarsest_level(levels, CANVAS // 2)
 
 
 def _canvas_view(levels: list[Level]) -> CanvasView:
-    """The coarsest level that still has at least canvas resolution (the finest if none has)."""
-    chosen = levels[0]
-    for level in levels:
-        if max(level.size) >= 2 * CANVAS:
-            chosen = level
+    """The coarsest level whose longer side is at least twice the canvas (the finest if none is),
+    as the canvas's view."""
+    chosen = levels[_coarsest_level(levels, 2 * CANVAS)]
     # Phase correlation works on one channel: the images' grey (luma for RGB, else the mean).
     return CanvasView(grey_image(chosen.image), chosen.norm_H_frame(), chosen.half_extent, chosen.mask)
 
@@ -547,11 +551,7 @@ def _judging_level(levels: list[Level], first: int) -> int:
     """Index of the level the candidates are judged on: the coarsest whose longer side is at least
     twice the canvas (fine enough for the detail to tell a pixel of the canvas), but not coarser
     than the level they are refined on."""
-    judge = 0
-    for i, level in enumerate(levels):
-        if max(level.size) >= 2 * CANVAS:
-            judge = i
-    return min(judge, first)
+    return min(_coarsest_level(levels, 2 * CANVAS), first)
 
 
 def _refine_candidates(
@@ -599,7 +599,7 @@ def _with_feature_candidates(
         settings.fixed_size,
     )
     model = model.to(state.model.dtype)
-    on_first = [_take_level(levels[first], doubtful) for levels in (moving_levels, fixed_levels)]
+    on_first = [_take_level(side[first], doubtful) for side in (moving_levels, fixed_levels)]
     refined, _ = refine(model.unsqueeze(1), *on_first)
     refined_scores = judges.scores(refined.model)
     raw_scores = judges.scores(model)

@@ -55,8 +55,6 @@ TUKEY_C = 4.685
 # Residual scales below this (intensity units, images in [0, 1]) are noise-free matches: a tighter
 # scale would reject samples for rounding alone.
 MIN_SCALE = 2e-3
-# How much wider the Tukey window is per pyramid level above the finest.
-_ANNEAL_PER_LEVEL = 0.5
 # Samples the scale's median is taken over (robust_scale): its relative error is about 1/sqrt(n).
 _SCALE_SAMPLES = 512
 # A sample "agrees" when its weight is at least this (|r| under about 3 robust standard deviations).

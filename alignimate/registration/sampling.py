@@ -49,8 +49,8 @@ class FixedSamples:
     weight: torch.Tensor | None
     pixels_per_unit: float
     corners: torch.Tensor
-    channels: int = 1
-    grid: tuple[int, int] = (1, 1)
+    channels: int
+    grid: tuple[int, int]
 
 
 def _gradients(image: torch.Tensor, pixels_per_unit: float) -> tuple[torch.Tensor, torch.Tensor]:
