@@ -13,7 +13,7 @@ around them:
 2. with ``identity``, embed the largest face of the reference photo;
 3. list the photos under the input folder, recursively (a video file as input: its sampled frames,
    written first into ``DST/<video stem>-frames/`` by
-   :func:`~alignimate.pipeline.video_input.open_video_input`, are the photos), and cut them into shards
+   :func:`~alignimate.pipeline.video_input.open_job_input`, are the photos), and cut them into shards
    (:func:`~alignimate.pipeline.dataset_stages.shard_bounds`); entries that look like photos but
    cannot be read become skipped rows at once;
 4. run the stages: ``engine="local"`` on :func:`~alignimate.pipeline.stages.run_stages`, the
@@ -86,7 +86,7 @@ from alignimate.pipeline.outputs import OutputFolder, failure_from_os_error
 from alignimate.pipeline.photos import relative_name
 from alignimate.pipeline.run import pick_device, resolve_workers
 from alignimate.pipeline.stages import Batch, Row, Stage, batch_rows, rows_batch, run_stages
-from alignimate.pipeline.video_input import is_video_input, open_video_input
+from alignimate.pipeline.video_input import is_video_input, open_job_input
 from alignimate.settings import DatasetFacesSettings, FacesSettings, setting_infos
 
 __all__ = [
@@ -678,10 +678,11 @@ def make_face_dataset(
 
 @dataclass(frozen=True)
 class _VideoInput:
-    """A video file as the input, and which of its frames to take (as :func:`open_video_input`)."""
+    """A video file as the input, and which of its frames to take (a
+    :class:`~alignimate.pipeline.video_input.VideoSampling`)."""
 
     path: Path
-    every: int
+    video_every: int
     sample_fps: float
 
     def record(self, frames: Path) -> dict[str, Any]:
@@ -689,7 +690,7 @@ class _VideoInput:
         return {
             "path": str(self.path),
             "frames": frames.name,
-            "video_every": self.every,
+            "video_every": self.video_every,
             "sample_fps": self.sample_fps,
         }
 
@@ -730,15 +731,8 @@ def _make(
     if video is not None:
         # Frames are written (or, on a rerun, kept) before the folder is opened for the dataset: the
         # frames folder then holds this run's photos, and it is the output folder's own sub-folder.
-        scan_root = open_video_input(
-            video.path,
-            out_path,
-            command=_COMMAND,
-            overwrite=False,
-            every=video.every,
-            sample_fps=video.sample_fps,
-            log=say,
-        ).resolve()
+        source = open_job_input(video.path, out_path, video, command=_COMMAND, overwrite=False, log=say)
+        scan_root = source.folder.resolve()
     with OutputFolder.open(out_path, command=_COMMAND, inputs=[root], hint="choose a new folder") as folder:
         names = [SETTINGS_NAME, MANIFEST_DIR, CROPS_DIR]
         taken = [n for n in names if not folder.is_free(n)]

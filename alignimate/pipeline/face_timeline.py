@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -97,25 +97,12 @@ from alignimate.pipeline.frames_to_animation import animate, check_animation_opt
 from alignimate.pipeline.outputs import (
     OutputFolder,
     check_animation_target,
-    check_not_input,
     failure_from_os_error,
 )
-from alignimate.pipeline.photos import Photo, Skipped, discover_photos
+from alignimate.pipeline.photos import Photo, Skipped
 from alignimate.pipeline.records import PhotoRecord, RunRecord
-from alignimate.pipeline.run import (
-    RUN_FILES,
-    AlignResult,
-    RunBook,
-    fresh_record,
-    open_output,
-    photo_bar,
-    pick_device,
-    resolve_workers,
-    skip_record,
-    skipped_record,
-    stat_key,
-)
-from alignimate.pipeline.video_input import is_video_input, open_video_input
+from alignimate.pipeline.run import AlignResult, JobRun, find_photos, open_output, pick_device
+from alignimate.pipeline.video_input import open_job_input
 from alignimate.settings import FACES_ANIMATION, AnimateSettings, FacesSettings
 
 __all__ = [
@@ -190,12 +177,6 @@ def period_key(when: datetime | None, every: str) -> str | None:
     return f"{when.year:04d}-{when.month:02d}"
 
 
-def _frame_name(name: str, taken: set[str], out: OutputFolder) -> str:
-    """A fresh frame name for the photo ``name``, never one of the run's own files."""
-    taken |= {*RUN_FILES, CONTACT_SHEET_NAME}
-    return out.fresh_name(name, ".jpg", taken)
-
-
 def _noop(_message: str) -> None:
     return None
 
@@ -261,7 +242,7 @@ class _Item:
     fit_landmarks: np.ndarray | None = None  # the 68-point model's five points, which replace MTCNN's
 
 
-class _FacesRun:
+class _FacesRun(JobRun[FacesSettings]):
     """State of one :func:`make_face_timeline` call; the methods are the steps, in order."""
 
     def __init__(
@@ -274,29 +255,21 @@ class _FacesRun:
         progress: bool,
         log: Callable[[str], None],
     ) -> None:
-        out = outputs.path
-        self.folder, self.out, self.outputs = folder, out, outputs
-        self.settings, self.device = settings, device
-        self.cache, self.progress, self.log = cache, progress, log
+        super().__init__(folder, outputs, settings, device, progress, log, own_files=[CONTACT_SHEET_NAME])
+        self.cache = cache
         self.items: list[_Item] = []
         self.dropped: list[PhotoRecord] = []
-        self.order: list[str] = []
-        self.book = RunBook(outputs)
         self.template = face_template(settings.template, settings.output_size)
         self.detected = 0
         self.cached = 0
-        self.workers = resolve_workers(None)
 
     # -- bookkeeping -------------------------------------------------------------------------------
-    def bar(self, iterable: Iterable[Any], total: int, desc: str) -> Any:
-        return photo_bar(iterable, total=total, desc=desc, enabled=self.progress)
-
     def kept(self) -> list[_Item]:
         return [item for item in self.items if item.record.status != "skipped"]
 
     def drop(self, item: _Item, kind: str, reason: str) -> None:
         item.record.extra["drop"] = kind
-        skip_record(item.record, reason, self.log)
+        self.skip_record(item.record, reason)
 
     def run_record(self) -> RunRecord:
         by_name = {item.record.name: item.record for item in self.items}
@@ -327,10 +300,10 @@ class _FacesRun:
     def add_photos(self, photos: list[Photo], unreadable: list[Skipped], previous: RunRecord | None) -> None:
         old = previous.by_name() if previous is not None else {}
         for photo in photos:
-            stat = stat_key(photo.path)
-            record = fresh_record(photo, stat)
+            record = self.new_record(photo)
             before = old.get(photo.name)
-            if before is not None and before.extra.get("stat") == stat and before.extra.get("sha256"):
+            unchanged = before is not None and before.extra.get("stat") == record.extra["stat"]
+            if unchanged and before.extra.get("sha256"):
                 # Unchanged file: its hash is known, and its frame may already be written.
                 record.extra["sha256"] = before.extra["sha256"]
                 if before.output and before.extra.get("frame"):
@@ -338,7 +311,7 @@ class _FacesRun:
             self.items.append(_Item(photo, record))
             self.order.append(photo.name)
         for skipped in unreadable:
-            self.dropped.append(skipped_record(skipped, self.log, drop="unreadable"))
+            self.dropped.append(self.unusable(skipped, drop="unreadable"))
             self.order.append(skipped.name)
 
     def leave_out(self, excluded: frozenset[str]) -> None:
@@ -603,7 +576,7 @@ class _FacesRun:
             if target is not None and target.exists() and item.record.extra.get("frame") == signature:
                 continue  # written by an earlier run with exactly this warp
             if item.record.output is None:
-                item.record.output = _frame_name(item.record.name, taken, self.outputs)
+                item.record.output = self.frame_name(item.record.name, ".jpg", taken)
             item.record.extra.pop("frame", None)
             jobs.append(dataclasses.replace(job, target=self.out / item.record.output, key=(item, signature)))
         # Every frame's name is recorded as alignimate's before the first one is written.
@@ -618,16 +591,9 @@ class _FacesRun:
             self.checkpoint()
 
     def finish(self) -> RunRecord:
-        run = self.run_record()
-        self.book.close(run)
-        # Frames of photos that are no longer in the timeline (dropped, thinned, renamed): the files
-        # alignimate recorded as its own that this run's record does not name (OutputFolder.remove
-        # deletes nothing else).
-        current = {p.output for p in run.photos if p.output}
-        current |= {*RUN_FILES, CONTACT_SHEET_NAME}
-        # A video's frames sub-folder stays: it is the input of the next run.
-        self.outputs.remove(n for n in self.outputs.owned() - current if not (self.out / n).is_dir())
-        return run
+        # Frames of photos no longer in the timeline (dropped, thinned, renamed) go; a video's frames
+        # sub-folder stays: it is the input of the next run.
+        return self.close(self.run_record(), stale=lambda name: not (self.out / name).is_dir())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -635,9 +601,7 @@ class _FacesRun:
 # ------------------------------------------------------------------------------------------------
 
 
-def _validate(folder: Path, output: Path, settings: FacesSettings, animation: AnimateSettings) -> None:
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: not a folder")
+def _validate(output: Path, settings: FacesSettings, animation: AnimateSettings) -> None:
     if output.suffix.lower() not in ANIMATION_SUFFIXES:
         raise UsageError(f"output must end in {', '.join(ANIMATION_SUFFIXES)}, got {output.name!r}")
     if output.parent.exists() and not output.parent.is_dir():
@@ -664,12 +628,6 @@ def _settings(
         FacesSettings.with_options(settings, faces_options),
         AnimateSettings.with_options(animation or FACES_ANIMATION, animation_options),
     )
-
-
-def _exclude_output(photos: list[Photo], output: Path) -> list[Photo]:
-    if not output.exists():
-        return photos
-    return [p for p in photos if not os.path.samefile(p.path, output)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -736,22 +694,11 @@ def make_face_timeline(
     settings, animation = _settings(settings, animation, options)
     landmarks68 = load_landmarks68_model() if settings.landmarks == 68 else None
     out = Path(out_dir) if out_dir is not None else output.parent / f"{output.stem}_frames"
-    inputs = [folder]
-    if is_video_input(folder):
-        inputs = [folder.parent]
-        _validate(folder.parent, output, settings, animation)
-        folder = open_video_input(
-            folder,
-            out,
-            command="faces",
-            overwrite=overwrite,
-            every=settings.video_every,
-            sample_fps=settings.sample_fps,
-            label="frames folder",
-            log=log,
-        )
-        overwrite = False  # done: the frames just written are this run's input
-    _validate(folder, output, settings, animation)
+    _validate(output, settings, animation)  # before a video's frames are written
+    source = open_job_input(
+        folder, out, settings, command="faces", overwrite=overwrite, label="frames folder", log=log
+    )
+    folder, inputs, overwrite = source.folder, source.inputs, source.overwrite
     check_animation_options(output, animation)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)  # like `register --out`, create what is missing
@@ -767,19 +714,15 @@ def make_face_timeline(
             )
         settings = dataclasses.replace(settings, identity=str(identity_path.resolve()))
     torch_device = pick_device(settings.device)
-    # Before discovery, which leaves the output folder out: an output folder that is the input folder
-    # would otherwise end in "no photos found" instead of this refusal (open_output checks it again).
-    check_not_input(out, inputs, what="frames folder")
-    photos, unreadable = discover_photos(
-        folder,
+    photos, unreadable = find_photos(
+        source,
+        out,
         sort=settings.sort,
-        exclude=out if inputs == [folder] else None,
         max_pixels=settings.max_pixels,
+        leave_out=output,
+        label="frames folder",
     )
-    photos = _exclude_output(photos, output)
     excluded = read_exclusions(exclude) if exclude is not None else frozenset()
-    if not photos and not unreadable:
-        raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, HEIC, ...)")
     outputs, previous = open_output(
         out,
         overwrite,

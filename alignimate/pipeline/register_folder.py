@@ -29,8 +29,8 @@ from alignimate.pipeline.cutout import Cutout, cutout_signature, render_backgrou
 from alignimate.pipeline.exclusions import EXCLUDED_REASON, read_exclusions
 from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.framing import common_crop
-from alignimate.pipeline.outputs import OutputFolder, check_not_input, failure_from_os_error
-from alignimate.pipeline.photos import Photo, Skipped, discover_photos
+from alignimate.pipeline.outputs import OutputFolder, failure_from_os_error
+from alignimate.pipeline.photos import Photo, Skipped
 from alignimate.pipeline.records import PhotoRecord, RunRecord
 from alignimate.pipeline.register_stages import (
     FindSemantic,
@@ -41,21 +41,16 @@ from alignimate.pipeline.register_stages import (
 )
 from alignimate.pipeline.render import translation
 from alignimate.pipeline.run import (
-    RUN_FILES,
     AlignResult,
-    RunBook,
-    fresh_record,
+    JobRun,
+    find_photos,
     open_output,
-    photo_bar,
     pick_device,
     resolve_workers,
-    skip_record,
-    skipped_record,
-    stat_key,
 )
 from alignimate.pipeline.semantic_sources import SEMANTIC_MODES, SemanticSource, parse_mode
 from alignimate.pipeline.stages import Row, Step, batch_length, batch_rows, run_steps
-from alignimate.pipeline.video_input import is_video_input, open_video_input
+from alignimate.pipeline.video_input import open_job_input
 from alignimate.settings import RegisterSettings
 
 __all__ = ["AlignResult", "UsageError", "align_folder"]
@@ -64,9 +59,7 @@ MODES = ("pixels", *SEMANTIC_MODES)
 _FRAME_SUFFIXES = (".jpg", ".png")
 
 
-def _validate(folder: Path, settings: RegisterSettings) -> None:
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: not a folder")
+def _validate(settings: RegisterSettings) -> None:
     if settings.mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {settings.mode!r}")
     if 0 < settings.detect_size < 32:
@@ -127,12 +120,7 @@ def _frame_suffix(settings: RegisterSettings) -> str:
     return ".png" if clear else ".jpg"
 
 
-def _frame_name(photo: Photo, taken: set[str], suffix: str, out: OutputFolder) -> str:
-    """A fresh frame name for ``photo``: its relative name flattened, never the reports' names."""
-    return out.fresh_name(photo.name, suffix, taken)
-
-
-class _Run:
+class _Run(JobRun[RegisterSettings]):
     """State of one ``align_folder`` call; methods are the steps, in order."""
 
     def __init__(
@@ -145,13 +133,9 @@ class _Run:
         progress: bool,
         log: Callable[[str], None],
     ) -> None:
-        out = outputs.path
-        self.folder, self.out, self.outputs, self.settings = folder, out, outputs, settings
-        self.device, self.batch_size, self.progress, self.log = device, settings.batch_size, progress, log
-        self.workers = workers
+        super().__init__(folder, outputs, settings, device, progress, log, workers=workers)
+        self.batch_size = settings.batch_size
         self.records: dict[str, PhotoRecord] = {}
-        self.order: list[str] = []
-        self.book = RunBook(outputs)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def run_record(
@@ -177,29 +161,24 @@ class _Run:
         self.book.update(lambda: self.run_record(reference, crop, output_size))
 
     def skip(self, name: str, reason: str) -> None:
-        skip_record(self.records[name], reason, self.log)
-
-    def bar(self, iterable: Any, total: int, desc: str) -> Any:
-        return photo_bar(iterable, total=total, desc=desc, enabled=self.progress)
+        self.skip_record(self.records[name], reason)
 
     # -- steps -----------------------------------------------------------------------------------
     def add_photos(self, photos: list[Photo], skipped: list[Skipped], previous: RunRecord | None) -> None:
         reusable = previous.by_name() if previous is not None and self._same_settings(previous) else {}
         for photo in photos:
             old = reusable.get(photo.name)
-            stat = stat_key(photo.path)
+            record = self.new_record(photo)
             # Reuse what an earlier run decided for an unchanged file: its matrix, or that it did not
             # converge (registration is deterministic, so trying again would give the same answer).
             decided = old is not None and (old.usable or old.converged is False)
-            if decided and old.extra.get("stat") == stat and old.size == list(photo.size_hw):
+            if decided and old.extra.get("stat") == record.extra["stat"] and old.size == record.size:
+                old.source = record.source  # never a path read back from disk
                 record = old
-                record.source = str(photo.path.resolve())  # never a path read back from disk
-            else:
-                record = fresh_record(photo, stat)
             self.records[photo.name] = record
             self.order.append(photo.name)
         for item in skipped:
-            self.records[item.name] = skipped_record(item, self.log)
+            self.records[item.name] = self.unusable(item)
             self.order.append(item.name)
 
     def forget_registrations(self) -> None:
@@ -295,7 +274,7 @@ class _Run:
         if not todo:
             return
         rows = ({"name": p.name, "photo": p} for p in todo)
-        with photo_bar(total=len(todo), desc=desc, enabled=self.progress) as bar:
+        with self.bar(None, len(todo), desc) as bar:
             for batch in run_steps(rows, steps):
                 for row in batch_rows(batch):
                     self._record(row)
@@ -342,7 +321,7 @@ class _Run:
         """Write every usable photo's frame that is not on disk already with this exact warp;
         ``source``: the semantic mode's, which hands out the subject masks of ``--background person``."""
         offset = translation(-crop["left"], -crop["top"]) if crop else np.eye(3)
-        taken: set[str] = set(RUN_FILES)
+        taken: set[str] = set()
         usable = [self.records[n] for n in self.order if self.records[n].usable]
         for record in usable:
             # Keep names already written by an earlier (interrupted) run of the same settings.
@@ -386,7 +365,7 @@ class _Run:
                 record.output = None  # an alpha channel came or went: a new name (finish removes the old)
             if record.output is None:
                 photo = Photo(Path(record.source), record.name, tuple(record.size), None)
-                record.output = _frame_name(photo, taken, suffix, self.outputs)
+                record.output = self.frame_name(photo.name, suffix, taken)
             jobs.append(dataclasses.replace(job, target=self.out / record.output, size_hw=None))
             signatures[record.name] = signature
         # The frames' names are on disk before any frame is, so a resumed run knows them as its own.
@@ -440,12 +419,7 @@ class _Run:
         """Write transforms.json and report.csv of ``run`` (:meth:`run_record`), remove the checkpoint
         and the frames of an earlier run that this run's record no longer names (photos excluded or
         skipped since; only files recorded as alignimate's)."""
-        self.book.close(run)
-        current = {p.output for p in run.photos if p.output}
-        self.outputs.remove(
-            n for n in self.outputs.owned() - current if Path(n).suffix.lower() in _FRAME_SUFFIXES
-        )
-        return run
+        return self.close(run, stale=lambda name: Path(name).suffix.lower() in _FRAME_SUFFIXES)
 
 
 def _semantic_source(
@@ -554,34 +528,14 @@ def align_folder(
     """
     folder, out = Path(folder), Path(out)
     settings = _resolve(RegisterSettings.with_options(settings, options))
-    inputs = [folder]
-    if is_video_input(folder):
-        inputs = [folder.parent]
-        folder = open_video_input(
-            folder,
-            out,
-            command="register",
-            overwrite=overwrite,
-            every=settings.video_every,
-            sample_fps=settings.sample_fps,
-            log=log,
-        )
-        overwrite = False  # done: the frames just written are this run's input
-    _validate(folder, settings)
-    # Before discovery, which leaves the output folder out: an output folder that is the input folder
-    # would otherwise end in "no photos found" instead of this refusal (open_output checks it again).
-    check_not_input(out, inputs)
+    _validate(settings)  # before a video's frames are written
+    source = open_job_input(folder, out, settings, command="register", overwrite=overwrite, log=log)
+    folder, inputs, overwrite = source.folder, source.inputs, source.overwrite
     workers = resolve_workers(workers)
     torch_device = pick_device(settings.device)
-    photos, skipped = discover_photos(
-        folder,
-        recursive=settings.recursive,
-        sort=settings.sort,
-        exclude=out if inputs == [folder] else None,
-        max_pixels=settings.max_pixels,
+    photos, skipped = find_photos(
+        source, out, recursive=settings.recursive, sort=settings.sort, max_pixels=settings.max_pixels
     )
-    if not photos and not skipped:
-        raise UsageError(f"{folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, HEIC, ...)")
     photos, skipped = _leave_out(photos, skipped, exclude)
     wanted = _pick_reference(photos, settings.reference, folder) if photos else None
     outputs, previous = open_output(out, overwrite, command="register", inputs=inputs)

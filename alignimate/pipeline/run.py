@@ -1,10 +1,11 @@
-"""What every job shares (the run kernel): the result type, the output folder of a resumable run,
-device and worker choices, the key that tells whether a photo changed since the last run, how a
-photo is skipped with its reason, and the progress bar.
+"""What every job shares (the run kernel): the result type, the job's photos, the output folder of
+a resumable run, device and worker choices, the key that tells whether a photo changed since the
+last run, how a photo is skipped with its reason, the progress bar, and :class:`JobRun`, the state
+every job's run starts from.
 
 Jobs (``register``, ``apply``, ``faces``) import from here and from the services below them
-(:mod:`.outputs`, :mod:`.records`, :mod:`.photos`, the frame writer); a job never imports another
-job.
+(:mod:`.outputs`, :mod:`.records`, :mod:`.photos`, :mod:`.video_input`, the frame writer); a job
+never imports another job.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from alignimate.errors import UsageError
 from alignimate.pipeline.exclusions import EXCLUDED_REASON
 from alignimate.pipeline.frame_writer import default_workers
-from alignimate.pipeline.outputs import OutputFolder
-from alignimate.pipeline.photos import Photo, Skipped
+from alignimate.pipeline.outputs import OutputFolder, check_not_input
+from alignimate.pipeline.photos import Photo, Skipped, discover_photos
 from alignimate.pipeline.records import (
     CHECKPOINT_NAME,
     REPORT_NAME,
@@ -32,6 +33,7 @@ from alignimate.pipeline.records import (
     write_report,
     write_transforms,
 )
+from alignimate.pipeline.video_input import JobInput
 
 if TYPE_CHECKING:
     import torch
@@ -40,8 +42,10 @@ if TYPE_CHECKING:
 __all__ = [
     "RUN_FILES",
     "AlignResult",
+    "JobRun",
     "RunBook",
     "device_name",
+    "find_photos",
     "fresh_record",
     "open_output",
     "photo_bar",
@@ -184,6 +188,38 @@ def open_output(
         raise
 
 
+def find_photos(
+    source: JobInput,
+    out: Path,
+    *,
+    recursive: bool = False,
+    sort: str = "date",
+    max_pixels: int | None = None,
+    leave_out: Path | None = None,
+    label: str = "output folder",
+) -> tuple[list[Photo], list[Skipped]]:
+    """The photos of a job (:func:`~alignimate.pipeline.photos.discover_photos`, its arguments).
+
+    The output folder ``out`` is refused first when it is (or contains) an input folder: discovery
+    leaves an output folder inside the input folder out, so such a request would otherwise end in "no
+    photos found". ``leave_out`` is a file the job writes (its animation) that may lie among the
+    photos. A UsageError when the folder holds no photo, readable or not.
+    """
+    check_not_input(out, source.inputs, what=label)
+    photos, skipped = discover_photos(
+        source.folder,
+        recursive=recursive,
+        sort=sort,
+        exclude=out if source.inputs == [source.folder] else None,
+        max_pixels=max_pixels,
+    )
+    if leave_out is not None and leave_out.exists():
+        photos = [p for p in photos if not os.path.samefile(p.path, leave_out)]
+    if not photos and not skipped:
+        raise UsageError(f"{source.folder}: no photos found (looked for JPEG, PNG, TIFF, WebP, HEIC, ...)")
+    return photos, skipped
+
+
 def stat_key(path: Path) -> list[int]:
     """``[size, mtime_ns]`` of a photo: an unchanged key means an unchanged file, for a resume."""
     st = path.stat()
@@ -252,4 +288,65 @@ class RunBook:
         """The run ended: write its files and remove the checkpoint; returns ``run``."""
         write_run(self.folder, run)
         self.checkpoints.remove()
+        return run
+
+
+SettingsT = TypeVar("SettingsT")
+
+
+class JobRun(Generic[SettingsT]):
+    """What every job's run holds and does alike: its input folder, output folder and run book, its
+    settings, device, worker count, progress bars and log, the photos' order, skipping with a reason,
+    frame names and the run's end. A job's own run class adds its records and steps."""
+
+    def __init__(
+        self,
+        folder: Path,
+        outputs: OutputFolder,
+        settings: SettingsT,
+        device: torch.device,
+        progress: bool,
+        log: Callable[[str], None],
+        *,
+        workers: int | None = None,
+        own_files: Iterable[str] = (),
+    ) -> None:
+        """``workers`` as :func:`resolve_workers`; ``own_files``: the job's files in the output
+        folder besides its frames and :data:`RUN_FILES` (a contact sheet)."""
+        self.folder, self.outputs, self.out = folder, outputs, outputs.path
+        self.settings, self.device, self.progress, self.log = settings, device, progress, log
+        self.workers = resolve_workers(workers)
+        self.own_files = frozenset((*RUN_FILES, *own_files))
+        self.order: list[str] = []
+        self.book = RunBook(outputs)
+
+    def bar(self, iterable: Iterable[Any] | None, total: int, desc: str) -> tqdm:
+        """A progress bar counted in photos, drawn when the run shows progress (:func:`photo_bar`)."""
+        return photo_bar(iterable, total=total, desc=desc, enabled=self.progress)
+
+    def skip_record(self, record: PhotoRecord, reason: str) -> None:
+        """Mark ``record`` skipped for ``reason`` and say so (:func:`skip_record`)."""
+        skip_record(record, reason, self.log)
+
+    def new_record(self, photo: Photo) -> PhotoRecord:
+        """A pending record of ``photo`` with its current :func:`stat_key` (:func:`fresh_record`)."""
+        return fresh_record(photo, stat_key(photo.path))
+
+    def unusable(self, item: Skipped, **extra: Any) -> PhotoRecord:
+        """The record of a photo discovery could not use, said in the log (:func:`skipped_record`)."""
+        return skipped_record(item, self.log, **extra)
+
+    def frame_name(self, photo_name: str, suffix: str, taken: set[str]) -> str:
+        """A fresh name for the frame of ``photo_name``, never one of the run's own files
+        (:meth:`~alignimate.pipeline.outputs.OutputFolder.fresh_name`; ``taken`` gains it)."""
+        taken |= self.own_files
+        return self.outputs.fresh_name(photo_name, suffix, taken)
+
+    def close(self, run: RunRecord, stale: Callable[[str], bool]) -> RunRecord:
+        """The run ended: write its transforms.json and report.csv, remove the checkpoint, and remove
+        the files of an earlier run that ``run`` no longer names (photos left out or skipped since)
+        and ``stale`` says are frames; only files recorded as alignimate's. Returns ``run``."""
+        self.book.close(run)
+        current = {p.output for p in run.photos if p.output} | self.own_files
+        self.outputs.remove(n for n in self.outputs.owned() - current if stale(n))
         return run

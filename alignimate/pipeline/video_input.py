@@ -1,6 +1,6 @@
 """A video as a job's input: its sampled frames written as photos into the output folder, which the
-job then reads as it reads any folder of photos (``frames_from_video`` is the one call a job makes
-before discovery).
+job then reads as it reads any folder of photos (:func:`open_job_input`, a folder or a video, is the
+one call a job makes before discovery).
 
 Where the frames go: a sub-folder of the output folder, ``<video stem>-frames/``. The output
 folder's ledger claims the sub-folder's name, and the sub-folder is an output folder of its own
@@ -30,9 +30,10 @@ import json
 import os
 import stat as stat_module
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image
 from PIL.ExifTags import IFD, Base
@@ -53,10 +54,12 @@ from alignimate.pipeline.outputs import OutputFolder, check_not_input, failure_f
 __all__ = [
     "FRAMES_COMMAND",
     "FRAMES_RECORD_NAME",
+    "JobInput",
+    "VideoSampling",
     "frame_name",
     "frames_from_video",
     "is_video_input",
-    "open_video_input",
+    "open_job_input",
 ]
 
 FRAMES_COMMAND = "video-frames"
@@ -259,41 +262,63 @@ def frames_from_video(
     return path
 
 
-def open_video_input(
-    video: Path,
+@dataclass(frozen=True)
+class JobInput:
+    """Where a job finds its photos (:func:`open_job_input`)."""
+
+    folder: Path  # the photos' folder: the one given, or the frames folder of a video
+    inputs: list[Path]  # the folders the output folder must neither be nor contain
+    overwrite: bool  # the job's overwrite; False once a video's frames were written (they are input)
+
+
+class VideoSampling(Protocol):
+    """Which frames of a video a job takes (the jobs' settings have these fields)."""
+
+    video_every: int  # every N-th frame ...
+    sample_fps: float  # ... or, when above 0, this many frames per second
+
+
+def open_job_input(
+    given: Path,
     out: Path,
+    sampling: VideoSampling,
     *,
     command: str,
     overwrite: bool,
-    every: int,
-    sample_fps: float,
     label: str = "output folder",
     log: Callable[[str], None] | None = None,
-) -> Path:
-    """A job's first step when its input is a video file: its frames, written into the output folder.
+) -> JobInput:
+    """A job's first step: its input is the folder ``given``, or, when ``given`` is a video file, the
+    frames that ``sampling`` picks, written into the output folder ``out``.
 
-    The output folder is opened under its rules and closed again; the job opens it as usual (a
-    rerun then resumes: frames already extracted from the same video are kept).
+    For a video, the output folder is opened under its rules and closed again; the job opens it as
+    usual (a rerun then resumes: frames already extracted from the same video are kept), and the
+    video's folder stands for the input folder in those rules.
 
     Args:
-        video: the video file.
+        given: the folder of photos or the video file.
         out: the job's output folder.
+        sampling: which of the video's frames to take.
         command: the job (``register``, ``faces``), for the folder's ledger.
         overwrite: as the job's ``overwrite``.
-        every, sample_fps: every N-th frame, or ``sample_fps`` frames per second when it is above 0.
         label: what messages call the output folder.
         log: as :func:`frames_from_video`.
 
     Returns:
-        the sub-folder holding the frames: the job's input folder.
+        a :class:`JobInput`. A UsageError when ``given`` is neither a folder nor a video file.
     """
-    check_not_input(out, [video.parent], what=label)
+    if not is_video_input(given):
+        if not given.is_dir():
+            raise UsageError(f"{given}: not a folder")
+        return JobInput(given, [given], overwrite)
+    check_not_input(out, [given.parent], what=label)
     with OutputFolder.open(
-        out, command=command, overwrite=overwrite, inputs=[video.parent], label=label, resumable=True
+        out, command=command, overwrite=overwrite, inputs=[given.parent], label=label, resumable=True
     ) as folder:
-        return frames_from_video(
-            video, folder, None if sample_fps > 0 else every, sample_fps if sample_fps > 0 else None, log=log
-        )
+        fps = sampling.sample_fps
+        every = None if fps > 0 else sampling.video_every
+        frames = frames_from_video(given, folder, every, fps if fps > 0 else None, log=log)
+    return JobInput(frames, [given.parent], False)
 
 
 def is_video_input(path: Path) -> bool:
