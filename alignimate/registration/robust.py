@@ -81,17 +81,15 @@ def photometric_fit(
 
 
 def _strided_median(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Median ``(B,)`` of ``values (B, N)`` over the entries where ``valid``, taken over an evenly
-    strided subset of at most ``_SCALE_SAMPLES`` entries (0 for a row with none): sorting every
-    sample every iteration would cost more than the rest of the solver, and the estimate barely
-    moves."""
+    """Median ``(B,)`` of ``values (B, N)`` over the entries where ``valid`` (the lower of the two
+    middle ones for an even count), taken over an evenly strided subset of at most
+    ``_SCALE_SAMPLES`` entries (0 for a row with none): sorting every sample every iteration would
+    cost more than the rest of the solver, and the estimate barely moves. ``nanmedian`` selects
+    rather than sorts (several times faster than a sort here)."""
     step = max(1, values.shape[1] // _SCALE_SAMPLES)
     values, valid = values[:, ::step], valid[:, ::step]
-    filled = torch.where(valid, values, torch.full_like(values, torch.inf))
-    count = valid.sum(dim=1)
-    middle = ((count - 1).clamp(min=0) // 2).unsqueeze(1)
-    median = filled.sort(dim=1).values.gather(1, middle)[:, 0]
-    return torch.where(count > 0, median, torch.zeros_like(median))
+    median = torch.where(valid, values, torch.nan).nanmedian(dim=1).values
+    return torch.where(valid.any(dim=1), median, torch.zeros_like(median))
 
 
 def robust_scale(residual: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -167,7 +165,8 @@ def sample_weights(
         return tukey_weights(residual, robust_scale(residual, weight), c)
     if previous is None:
         part = slice(None, None, fit_stride)
-        subset = (values[:, part], reference[:, part], weight[:, part])
+        # Contiguous copies: the fit's rounds read them a dozen times, strided reads cost more.
+        subset = (values[:, part].contiguous(), reference[:, part].contiguous(), weight[:, part].contiguous())
         gain, bias, scale = robust_photometric_model(*subset, c=c)
         return tukey_weights(_residual(values, reference, gain, bias), scale, c)
     gain, bias = photometric_fit(values, reference, weight * previous)
