@@ -228,7 +228,9 @@ def gauss_newton_level(
                 weighted = work.features * weight.unsqueeze(1)  # (B, P + 2, M)
                 hessian = products(weighted, work.features)
                 motion_hessian = hessian[:, :p, :p]
-                rhs = torch.bmm(weighted, values.unsqueeze(2))[..., 0]
+                # As a row vector times a matrix: the same product as ``weighted @ values`` at a
+                # tenth of the time on the CPU (a batched matrix-vector product takes a slow path).
+                rhs = torch.bmm(values.unsqueeze(1), weighted.transpose(1, 2))[:, 0]
             else:
                 rows = torch.stack([weight * values, weight * work.intensity, weight], dim=1)  # (B, 3, M)
                 sums = products(rows, work.features)  # (B, 3, P + 2)
@@ -292,11 +294,12 @@ class _Working:
             fixed.weight.sum(dim=1) if has_mask else fixed.intensity.new_full((1,), fixed.intensity.shape[1])
         )
         self.fixed_area = area.clamp(min=1.0)
-        self.steepest = steepest
+        self.steepest: torch.Tensor | None = steepest
         self.features = None
         if photometric:
             ones = torch.ones_like(fixed.intensity).unsqueeze(1)
             self.features = torch.cat([steepest, fixed.intensity.unsqueeze(1), ones], dim=1)
+            self.steepest = None  # inside the features now; not copied again when pairs drop out
 
     def subset(self, keep: torch.Tensor) -> _Working:
         new = object.__new__(_Working)
