@@ -329,7 +329,13 @@ def _register_chunk(
         model = model_from_matrix(init, settings.moving_size, settings.fixed_size)
         state = _fresh_state(_project(model, settings.motion).to(moving_levels[0].image.dtype))
     for level in reversed(range(first)):
-        level_options = options if level == 0 else {**coarse_options, "max_pixels": _MAX_COARSE_PIXELS}
+        # Only the finest level lengthens steady steps: on coarser ones it changes the path into the
+        # finest level's start, which cost clean pairs accuracy (docs/benchmarks.md, issue #13).
+        level_options = (
+            {**options, "accelerate": True}
+            if level == 0
+            else {**coarse_options, "max_pixels": _MAX_COARSE_PIXELS}
+        )
         run = functools.partial(
             _run_level, motion=schedule[level], iterations=budgets[level], **level_options
         )
@@ -697,10 +703,11 @@ def _run_level(
     min_overlap: float,
     robust: bool,
     max_pixels: int | None = None,
+    accelerate: bool = False,
 ) -> LevelState:
     """Run ``solver`` on one level for every pair, in chunks on the CPU; returns the new state.
     ``max_pixels``: the most fixed samples per pair (default: ``_SAMPLES_PER_PARAMETER`` per
-    parameter of ``motion``)."""
+    parameter of ``motion``); ``accelerate``: as :func:`~.solvers.gauss_newton_level`."""
     if iterations == 0:
         return state
     if max_pixels is None:
@@ -729,6 +736,7 @@ def _run_level(
                 tolerance=tolerance,
                 min_overlap=min_overlap,
                 robust_c=TUKEY_C if robust else None,
+                accelerate=accelerate,
             )
         else:
             result = adam_level(

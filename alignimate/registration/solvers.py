@@ -61,6 +61,15 @@ __all__ = [
 # On the CPU a check costs nothing and drops converged pairs from the work sooner (check_every).
 CHECK_EVERY = 5
 _CPU_CHECK_EVERY = 2
+# Steady steps (``accelerate``): a pair whose step keeps its direction (cosine of the corner motions
+# above _STEADY_COSINE) and shrinks by a ratio within _STEADY_RATIOS converges linearly; its step is
+# lengthened to the sum of the geometric series, at most _MAX_BOOST times, and only while the step
+# is under _BOOST_BELOW_PIXELS level pixels, so a boost never moves a pair by more than a pixel.
+# Used on the finest level only (the engine's choice; docs/benchmarks.md, issue #13).
+_STEADY_COSINE = 0.95
+_STEADY_RATIOS = (0.5, 0.95)
+_MAX_BOOST = 4.0
+_BOOST_BELOW_PIXELS = 0.25
 # Iterations between refreshes of the motion block of the normal equations, where the weights do
 # not change every iteration (plain least squares).
 _REFRESH_EVERY = 5
@@ -160,11 +169,13 @@ def gauss_newton_level(
     tolerance: float,
     min_overlap: float,
     robust_c: float | None = None,
+    accelerate: bool = False,
 ) -> LevelState:
     """Refine ``state.model`` on one level with inverse-compositional Gauss-Newton (see module
     docstring). ``moving`` holds the chunk's level images, ``fixed`` its fixed samples (batch 1
     when shared). ``robust_c``: Tukey's constant for robust re-weighting (``zncc``, ``mse``), or
-    ``None`` for plain least squares.
+    ``None`` for plain least squares. ``accelerate``: lengthen the steps of pairs that converge
+    slowly and steadily (:func:`_steady_boost`).
 
     Every :func:`check_every` iterations the pairs still moving are counted (one host sync) and the
     work continues on those pairs only, so the cost follows each pair's own iteration count.
@@ -180,6 +191,7 @@ def gauss_newton_level(
     # Corner motion of a step, linearised: (B, P) @ (P, 8) -> per-corner displacements.
     corner_jacobian = _corner_jacobian(model, fixed.corners).reshape(p, 8)
     max_step = _MAX_STEP_PIXELS / fixed.pixels_per_unit
+    boost_below = _BOOST_BELOW_PIXELS / fixed.pixels_per_unit if accelerate else 0.0
     tol = tolerance / fixed.pixels_per_unit
 
     # Full-batch results, and the working set (the pairs still moving) with its own tensors.
@@ -193,6 +205,9 @@ def gauss_newton_level(
     active = torch.ones_like(converged)
     motion_hessian = torch.zeros(t.shape[0], p, p, dtype=dtype, device=device)
     kept: torch.Tensor | None = None  # the robust weights of the previous iteration
+    previous_corners: torch.Tensor | None = None  # the previous step's corner motion, and its size
+    previous_motion: torch.Tensor | None = None
+    previous_boost = torch.ones_like(t[:, 0, 0])
     every = check_every(device)
     for it in range(iterations):
         values, inside, moving_mask = sample_moving(work.moving, t, work.coords, perspective)
@@ -250,15 +265,20 @@ def gauss_newton_level(
                 motion_hessian = products(work.steepest * weight.unsqueeze(1), work.steepest)
             rhs = products((weight * target).unsqueeze(1), work.steepest)[:, 0]
             step = _solve(motion_hessian, rhs, p)
-        motion = (step @ corner_jacobian).view(-1, 4, 2).norm(dim=-1).amax(dim=-1)
+        corners = step @ corner_jacobian
+        motion = corners.view(-1, 4, 2).norm(dim=-1).amax(dim=-1)
+        # A step after a boosted one measures the boost's own error: it never ends a pair's run.
+        settled = previous_boost <= 1.0
+        boost = _steady_boost(corners, motion, previous_corners, previous_motion, boost_below)
+        previous_corners, previous_motion, previous_boost = corners, motion, boost
         enough_overlap = overlap >= min_overlap
         moving_pairs = active & enough_overlap
-        scale = (max_step / motion.clamp(min=1e-12)).clamp(max=1.0) * moving_pairs
+        scale = torch.minimum(boost, max_step / motion.clamp(min=1e-12)) * moving_pairs
         inverse_increment, _ = torch.linalg.inv_ex(model.increment(step * scale.unsqueeze(-1)))
         updated = t @ inverse_increment
         t = updated / updated[:, 2:3, 2:3]
         count = count + moving_pairs
-        done = moving_pairs & (motion < tol)
+        done = moving_pairs & (motion < tol) & settled
         converged = converged | done
         active = active & ~done & enough_overlap
         last = it + 1 == iterations
@@ -275,9 +295,34 @@ def gauss_newton_level(
                 ids, t, count, converged = ids[keep], t[keep], count[keep], converged[keep]
                 overlap, active, motion_hessian = overlap[keep], active[keep], motion_hessian[keep]
                 kept = None if kept is None else kept[keep]
+                previous_corners, previous_motion = previous_corners[keep], previous_motion[keep]
+                previous_boost = previous_boost[keep]
                 work = work.subset(keep)
     converged_out = converged_out & (overlap_out >= min_overlap)
     return LevelState(model_out, count_out, converged_out, overlap_out)
+
+
+def _steady_boost(
+    corners: torch.Tensor,
+    motion: torch.Tensor,
+    previous_corners: torch.Tensor | None,
+    previous_motion: torch.Tensor | None,
+    below: float,
+) -> torch.Tensor:
+    """Step multiplier ``(B,)``: 1, or ``1 / (1 - r)`` (at most ``_MAX_BOOST``) for a pair whose
+    steps shrink steadily, each one ``r`` times the last in the same direction (corner motions
+    ``(B, 8)`` within ``_STEADY_COSINE``, ``r`` in ``_STEADY_RATIOS``) while its ``motion (B,)`` is
+    under ``below`` (frame units): such a pair converges linearly, and the rest of the geometric
+    series is ``r / (1 - r)`` of this step."""
+    ones = torch.ones_like(motion)
+    if previous_corners is None or previous_motion is None:
+        return ones
+    norms = corners.norm(dim=-1) * previous_corners.norm(dim=-1)
+    cosine = (corners * previous_corners).sum(dim=-1) / norms.clamp(min=1e-30)
+    ratio = motion / previous_motion.clamp(min=1e-30)
+    low, high = _STEADY_RATIOS
+    steady = (cosine > _STEADY_COSINE) & (ratio > low) & (ratio < high) & (motion < below)
+    return torch.where(steady, (1.0 / (1.0 - ratio.clamp(max=high))).clamp(max=_MAX_BOOST), ones)
 
 
 class _Working:

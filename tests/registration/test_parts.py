@@ -253,3 +253,72 @@ def test_result_without_sizes_needs_dsize() -> None:
     assert result.warp(torch.rand(1, 1, 8, 8), (8, 8)).shape == (1, 1, 8, 8)
     with pytest.raises(ValueError, match="sizes"):
         result.matrix_for((8, 8), (8, 8))
+
+
+# --------------------------------------------------------------------------- steady-step boost
+
+
+def test_steady_boost_lengthens_only_steady_small_steps() -> None:
+    from alignimate.registration.solvers import _MAX_BOOST, _steady_boost
+
+    previous = torch.tensor([0.1, 0.0, 0.0, 0.1, -0.1, 0.0, 0.0, -0.1]).repeat(6, 1)
+    factor = torch.tensor([0.8, 0.6, -0.8, 0.97, 0.3, 0.8])  # per pair: this step over the last
+    current = previous * factor[:, None]
+    current[5] *= 10  # the last pair moves too far for a boost
+    previous[5] *= 10
+
+    def motion(corners: torch.Tensor) -> torch.Tensor:
+        return corners.view(-1, 4, 2).norm(dim=-1).amax(dim=-1)
+
+    boost = _steady_boost(current, motion(current), previous, motion(previous), below=0.5)
+    expected = torch.tensor([min(_MAX_BOOST, 1 / (1 - 0.8)), 1 / (1 - 0.6), 1.0, 1.0, 1.0, 1.0])
+    assert torch.allclose(boost, expected)
+    assert torch.equal(_steady_boost(current, motion(current), None, None, below=0.5), torch.ones(6))
+
+
+BLUR_SIGMA = 2.5
+
+
+def _corners_apart(a: torch.Tensor, b: torch.Tensor, size: tuple[int, int]) -> float:
+    """Largest distance, in pixels, between the image corners mapped by two frame models."""
+    h, w = size
+    xs, ys = (0.0, w - 1.0), (0.0, h - 1.0)
+    corners = torch.tensor([[x, y, 1.0] for y in ys for x in xs], dtype=torch.float64)
+    mapped = [corners @ matrix_from_model(m.double(), size, size).transpose(1, 2) for m in (a, b)]
+    points = [m[..., :2] / m[..., 2:] for m in mapped]
+    return float((points[0] - points[1]).norm(dim=-1).max())
+
+
+@pytest.mark.parametrize("model", ["similarity", "homography"])
+def test_accelerated_finest_level_gets_as_close_in_fewer_iterations(model: str) -> None:
+    from alignimate.registration.solvers import LevelState, gauss_newton_level
+
+    rng = np.random.default_rng(3)
+    homography = model == "homography"
+    cases = [make_case(rng, name, (96, 96), homography=homography) for name in ("camera", "coffee")]
+    # A blurred moving view: the fixed image's gradients overstate its slopes, so every step falls
+    # short by about the same fraction and the plain solver converges slowly and steadily.
+    blurred = [cv2.GaussianBlur(c.moving, (0, 0), BLUR_SIGMA) for c in cases]
+    moving, fixed = to_tensor(blurred), to_tensor([c.fixed for c in cases])
+    grey = (moving.mean(dim=1, keepdim=True), fixed.mean(dim=1, keepdim=True))
+    moving_level, fixed_level = build_levels(grey[0], None, 1)[0], build_levels(grey[1], None, 1)[0]
+    samples = sample_fixed(fixed_level, None)
+    motion = get_model(model)
+    truth = torch.from_numpy(np.stack([c.fixed_H_moving for c in cases]))
+    start = model_from_matrix(truth, (96, 96), (96, 96)).float()
+    start[:, :2, 2] += torch.tensor([[0.03, -0.02], [-0.02, 0.03]])  # about 1.5 px off
+    fresh = (torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.bool), torch.ones(2))
+
+    def solve(accelerate: bool, tolerance: float = 0.01, iterations: int = 60) -> LevelState:
+        return gauss_newton_level(
+            moving_level, samples, motion, LevelState(start.clone(), *fresh), loss="zncc",
+            iterations=iterations, tolerance=tolerance, min_overlap=0.1, accelerate=accelerate,
+        )
+
+    limit = solve(False, tolerance=1e-4, iterations=400)  # the plain solver's fixed point, closely
+    plain, fast = solve(False), solve(True)
+    assert bool(fast.converged.all()) and bool(plain.converged.all())
+    assert int(fast.iterations.sum()) < int(plain.iterations.sum())
+    off_plain = _corners_apart(plain.model, limit.model, (96, 96))
+    off_fast = _corners_apart(fast.model, limit.model, (96, 96))
+    assert off_fast <= max(off_plain, 0.01) + 0.005, (off_fast, off_plain)
