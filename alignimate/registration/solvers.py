@@ -168,8 +168,8 @@ def gauss_newton_level(
     iterations: int,
     tolerance: float,
     min_overlap: float,
-    robust_c: float | None = None,
     accelerate: bool = False,
+    robust_c: float | None = None,
 ) -> LevelState:
     """Refine ``state.model`` on one level with inverse-compositional Gauss-Newton (see module
     docstring). ``moving`` holds the chunk's level images, ``fixed`` its fixed samples (batch 1
