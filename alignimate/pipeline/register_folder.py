@@ -364,8 +364,7 @@ class _Run(JobRun[RegisterSettings]):
             if record.output is not None and Path(record.output).suffix.lower() != suffix:
                 record.output = None  # an alpha channel came or went: a new name (finish removes the old)
             if record.output is None:
-                photo = Photo(Path(record.source), record.name, tuple(record.size), None)
-                record.output = self.frame_name(photo.name, suffix, taken)
+                record.output = self.frame_name(record.name, suffix, taken)
             jobs.append(dataclasses.replace(job, target=self.out / record.output, size_hw=None))
             signatures[record.name] = signature
         # The frames' names are on disk before any frame is, so a resumed run knows them as its own.
