@@ -36,8 +36,8 @@ _THRESHOLD_FRACTION = 0.008
 _MIN_THRESHOLD = 2.0
 # The fewest inliers that make a candidate: the model's minimal sample plus this margin (a
 # candidate only competes with the others on the judges' score, so a false one costs little). A
-# zoomed-in, occluded view of a plain scene may keep only 30 keypoints and 4-8 matches, all of the
-# right ones among them (docs/benchmarks.md, issue #13 section, second seed).
+# zoomed-in, occluded view of a plain scene may keep only a few dozen keypoints and a handful of
+# matches (docs/benchmarks.md, issue #13 section, second seed).
 _INLIER_MARGIN = 2
 # DoG contrast threshold for [0, 1] images: lower than SIFT's usual 0.01, so that faint, low-contrast
 # scenes (a clock face, cells, a sky) keep enough keypoints beside a high-contrast occluder; the

@@ -243,8 +243,9 @@ def gauss_newton_level(
                 weighted = work.features * weight.unsqueeze(1)  # (B, P + 2, M)
                 hessian = products(weighted, work.features)
                 motion_hessian = hessian[:, :p, :p]
-                # As a row vector times a matrix: the same product as ``weighted @ values`` at a
-                # tenth of the time on the CPU (a batched matrix-vector product takes a slow path).
+                # As a row vector times a matrix: the same product as ``weighted @ values``, but a
+                # batched matrix-vector product takes a slow path on the CPU (docs/benchmarks.md,
+                # issue #13 section).
                 rhs = torch.bmm(values.unsqueeze(1), weighted.transpose(1, 2))[:, 0]
             else:
                 rows = torch.stack([weight * values, weight * work.intensity, weight], dim=1)  # (B, 3, M)
