@@ -120,9 +120,11 @@ def _weighted_sums(values: torch.Tensor, weights: torch.Tensor | None) -> tuple[
     if weights is None:
         count = values.shape[1] * values.shape[2] * values.shape[3]  # also for an empty batch
         return values.sum(dim=(1, 2, 3)), values.new_full((values.shape[0],), float(count))
-    shape = torch.broadcast_shapes(values.shape, weights.shape)
-    total = (values * weights).sum(dim=(1, 2, 3))
-    weight = weights.expand(shape).sum(dim=(1, 2, 3))
+    # The product's shape is the broadcast one (torch.broadcast_shapes would import sympy: seconds of
+    # start-up for a one-line computation).
+    weighted = values * weights
+    total = weighted.sum(dim=(1, 2, 3))
+    weight = weights.expand(weighted.shape).sum(dim=(1, 2, 3))
     return total, weight
 
 
