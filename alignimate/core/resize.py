@@ -13,26 +13,15 @@ the Keys cubic stretched likewise. ``cv2.resize`` does *not* antialias its ``INT
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F  # noqa: N812  (the universal PyTorch idiom)
 
-from alignimate.core.checks import check_image_batch, check_positive_int
+from alignimate.core.checks import check_image_batch
+from alignimate.sizes import check_size_hw, fit_size, scaled_size
 
 __all__ = ["RESIZE_MODES", "fit_size", "rescale", "resize", "resize_to_fit", "scaled_size"]
 
 RESIZE_MODES: tuple[str, ...] = ("bilinear", "bicubic", "nearest", "area")
-
-
-def _check_size(size: tuple[int, int], name: str = "size") -> tuple[int, int]:
-    if (
-        not isinstance(size, (tuple, list))
-        or len(size) != 2
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
-    ):
-        raise ValueError(f"{name} must be a pair of positive ints (h, w), got {size!r}")
-    return int(size[0]), int(size[1])
 
 
 def resize(
@@ -63,7 +52,7 @@ def resize(
         ``(B, C, h, w)``; the input itself when the size is unchanged (same convention, so identity).
     """
     check_image_batch(images)
-    h, w = _check_size(size)
+    h, w = check_size_hw(size)
     if mode not in RESIZE_MODES:
         raise ValueError(f"mode must be one of {RESIZE_MODES}, got {mode!r}")
     if align not in ("centers", "corners"):
@@ -84,24 +73,6 @@ def resize(
     return F.adaptive_avg_pool2d(images, (h, w))
 
 
-def _round_half_up(value: float) -> int:
-    return math.floor(value + 0.5)
-
-
-def fit_size(size: tuple[int, int], max_side: int, *, allow_upscale: bool = False) -> tuple[int, int]:
-    """The ``(h, w)`` :func:`resize_to_fit` produces: the longer side becomes ``max_side`` and the shorter
-    one ``round(short * max_side / long)`` (half up, at least 1). A size that already fits is returned
-    unchanged unless ``allow_upscale``."""
-    h, w = _check_size(size)
-    check_positive_int(max_side, "max_side")
-    longer = max(h, w)
-    if longer <= max_side and not allow_upscale:
-        return h, w
-    if h >= w:
-        return max_side, max(1, _round_half_up(w * max_side / h))
-    return max(1, _round_half_up(h * max_side / w)), max_side
-
-
 def resize_to_fit(
     images: torch.Tensor,
     max_side: int,
@@ -115,20 +86,6 @@ def resize_to_fit(
     check_image_batch(images)
     new_size = fit_size(tuple(images.shape[-2:]), max_side, allow_upscale=allow_upscale)
     return resize(images, new_size, mode=mode, antialias=antialias)
-
-
-def scaled_size(size: tuple[int, int], factor: float | tuple[float, float]) -> tuple[int, int]:
-    """``(round(h * fy), round(w * fx))`` (half up, at least 1) for ``factor`` ``f`` or ``(fy, fx)``."""
-    h, w = _check_size(size)
-    if isinstance(factor, (int, float)) and not isinstance(factor, bool):
-        fy = fx = float(factor)
-    elif isinstance(factor, (tuple, list)) and len(factor) == 2:
-        fy, fx = float(factor[0]), float(factor[1])
-    else:
-        raise TypeError(f"factor must be a float or a pair (fy, fx), got {factor!r}")
-    if not (fy > 0 and fx > 0) or math.isinf(fy) or math.isinf(fx):
-        raise ValueError(f"factor must be positive and finite, got {factor!r}")
-    return max(1, _round_half_up(h * fy)), max(1, _round_half_up(w * fx))
 
 
 def rescale(

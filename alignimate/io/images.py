@@ -51,6 +51,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError, features
 from PIL.ExifTags import Base
 
 from alignimate.io.ordering import exif_datetime, natural_key
+from alignimate.sizes import fit_size
 
 __all__ = [
     "HEIF_MISSING_REASON",
@@ -437,25 +438,36 @@ def probe_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) 
 
 
 def _fit_size(width: int, height: int, max_side: int | None) -> tuple[int, int] | None:
-    """Pillow's ``(w, h)`` of the copy that fits in ``max_side`` (:func:`alignimate.core.resize.fit_size`),
+    """Pillow's ``(w, h)`` of the copy that fits in ``max_side`` (:func:`alignimate.sizes.fit_size`),
     or None to keep the size."""
     if max_side is None:
         return None
-    # Imported here: alignimate.core imports torch, which a full-size read (apply's frames) never needs.
-    from alignimate.core.resize import fit_size
-
     h, w = fit_size((height, width), max_side)
     return None if (h, w) == (height, width) else (w, h)
 
 
-def _request_draft(image: Image.Image, max_side: int | None) -> None:
-    """Let the JPEG decoder scale by 1/2, 1/4 or 1/8 while still giving at least the target size.
+def _request_draft(image: Image.Image, max_side: int | None) -> int:
+    """Let the JPEG decoder scale by 1/2, 1/4 or 1/8 while still giving at least the target size;
+    returns the scale Pillow chose (1: decoded whole).
 
     ``max_side`` bounds the longer side, which is the same before and after EXIF orientation.
     """
     target = _fit_size(*image.size, max_side)
-    if target is not None:
-        image.draft("RGB", target)  # a no-op for formats other than JPEG
+    if target is None:
+        return 1
+    width = image.size[0]
+    drafted = image.draft("RGB", target)  # None for formats other than JPEG
+    return 1 if drafted is None else round(width / drafted[1][2])
+
+
+def shrink_to_fit(image: Image.Image, max_side: int | None) -> Image.Image:
+    """``image`` (upright) resized to fit ``max_side`` with Lanczos (the last step of every reduced
+    read: :func:`read_image` and :func:`alignimate.io.planes.read_image_pixels` give the same pixels);
+    the image itself when it fits."""
+    target = _fit_size(*image.size, max_side)
+    if target is None:
+        return image
+    return image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
 def _grey_16bit_to_uint8(values: np.ndarray) -> np.ndarray:
@@ -523,10 +535,7 @@ def _decode(path: Path, limit: int | None, max_side: int | None, alpha: bool) ->
         converted = _to_8bit(upright)
         if converted.mode == "RGBA" and not alpha:
             converted = Image.fromarray(_composite_on_black(np.asarray(converted)))
-        target = _fit_size(*converted.size, max_side)
-        if target is not None:
-            converted = converted.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        array = np.asarray(converted)
+        array = np.asarray(shrink_to_fit(converted, max_side))
     if alpha and array.shape[2] == 3:
         array = np.concatenate([array, np.full((*array.shape[:2], 1), 255, np.uint8)], axis=2)
     return np.ascontiguousarray(array)

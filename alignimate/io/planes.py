@@ -34,8 +34,19 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
+from PIL import Image
 
-from alignimate.io.images import PhotoError, _effective_limit, _open, _orientation, _reason_for, read_image
+from alignimate.io.images import (
+    PhotoError,
+    _check_positive,
+    _effective_limit,
+    _open,
+    _orientation,
+    _reason_for,
+    _request_draft,
+    read_image,
+    shrink_to_fit,
+)
 from alignimate.io.opencv import opencv
 from alignimate.io.writing import IMAGE_FORMATS, atomic_write, check_uint8_image, save_image
 
@@ -53,6 +64,13 @@ __all__ = [
 # Pillow modes of JPEGs that libjpeg-turbo turns into RGB exactly as Pillow does (CMYK and YCCK
 # JPEGs are converted differently by the two; they take the Pillow path).
 _FAST_JPEG_MODES = frozenset({"RGB", "L"})
+# OpenCV's flags for libjpeg's DCT scaling, by scale; combined with IMREAD_COLOR_RGB they give RGB.
+_REDUCED_FLAGS = {
+    1: "",
+    2: "IMREAD_REDUCED_GRAYSCALE_2",
+    4: "IMREAD_REDUCED_GRAYSCALE_4",
+    8: "IMREAD_REDUCED_GRAYSCALE_8",
+}
 # Per thread, the BGR copy of the last frame encoded (OpenCV encodes BGR): reusing it spares the page
 # faults of a fresh full-resolution buffer on every frame.
 _SCRATCH = threading.local()
@@ -90,44 +108,57 @@ def _upright(cv2: ModuleType, pixels: np.ndarray, orientation: int) -> np.ndarra
     return pixels
 
 
-def _decode_jpeg(path: Path) -> np.ndarray | None:
-    """``(H, W, 3)`` RGB pixels of a JPEG as stored (no orientation), or ``None`` when libjpeg refuses
-    it (truncated, corrupt) or there is no codec."""
+def _decode_jpeg(path: Path, scale: int = 1) -> np.ndarray | None:
+    """``(H, W, 3)`` RGB pixels of a JPEG as stored (no orientation), decoded at ``1 / scale`` of its
+    size (1, 2, 4 or 8: libjpeg's DCT scaling, as Pillow's draft mode), or ``None`` when libjpeg
+    refuses it (truncated, corrupt) or there is no codec."""
     cv2 = _jpeg_codec()
-    if cv2 is None:
+    if cv2 is None or scale not in _REDUCED_FLAGS:
         return None
     data = np.fromfile(path, dtype=np.uint8)
-    pixels = cv2.imdecode(data, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION | getattr(cv2, _REDUCED_FLAGS[scale], 0)
+    pixels = cv2.imdecode(data, flags)
     if pixels is None or pixels.ndim != 3 or pixels.shape[2] != 3:
         # Pillow reads it again and either says why or decodes what it can.
         return None
     return pixels
 
 
-def read_image_pixels(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> np.ndarray:
-    """Decode a photo upright at full resolution as ``(H, W, 3)`` uint8 RGB pixels.
+def read_image_pixels(
+    path: str | os.PathLike[str], *, max_side: int | None = None, max_pixels: int | None = None
+) -> np.ndarray:
+    """Decode a photo upright as ``(H, W, 3)`` uint8 RGB pixels, at full resolution or, with
+    ``max_side``, reduced to fit it (a working copy).
 
-    The same pixels as ``read_image(path)`` (EXIF orientation applied, any mode converted,
-    transparency composited onto black), decoded by OpenCV where that gives the same pixels; the
-    array may be read-only (Pillow's). ``max_pixels`` as :func:`alignimate.io.read_image`. Raises
+    The same pixels as ``read_image(path, max_side=max_side)`` (EXIF orientation applied, any mode
+    converted, transparency composited onto black; a reduced JPEG decoded at the same 1/2, 1/4 or 1/8
+    scale and resized with the same Lanczos), decoded by OpenCV where that gives the same pixels. Its
+    decoder holds no lock Python needs, so a thread reading working copies runs beside one importing
+    modules (:mod:`alignimate.pipeline.readahead`). The array may be read-only (Pillow's).
+    ``max_side`` and ``max_pixels`` as :func:`alignimate.io.read_image`. Raises
     :class:`~alignimate.io.PhotoError` for every unreadable photo.
     """
     path = Path(path)
+    _check_positive("max_side", max_side)
     limit = _effective_limit(max_pixels)
     try:
         with _open(path, limit) as image:
             fast = image.format == "JPEG" and image.mode in _FAST_JPEG_MODES
             orientation = _orientation(image)
+            scale = _request_draft(image, max_side) if fast else 1
     except PhotoError:
         raise
     except Exception as exc:
         raise PhotoError(path, _reason_for(exc, limit)) from exc
     if fast:
-        pixels = _decode_jpeg(path)
+        pixels = _decode_jpeg(path, scale)
         cv2 = _jpeg_codec()
         if pixels is not None and cv2 is not None:
-            return _upright(cv2, pixels, orientation)
-    return read_image(path, max_pixels=max_pixels)
+            upright = _upright(cv2, pixels, orientation)
+            if max_side is None:
+                return upright
+            return np.asarray(shrink_to_fit(Image.fromarray(upright), max_side))
+    return read_image(path, max_side=max_side, max_pixels=max_pixels)
 
 
 def read_image_planes(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> torch.Tensor:

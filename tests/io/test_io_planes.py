@@ -13,7 +13,7 @@ from PIL import Image
 
 import alignimate.io.planes as planes_module
 from alignimate.io import PhotoError, read_image, read_image_planes, save_image, save_image_planes
-from alignimate.io.planes import fast_jpeg_available
+from alignimate.io.planes import fast_jpeg_available, read_image_pixels
 
 
 def _photo(h: int = 45, w: int = 67, seed: int = 0) -> np.ndarray:
@@ -34,8 +34,8 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     seen: list[Path] = []
     real = planes_module._decode_jpeg
 
-    def spy(path: Path) -> torch.Tensor | None:
-        result = real(path)
+    def spy(path: Path, scale: int = 1) -> np.ndarray | None:
+        result = real(path, scale)
         if result is not None:
             seen.append(path)
         return result
@@ -86,6 +86,47 @@ def test_every_exif_orientation_matches_pillow(orientation: int, tmp_path: Path,
     planes = read_image_planes(path)
     np.testing.assert_array_equal(_as_hwc(planes), read_image(path))
     assert decodes == [path]
+
+
+# Long sides for a photo of 245 x 367: Pillow's draft mode decodes it at 1/1, 1/2, 1/4 and 1/8.
+WORKING_SIDES = {1: 300, 2: 150, 4: 80, 8: 40}
+
+
+@pytest.mark.parametrize("scale", sorted(WORKING_SIDES))
+@pytest.mark.parametrize("variant", sorted(JPEG_VARIANTS))
+def test_working_copies_equal_pillows(variant: str, scale: int, tmp_path: Path, decodes: list[Path]) -> None:
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(_photo(245, 367, seed=scale)).save(path, **JPEG_VARIANTS[variant])
+    side = WORKING_SIDES[scale]
+    pixels = read_image_pixels(path, max_side=side)
+    expected = read_image(path, max_side=side)
+    assert pixels.dtype == np.uint8 and max(pixels.shape[:2]) == side
+    np.testing.assert_array_equal(pixels, expected)
+    assert decodes == [path]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_working_copies_are_upright_like_pillows(
+    orientation: int, tmp_path: Path, decodes: list[Path]
+) -> None:
+    path = tmp_path / f"o{orientation}.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(_photo(98, 171)).save(path, quality=90, exif=exif)
+    np.testing.assert_array_equal(read_image_pixels(path, max_side=40), read_image(path, max_side=40))
+    assert decodes == [path]
+
+
+def test_grey_and_other_working_copies_equal_pillows(tmp_path: Path) -> None:
+    Image.fromarray(_photo(245, 367)[..., 0]).save(tmp_path / "grey.jpg", quality=90)
+    Image.fromarray(_photo(245, 367)).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=90)
+    Image.fromarray(_photo(245, 367)).save(tmp_path / "photo.png")
+    for name in ("grey.jpg", "cmyk.jpg", "photo.png"):
+        np.testing.assert_array_equal(
+            read_image_pixels(tmp_path / name, max_side=80), read_image(tmp_path / name, max_side=80)
+        )
+    with pytest.raises(ValueError, match="max_side"):
+        read_image_pixels(tmp_path / "grey.jpg", max_side=0)
 
 
 def test_other_formats_and_cmyk_jpegs_take_the_pillow_path(tmp_path: Path, decodes: list[Path]) -> None:
