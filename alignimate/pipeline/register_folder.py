@@ -13,45 +13,48 @@ redoing registrations or frames that are already done.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from alignimate.errors import UsageError
-from alignimate.io import PhotoError, read_image, read_image_planes, save_image_planes
-from alignimate.pipeline.color_pass import correction_digest, with_color_corrections
-from alignimate.pipeline.cutout import Cutout, cutout_signature, render_background
+from alignimate.io import PhotoError, read_image_pixels, read_image_planes, save_image_planes
 from alignimate.pipeline.exclusions import EXCLUDED_REASON, read_exclusions
 from alignimate.pipeline.frame_writer import FrameJob, write_frames
-from alignimate.pipeline.framing import common_crop
+from alignimate.pipeline.modes import SEMANTIC_MODES, parse_mode
 from alignimate.pipeline.outputs import OutputFolder, failure_from_os_error
 from alignimate.pipeline.photos import Photo, Skipped
+from alignimate.pipeline.readahead import ReadAhead
 from alignimate.pipeline.records import PhotoRecord, RunRecord
-from alignimate.pipeline.register_stages import (
-    FindSemantic,
-    ReadWorkingCopy,
-    RegisterPixels,
-    RegisterSemantic,
-    SemanticReference,
-)
 from alignimate.pipeline.render import translation
 from alignimate.pipeline.run import (
     AlignResult,
     JobRun,
+    device_name,
     find_photos,
     open_output,
     pick_device,
     resolve_workers,
 )
-from alignimate.pipeline.semantic_sources import SEMANTIC_MODES, SemanticSource, parse_mode
 from alignimate.pipeline.stages import Row, Step, batch_length, batch_rows, run_steps
 from alignimate.pipeline.video_input import open_job_input
 from alignimate.settings import RegisterSettings
+
+if TYPE_CHECKING:
+    import torch
+
+    from alignimate.pipeline.semantic_sources import SemanticSource
+
+# torch, and every module that imports it (the engine, the semantic sources, colour matching, crop and
+# cut-outs), is imported where it is first used, after the working copies have started to be read
+# ahead (alignimate.pipeline.readahead): a fresh process then spends its seconds of torch import
+# with the other core decoding photos.
 
 __all__ = ["AlignResult", "UsageError", "align_folder"]
 
@@ -132,10 +135,12 @@ class _Run(JobRun[RegisterSettings]):
         workers: int,
         progress: bool,
         log: Callable[[str], None],
+        readahead: ReadAhead | None = None,
     ) -> None:
         super().__init__(folder, outputs, settings, device, progress, log, workers=workers)
         self.batch_size = settings.batch_size
         self.records: dict[str, PhotoRecord] = {}
+        self.readahead = readahead
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def run_record(
@@ -201,12 +206,17 @@ class _Run(JobRun[RegisterSettings]):
         explicit = self.settings.reference not in ("first", "middle", "auto")
         for photo in candidates:
             try:
-                return photo, read_image(photo.path, max_side=self.settings.size)
+                return photo, self.working_copy(photo.path)
             except PhotoError as err:
                 if explicit:
                     raise UsageError(f"reference photo {err.path}: {err.reason}") from None
                 self.skip(photo.name, err.reason)
         raise UsageError(f"no readable photo in {self.folder}")
+
+    def working_copy(self, path: Path) -> np.ndarray:
+        """``path``'s working copy: from the read-ahead when it has it, else read now."""
+        image = self.readahead.take(path) if self.readahead is not None else None
+        return read_image_pixels(path, max_side=self.settings.size) if image is None else image
 
     def register_all(self, photos: list[Photo], reference: Photo, fixed_image: np.ndarray) -> None:
         """Register every pending photo's working copy onto ``fixed_image`` (the reference's).
@@ -214,6 +224,8 @@ class _Run(JobRun[RegisterSettings]):
         Batches of ``batch_size`` photos are read and registered on ``self.workers`` threads (much of
         the engine runs outside the GIL) and recorded here, in order; at most a few batches are in
         memory at once, however many photos there are."""
+        from alignimate.pipeline.register_stages import ReadWorkingCopy, RegisterPixels
+
         self._mark_reference(reference)
         register = RegisterPixels(
             fixed_image, reference.size_hw, self.settings.model, self.settings.loss, self.device
@@ -222,16 +234,20 @@ class _Run(JobRun[RegisterSettings]):
         workers = self.workers if self.device.type == "cpu" else 1
         steps = [
             # Working copies are small: reading two batches ahead keeps the registration fed.
-            Step([ReadWorkingCopy(self.settings.size)], workers=2, window=2 * self.batch_size),
+            Step([ReadWorkingCopy(self.working_copy)], workers=2, window=2 * self.batch_size),
             Step([register], batch_size=self.batch_size, workers=workers),
         ]
         self._run_stages(photos, reference, steps, "registering")
+        if self.readahead is not None:
+            self.readahead.close()  # what it read and nobody took (photos already registered) goes
 
     def register_semantic(
         self, photos: list[Photo], reference: Photo, ref_choice: Any, source: SemanticSource
     ) -> None:
         """Register every pending photo's semantic image onto the reference's, starting from the
         closed-form keypoint fit; detection runs one batch at a time, so memory stays bounded."""
+        from alignimate.pipeline.register_stages import FindSemantic, RegisterSemantic, SemanticReference
+
         self._mark_reference(reference)
         self.records[reference.name].extra["semantic"] = ref_choice.detail or {}
         if not any(self.records[p.name].status == "pending" for p in photos):
@@ -301,6 +317,10 @@ class _Run(JobRun[RegisterSettings]):
         usable = [self.records[n] for n in self.order if self.records[n].usable]
         if self.settings.crop == "none":
             return None, list(canvas)
+        import torch
+
+        from alignimate.pipeline.framing import common_crop
+
         matrices = torch.tensor([r.matrix for r in usable], dtype=torch.float64)
         box = common_crop(matrices, [tuple(r.size) for r in usable], canvas)
         if box is None:
@@ -320,6 +340,9 @@ class _Run(JobRun[RegisterSettings]):
     ) -> None:
         """Write every usable photo's frame that is not on disk already with this exact warp;
         ``source``: the semantic mode's, which hands out the subject masks of ``--background person``."""
+        from alignimate.pipeline.color_pass import correction_digest, with_color_corrections
+        from alignimate.pipeline.cutout import cutout_signature, render_background
+
         offset = translation(-crop["left"], -crop["top"]) if crop else np.eye(3)
         taken: set[str] = set()
         usable = [self.records[n] for n in self.order if self.records[n].usable]
@@ -404,6 +427,8 @@ class _Run(JobRun[RegisterSettings]):
             return todo
         if source is None:
             raise UsageError(f"--background person needs --mode body or masks, not {self.settings.mode}")
+        from alignimate.pipeline.cutout import Cutout
+
         photos = [Photo(Path(r.source), r.name, (r.size[0], r.size[1]), None) for r, _, _ in todo]
         out = []
         for (record, job, signature), mask in zip(todo, source.subject_masks(photos), strict=True):
@@ -432,6 +457,7 @@ def _semantic_source(
     """The mode's source of semantic content; a missing file, folder or model is a usage error."""
     from alignimate.detect.cache import DetectionCache
     from alignimate.detect.weights import WeightsError
+    from alignimate.pipeline.semantic_sources import SemanticSource
 
     semantic = settings.mode in ("body", "faces")
     cache = DetectionCache(cache_dir, enabled=use_cache, warn=log) if semantic else None
@@ -531,18 +557,19 @@ def align_folder(
     source = open_job_input(folder, out, settings, command="register", overwrite=overwrite, log=log)
     folder, inputs, overwrite = source.folder, source.inputs, source.overwrite
     workers = resolve_workers(workers)
-    torch_device = pick_device(settings.device)
+    device = device_name(settings.device)  # asks torch only where a GPU may be (checked up front)
     photos, skipped = find_photos(
         source, out, recursive=settings.recursive, sort=settings.sort, max_pixels=settings.max_pixels
     )
     photos, skipped = _leave_out(photos, skipped, exclude)
     wanted = _pick_reference(photos, settings.reference, folder) if photos else None
     outputs, previous = open_output(out, overwrite, command="register", inputs=inputs)
-    with outputs:
+    with outputs, _read_ahead(settings, photos, wanted) as readahead:
+        torch_device = pick_device(device)  # torch's import, while the read-ahead decodes
         if previous is not None and (wanted is None or previous.reference != wanted.name):
             previous = None  # matrices of another reference cannot be reused
         log = log or (lambda _msg: None)
-        run = _Run(folder, outputs, settings, torch_device, workers, progress, log)
+        run = _Run(folder, outputs, settings, torch_device, workers, progress, log, readahead)
         run.add_photos(photos, skipped, previous)
 
         def make_source() -> SemanticSource:
@@ -557,6 +584,17 @@ def align_folder(
         finally:
             # Whatever stopped the run (an error, Ctrl-C), what was done is recorded for a resume.
             run.book.flush(quietly=True)
+
+
+def _read_ahead(
+    settings: RegisterSettings, photos: list[Photo], wanted: Photo | None
+) -> contextlib.AbstractContextManager[ReadAhead | None]:
+    """Pixels mode: the working copies read ahead, the reference's first, then in the photos' order
+    (:mod:`alignimate.pipeline.readahead`); nothing for the semantic modes, which read other copies."""
+    if settings.mode != "pixels" or wanted is None:
+        return contextlib.nullcontext()
+    order = [wanted.path] + [p.path for p in photos if p is not wanted]
+    return ReadAhead(order, functools.partial(read_image_pixels, max_side=settings.size), settings.size)
 
 
 def _register_and_render(

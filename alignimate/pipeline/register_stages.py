@@ -18,6 +18,8 @@ They drop the working copy, so a batch leaving them holds no image.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +27,6 @@ import torch
 
 from alignimate.core.fit import point_rms
 from alignimate.core.transforms import rescale_matrix, transform_points
-from alignimate.io import read_image
 from alignimate.pipeline.photos import Photo
 from alignimate.pipeline.records import matrix_problem
 from alignimate.pipeline.render import linear_scale
@@ -127,15 +128,16 @@ def _skipped(row: Row, reason: str) -> Row:
 
 
 class ReadWorkingCopy(RowStage):
-    """``photo`` -> ``image``: the working copy, long side at most ``size`` pixels, ``(h, w, 3)`` uint8."""
+    """``photo`` -> ``image``: the working copy ``read(path)`` gives, ``(h, w, 3)`` uint8 (e.g.
+    :func:`~alignimate.io.planes.read_image_pixels` with the working size as ``max_side``)."""
 
     num_cpus = 0.5
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self, read: Callable[[Path], np.ndarray]) -> None:
+        self.read = read
 
     def process(self, row: Row) -> Row:
-        return {"image": read_image(row["photo"].path, max_side=self.size)}
+        return {"image": self.read(row["photo"].path)}
 
 
 class RegisterPixels(Stage):

@@ -31,7 +31,6 @@ nothing is detected twice.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from alignimate.detect.cache import DetectionCache
 from alignimate.detect.semantic import confidence_weights, heatmap_image, keypoints_at, resized_mask
 from alignimate.io import PhotoError, read_images_parallel
 from alignimate.pipeline.cutout import SubjectMask
+from alignimate.pipeline.modes import SEMANTIC_MODES, parse_mode
 from alignimate.pipeline.photos import Photo
 from alignimate.registration import register_points
 
@@ -60,7 +60,6 @@ __all__ = [
     "working_size",
 ]
 
-SEMANTIC_MODES = ("body", "faces", "keypoints", "masks")
 # Gaussian sigma: a fraction of the working image's long side (alignimation's 0.04), but at most a
 # quarter of the keypoints' spread, or a face's five blobs, 20 px each at 512 px, would melt into
 # one round blob that says nothing about rotation or scale; and never below 1.5 px.
@@ -77,29 +76,6 @@ _ASPECT_TOLERANCE = 0.03
 _WHAT = {"body": "person", "faces": "face"}
 # Photos detected at once when masks are fetched for frames whose registration was reused.
 _MASK_BATCH = 16
-
-
-def parse_mode(mode: str, source: str | os.PathLike[str] | None) -> tuple[str, Path | None]:
-    """Split ``"keypoints:FILE"`` / ``"masks:DIR"`` into the mode and its source.
-
-    Args:
-        mode: a mode of :data:`SEMANTIC_MODES`, with ``:SOURCE`` for the file modes.
-        source: the source given separately (the ``source`` setting), or None.
-
-    Returns:
-        ``(mode, source)``; the source is None for the modes without one. Raises ``ValueError`` when
-        a file mode has no source or two different ones.
-    """
-    name, _, inline = str(mode).partition(":")
-    if inline and source is not None and Path(inline) != Path(source):
-        raise ValueError(f"mode {mode!r} names a source and source={str(source)!r} names another")
-    where = Path(inline) if inline else (Path(source) if source is not None else None)
-    if name in ("keypoints", "masks") and where is None:
-        what = "a keypoint file (JSON or CSV)" if name == "keypoints" else "a folder of mask PNGs"
-        raise ValueError(f"--mode {name} needs {what}: --mode {name}:PATH or --source PATH")
-    if name not in ("keypoints", "masks") and where is not None:
-        raise ValueError(f"--source is only used by --mode keypoints and --mode masks, not {name}")
-    return name, where
 
 
 def working_size(size_hw: Sequence[int], long_side: int) -> tuple[int, int]:

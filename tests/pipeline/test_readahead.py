@@ -1,0 +1,154 @@
+"""Working copies read ahead while ``register`` starts (issue #17): the reader hands each copy over at
+most once, never reads a photo the job already took on itself, passes read errors on, stays within
+its memory bound and stops when closed; ``align_folder`` reads every working copy exactly once and
+imports torch only after the read-ahead has started."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import alignimate.pipeline.register_folder as register_folder
+from alignimate.io import PhotoError, read_image_pixels
+from alignimate.pipeline.readahead import READ_AHEAD_BYTES, ReadAhead
+
+
+def _fake_read(log: list[Path], gate: threading.Event | None = None):
+    def read(path: Path) -> np.ndarray:
+        if gate is not None:
+            gate.wait(5)
+        log.append(path)
+        if path.name.startswith("bad"):
+            raise PhotoError(path, "not a photo")
+        return np.full((2, 2, 3), len(path.name), np.uint8)
+
+    return read
+
+
+def test_copies_are_read_in_order_and_handed_over_once() -> None:
+    paths = [Path(f"p{i}.jpg") for i in range(5)]
+    log: list[Path] = []
+    with ReadAhead(paths, _fake_read(log), max_side=64) as ahead:
+        ahead._thread.join(5)  # let it finish (nothing stops it before the last photo)
+        assert log == paths
+        first = ahead.take(paths[0])
+        assert first is not None and first.shape == (2, 2, 3)
+        assert ahead.take(paths[0]) is None  # handed over already: the caller reads it itself
+        assert all(ahead.take(p) is not None for p in paths[1:])
+    assert ahead.take(Path("never-listed.jpg")) is None
+
+
+def test_a_photo_taken_before_its_turn_is_left_to_the_job() -> None:
+    paths = [Path(f"p{i}.jpg") for i in range(4)]
+    log: list[Path] = []
+    gate = threading.Event()
+    with ReadAhead(paths, _fake_read(log, gate), max_side=64) as ahead:
+        assert ahead.take(paths[2]) is None  # not started: the job reads it, the thread never will
+        gate.set()
+        ahead._thread.join(5)
+        assert paths[2] not in log and log == [paths[0], paths[1], paths[3]]
+        assert ahead.take(paths[1]) is not None  # a read in progress or done is waited for
+
+
+def test_read_errors_are_raised_to_the_taker() -> None:
+    paths = [Path("bad.jpg"), Path("good.jpg")]
+    with ReadAhead(paths, _fake_read([]), max_side=64) as ahead:
+        with pytest.raises(PhotoError, match="not a photo"):
+            ahead.take(paths[0])
+        assert ahead.take(paths[1]) is not None
+
+
+def test_other_failures_leave_the_photo_to_the_job() -> None:
+    def broken(path: Path) -> np.ndarray:
+        raise RuntimeError("a bug, reported where the job reads the photo again")
+
+    with ReadAhead([Path("p.jpg")], broken, max_side=64) as ahead:
+        ahead._thread.join(5)
+        assert ahead.take(Path("p.jpg")) is None
+
+
+def test_reading_ahead_is_bounded_by_bytes() -> None:
+    side = 1024
+    count = READ_AHEAD_BYTES // (3 * side * side)
+    paths = [Path(f"p{i}.jpg") for i in range(count + 10)]
+    log: list[Path] = []
+    with ReadAhead(paths, _fake_read(log), max_side=side) as ahead:
+        ahead._thread.join(5)
+    assert log == paths[:count]
+
+
+def test_close_stops_reading_and_drops_what_was_not_taken() -> None:
+    paths = [Path(f"p{i}.jpg") for i in range(50)]
+    log: list[Path] = []
+    gate = threading.Event()
+    ahead = ReadAhead(paths, _fake_read(log, gate), max_side=64)  # its first read waits at the gate
+    closer = threading.Thread(target=ahead.close)
+    closer.start()
+    while not ahead._closed:
+        closer.join(0.01)
+    gate.set()  # the read in progress ends; nothing more is read
+    closer.join(5)
+    assert not ahead._thread.is_alive() and log in ([], paths[:1])
+    assert ahead.take(paths[0]) is None
+    ahead.close()  # twice is harmless
+
+
+def _photos(folder: Path, count: int) -> None:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:120, 0:160]
+    base = np.stack([x * 1.5, y * 2.0, (x + y) * 0.8], axis=2) + rng.normal(0, 30, (120, 160, 3))
+    for i in range(count):
+        shifted = np.roll(base, (i, 2 * i), axis=(0, 1))
+        Image.fromarray(np.clip(shifted, 0, 255).astype(np.uint8)).save(folder / f"p{i}.jpg", quality=90)
+
+
+def test_align_folder_reads_every_working_copy_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _photos(tmp_path / "in", 6)
+    calls: list[tuple[str, int | None]] = []
+    lock = threading.Lock()
+
+    def counting(path: Path, *, max_side: int | None = None, max_pixels: int | None = None) -> np.ndarray:
+        with lock:
+            calls.append((Path(path).name, max_side))
+        return read_image_pixels(path, max_side=max_side, max_pixels=max_pixels)
+
+    monkeypatch.setattr(register_folder, "read_image_pixels", counting)
+    result = register_folder.align_folder(tmp_path / "in", tmp_path / "out", size=64, crop="none")
+    assert result.exit_code == 0
+    working = sorted(name for name, side in calls if side == 64)
+    assert working == [f"p{i}.jpg" for i in range(6)]
+
+
+# A fresh interpreter: whether torch is imported when the read-ahead starts.
+_PROBE = """
+import json, sys
+import alignimate.pipeline.register_folder as rf
+seen = {}
+real = rf.ReadAhead.__init__
+def spy(self, *args, **kwargs):
+    seen["torch"] = "torch" in sys.modules
+    real(self, *args, **kwargs)
+rf.ReadAhead.__init__ = spy
+rf.align_folder(sys.argv[1], sys.argv[2], size=64, crop="none")
+print(json.dumps(seen))
+"""
+
+
+def test_torch_is_imported_after_the_read_ahead_starts(tmp_path: Path) -> None:
+    _photos(tmp_path / "in", 3)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(tmp_path / "in"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"torch": False}
