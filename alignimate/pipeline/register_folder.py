@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from alignimate.errors import UsageError
-from alignimate.io import PhotoError, read_image_pixels, read_image_planes, save_image_planes
+from alignimate.io import PhotoError, read_image, read_image_pixels, read_image_planes, save_image_planes
 from alignimate.pipeline.exclusions import EXCLUDED_REASON, read_exclusions
 from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.modes import SEMANTIC_MODES, parse_mode
@@ -214,9 +214,10 @@ class _Run(JobRun[RegisterSettings]):
         raise UsageError(f"no readable photo in {self.folder}")
 
     def working_copy(self, path: Path) -> np.ndarray:
-        """``path``'s working copy: from the read-ahead when it has it, else read now."""
+        """``path``'s working copy: from the read-ahead when it has it, else read now (Pillow: the same
+        pixels as the read-ahead's, for less CPU; once torch is imported the GIL is no bottleneck)."""
         image = self.readahead.take(path) if self.readahead is not None else None
-        return read_image_pixels(path, max_side=self.settings.size) if image is None else image
+        return read_image(path, max_side=self.settings.size) if image is None else image
 
     def register_all(self, photos: list[Photo], reference: Photo, fixed_image: np.ndarray) -> None:
         """Register every pending photo's working copy onto ``fixed_image`` (the reference's).
