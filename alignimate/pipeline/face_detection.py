@@ -23,7 +23,7 @@ from alignimate.detect.base import Detector, Instance, detect_each
 from alignimate.detect.cache import DetectionCache
 from alignimate.detect.identity import FaceEmbedder, embed_faces, framing_of
 from alignimate.errors import UsageError
-from alignimate.io import PhotoError, read_image
+from alignimate.io import PhotoError, read_image_pixels
 from alignimate.pipeline.photos import Photo
 from alignimate.pipeline.records import PhotoRecord
 from alignimate.pipeline.stages import (
@@ -143,7 +143,7 @@ class LookUpFaces(RowStage):
         if faces is not None and self._embeddings_known(faces, out["emb_key"]):
             return {**out, "faces": faces, "cached": True, "detected": False}
         try:
-            image = read_image(item.photo.path)
+            image = read_image_pixels(item.photo.path)
         except PhotoError as err:
             return {**out, "status": "skipped", "reason": err.reason}
         return {**out, "faces": faces, "image": image, "detect": faces is None, "cached": faces is not None}
@@ -195,7 +195,7 @@ def _reference_embedding(
 ) -> np.ndarray:
     """Embedding of the largest face of the ``--identity`` photo (cached like the others)."""
     try:
-        image = read_image(path)
+        image = read_image_pixels(path)
     except PhotoError as err:
         raise UsageError(f"identity photo {err.path}: {err.reason}") from None
     key = cache.key(cache.photo_hash(path), f"{embedder.name}@reference", {"detector": detector.settings()})

@@ -28,7 +28,7 @@ from alignimate.io import (
     find_images,
     format_caption,
     probe_image,
-    read_image,
+    read_image_pixels,
     write_animation,
 )
 from alignimate.limits import MAX_ANIMATION_SIDE
@@ -173,7 +173,7 @@ def animate(
     def load(index: int) -> np.ndarray:
         path, name, when = items[index]
         try:
-            frame = read_image(path)
+            frame = read_image_pixels(path)
         except PhotoError as err:
             raise UsageError(f"frame {err.path}: {err.reason}") from None
         text = format_caption(caption, Path(name), index, when, caption_format, total=total)
