@@ -225,9 +225,12 @@ class _Run(JobRun[RegisterSettings]):
         Batches of ``batch_size`` photos are read and registered on ``self.workers`` threads (much of
         the engine runs outside the GIL) and recorded here, in order; at most a few batches are in
         memory at once, however many photos there are."""
+        self._mark_reference(reference)
+        if not any(self.records[p.name].status == "pending" for p in photos):
+            self._close_readahead()
+            return  # nothing to register (one photo, or a resumed run): the engine is not even imported
         from alignimate.pipeline.register_stages import ReadWorkingCopy, RegisterPixels
 
-        self._mark_reference(reference)
         register = RegisterPixels(
             fixed_image, reference.size_hw, self.settings.model, self.settings.loss, self.device
         )
@@ -239,8 +242,13 @@ class _Run(JobRun[RegisterSettings]):
             Step([register], batch_size=self.batch_size, workers=workers),
         ]
         self._run_stages(photos, reference, steps, "registering")
+        self._close_readahead()
+
+    def _close_readahead(self) -> None:
+        """Registration is over: stop the read-ahead and drop what nobody took (photos registered by
+        an earlier run)."""
         if self.readahead is not None:
-            self.readahead.close()  # what it read and nobody took (photos already registered) goes
+            self.readahead.close()
 
     def register_semantic(
         self, photos: list[Photo], reference: Photo, ref_choice: Any, source: SemanticSource
