@@ -342,15 +342,16 @@ class _Meter:
 
 def _instrument(meter: _Meter) -> None:
     """Replace the pipeline's step functions, wherever a loaded alignimate module refers to them."""
+    import alignimate.io.images as images
     import alignimate.io.planes as planes
     import alignimate.pipeline.records as records
     import alignimate.pipeline.render as render
     import alignimate.registration as registration
 
     steps = {
-        # Both readers of working copies (the read-ahead and the registration's) call it; inside the
-        # full decode (read_image_planes) it is not counted again.
-        "working copy (decode, resize)": (planes, "read_image_pixels"),
+        # The read-ahead's reader and the registration's own (inside the full decode, which calls the
+        # first, it is not counted again).
+        "working copy (decode, resize)": [(planes, "read_image_pixels"), (images, "read_image")],
         "registration (engine)": (registration, "register"),
         "full decode": (planes, "read_image_planes"),
         "warp (render_frame)": (render, "render_frame"),
@@ -358,12 +359,13 @@ def _instrument(meter: _Meter) -> None:
         "bookkeeping (transforms.json)": (records, "write_transforms"),
         "bookkeeping (report.csv)": (records, "write_report"),
     }
-    for step, (module, attr) in steps.items():
-        original = getattr(module, attr)
-        wrapped = meter.wrap(step, original)
-        for name, loaded in list(sys.modules.items()):
-            if name.startswith("alignimate") and getattr(loaded, attr, None) is original:
-                setattr(loaded, attr, wrapped)
+    for step, places in steps.items():
+        for module, attr in places if isinstance(places, list) else [places]:
+            original = getattr(module, attr)
+            wrapped = meter.wrap(step, original)
+            for name, loaded in list(sys.modules.items()):
+                if name.startswith("alignimate") and getattr(loaded, attr, None) is original:
+                    setattr(loaded, attr, wrapped)
 
 
 _FRONT = "import alignimate.cli; from alignimate.pipeline import align_folder"
