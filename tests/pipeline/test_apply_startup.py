@@ -33,16 +33,19 @@ from alignimate.pipeline.run import device_name, pick_device
 H, W = 60, 80
 
 # Runs the CLI in a fresh interpreter, then reports its exit status and whether torch was imported.
+# (main() reports at its exit, which for a process with torch loaded ends it at once.)
 _PROBE = """
 import json, sys
-from alignimate.cli import main
+import alignimate.cli as cli
+def report(status):
+    print(json.dumps({"code": status, "torch": "torch" in sys.modules}), flush=True)
+    raise SystemExit(status)
+cli._exit_without_teardown = report
 sys.argv = ["alignimate", *sys.argv[1:]]
 try:
-    main()
-    code = 0
-except SystemExit as stop:
-    code = stop.code
-print(json.dumps({"code": code, "torch": "torch" in sys.modules}))
+    cli.main()
+except SystemExit:
+    pass
 """
 
 
