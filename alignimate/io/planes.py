@@ -64,9 +64,9 @@ __all__ = [
 # Pillow modes of JPEGs that libjpeg-turbo turns into RGB exactly as Pillow does (CMYK and YCCK
 # JPEGs are converted differently by the two; they take the Pillow path).
 _FAST_JPEG_MODES = frozenset({"RGB", "L"})
-# OpenCV's flags for libjpeg's DCT scaling, by scale; combined with IMREAD_COLOR_RGB they give RGB.
+# OpenCV's flags for libjpeg's DCT scaling (1/2, 1/4, 1/8), by scale; combined with IMREAD_COLOR_RGB
+# they give RGB.
 _REDUCED_FLAGS = {
-    1: "",
     2: "IMREAD_REDUCED_GRAYSCALE_2",
     4: "IMREAD_REDUCED_GRAYSCALE_4",
     8: "IMREAD_REDUCED_GRAYSCALE_8",
@@ -113,11 +113,12 @@ def _decode_jpeg(path: Path, scale: int = 1) -> np.ndarray | None:
     size (1, 2, 4 or 8: libjpeg's DCT scaling, as Pillow's draft mode), or ``None`` when libjpeg
     refuses it (truncated, corrupt) or there is no codec."""
     cv2 = _jpeg_codec()
-    if cv2 is None or scale not in _REDUCED_FLAGS:
+    if cv2 is None or (scale != 1 and scale not in _REDUCED_FLAGS):
         return None
-    data = np.fromfile(path, dtype=np.uint8)
-    flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION | getattr(cv2, _REDUCED_FLAGS[scale], 0)
-    pixels = cv2.imdecode(data, flags)
+    flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
+    if scale != 1:
+        flags |= getattr(cv2, _REDUCED_FLAGS[scale])
+    pixels = cv2.imdecode(np.fromfile(path, dtype=np.uint8), flags)
     if pixels is None or pixels.ndim != 3 or pixels.shape[2] != 3:
         # Pillow reads it again and either says why or decodes what it can.
         return None

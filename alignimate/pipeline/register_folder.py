@@ -1,7 +1,8 @@
 """``align_folder``: register every photo of a folder onto a reference and write aligned frames.
 
 Steps: discover and order the photos; read small working copies (JPEG draft mode, so a 12 MP photo
-decodes at a fraction of the cost); register them in batches with :func:`alignimate.register`; turn
+decodes at a fraction of the cost; the first ones on a background thread while torch is imported,
+:mod:`alignimate.pipeline.readahead`); register them in batches with :func:`alignimate.register`; turn
 each working-resolution matrix into a full-resolution one; choose the crop every frame covers
 (computed from the matrices); warp each full-resolution original once and write it atomically;
 write ``transforms.json`` and ``report.csv``.
