@@ -2,10 +2,11 @@
 
 A fresh ``register`` process spends its first seconds on one core importing torch (docs/benchmarks.md,
 end to end), while the other core has nothing to do. :class:`ReadAhead` gives it the first photos'
-working copies to decode meanwhile. This only pays because the reads hold no lock Python needs
-(:func:`alignimate.io.planes.read_image_pixels` decodes JPEGs in OpenCV, outside the GIL, and imports
-nothing that imports torch): a read that needed the GIL or the import lock would wait for the import
-instead of running beside it.
+working copies to decode meanwhile. This only pays because the reads need the GIL for short steps
+only and never the import lock (:func:`alignimate.io.planes.read_image_pixels` decodes JPEGs in
+OpenCV, outside the GIL, and imports nothing that imports torch): Pillow's decoder, which takes the
+GIL back for every chunk of the file, or a first import of the torch core, would mostly wait for the
+import instead of running beside it.
 
 The reading stays bounded (:data:`READ_AHEAD_BYTES` of working copies at most) and never reads a photo
 twice: the job takes each copy at most once, and a photo it asks for before the thread has started on
