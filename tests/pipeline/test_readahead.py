@@ -21,7 +21,7 @@ from alignimate.io import PhotoError, read_image, read_image_pixels
 from alignimate.pipeline.readahead import READ_AHEAD_BYTES, ReadAhead
 
 
-def _fake_read(log: list[Path], gate: threading.Event | None = None):
+def _fake_read(log: list[Path], gate: threading.Event | None = None) -> Callable[[Path], np.ndarray]:
     def read(path: Path) -> np.ndarray:
         if gate is not None:
             gate.wait(5)
