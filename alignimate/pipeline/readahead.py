@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +88,13 @@ class ReadAhead:
         if isinstance(result, PhotoError):
             raise result
         return result
+
+    def drop(self, paths: Iterable[Path]) -> None:
+        """``paths`` are not needed after all: not read if not started, forgotten if read."""
+        with self._changed:
+            for path in paths:
+                self._waiting.discard(path)
+                self._done.pop(path, None)
 
     def close(self) -> None:
         """Stop reading (after the read in progress) and drop every copy not taken."""

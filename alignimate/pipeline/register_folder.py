@@ -187,6 +187,10 @@ class _Run(JobRun[RegisterSettings]):
             self.records[item.name] = self.unusable(item)
             self.order.append(item.name)
 
+    def pending(self, photos: list[Photo]) -> list[Photo]:
+        """The ``photos`` still to register (not decided by an earlier run, not skipped)."""
+        return [p for p in photos if self.records[p.name].status == "pending"]
+
     def forget_registrations(self) -> None:
         """The reference changed: every earlier matrix refers to another canvas."""
         for record in self.records.values():
@@ -227,7 +231,7 @@ class _Run(JobRun[RegisterSettings]):
         the engine runs outside the GIL) and recorded here, in order; at most a few batches are in
         memory at once, however many photos there are."""
         self._mark_reference(reference)
-        if not any(self.records[p.name].status == "pending" for p in photos):
+        if not self.pending(photos):
             self._close_readahead()
             return  # nothing to register (one photo, or a resumed run): the engine is not even imported
         from alignimate.pipeline.register_stages import ReadWorkingCopy, RegisterPixels
@@ -260,7 +264,7 @@ class _Run(JobRun[RegisterSettings]):
 
         self._mark_reference(reference)
         self.records[reference.name].extra["semantic"] = ref_choice.detail or {}
-        if not any(self.records[p.name].status == "pending" for p in photos):
+        if not self.pending(photos):
             return
         size, model, loss = self.settings.size, self.settings.model, self.settings.loss
         target = SemanticReference(source, ref_choice, reference, size)
@@ -296,7 +300,7 @@ class _Run(JobRun[RegisterSettings]):
     def _run_stages(self, photos: list[Photo], reference: Photo, steps: list[Step], desc: str) -> None:
         """Run the pending photos through the ``steps`` of stages (:mod:`.register_stages`) and record
         each batch, in order, with a checkpoint after it."""
-        todo = [p for p in photos if self.records[p.name].status == "pending"]
+        todo = self.pending(photos)
         if not todo:
             return
         rows = ({"name": p.name, "photo": p} for p in todo)
@@ -581,6 +585,10 @@ def align_folder(
         log = log or (lambda _msg: None)
         run = _Run(folder, outputs, settings, torch_device, workers, progress, log, readahead)
         run.add_photos(photos, skipped, previous)
+        if readahead is not None and wanted is not None:
+            # What an earlier run registered needs no working copy (the reference's always does).
+            pending = {p.name for p in run.pending(photos)}
+            readahead.drop(p.path for p in photos if p is not wanted and p.name not in pending)
 
         def make_source() -> SemanticSource:
             return _semantic_source(settings, detector, torch_device, cache_dir, use_cache, log)

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +101,20 @@ def test_close_stops_reading_and_drops_what_was_not_taken() -> None:
     ahead.close()  # twice is harmless
 
 
+def test_dropped_photos_are_not_read_or_are_forgotten() -> None:
+    paths = [Path(f"p{i}.jpg") for i in range(4)]
+    log: list[Path] = []
+    gate = threading.Event()
+    with ReadAhead(paths, _fake_read(log, gate), max_side=64) as ahead:
+        ahead.drop([paths[2]])  # not started yet
+        gate.set()
+        ahead._thread.join(5)
+        ahead.drop([paths[3]])  # read already
+        assert paths[2] not in log
+        assert ahead.take(paths[2]) is None and ahead.take(paths[3]) is None
+        assert ahead.take(paths[1]) is not None
+
+
 def _photos(folder: Path, count: int) -> None:
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -131,6 +145,26 @@ def test_align_folder_reads_every_working_copy_once(tmp_path: Path, monkeypatch:
     result = register_folder.align_folder(tmp_path / "in", tmp_path / "out", size=64, crop="none")
     assert result.exit_code == 0
     assert sorted(calls) == [f"p{i}.jpg" for i in range(6)]
+
+
+def test_a_resumed_run_drops_what_it_registered_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the photos still to register (and the reference) keep their place in the read-ahead."""
+    _photos(tmp_path / "in", 4)
+    dropped: list[list[str]] = []
+
+    class Spy(ReadAhead):
+        def drop(self, paths: Iterable[Path]) -> None:
+            paths = list(paths)
+            dropped.append(sorted(p.name for p in paths))
+            super().drop(paths)
+
+    monkeypatch.setattr(register_folder, "ReadAhead", Spy)
+    options = {"size": 64, "crop": "none", "reference": "first"}
+    assert register_folder.align_folder(tmp_path / "in", tmp_path / "out", **options).exit_code == 0
+    assert register_folder.align_folder(tmp_path / "in", tmp_path / "out", **options).exit_code == 0
+    assert dropped == [[], ["p1.jpg", "p2.jpg", "p3.jpg"]]
 
 
 # A fresh interpreter: whether torch is imported when the read-ahead starts.
