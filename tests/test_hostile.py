@@ -463,7 +463,7 @@ def test_output_folder_that_cannot_be_created(world) -> None:
 
 
 def test_full_disk_exits_3_and_a_rerun_resumes(world, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_save = register_folder.save_image_planes
+    real_save = register_folder.save_image_pixels
     saved: list[Path] = []
 
     def save_until_full(path, planes, *args, **kwargs):
@@ -472,13 +472,13 @@ def test_full_disk_exits_3_and_a_rerun_resumes(world, monkeypatch: pytest.Monkey
         saved.append(Path(path))
         return real_save(path, planes, *args, **kwargs)
 
-    monkeypatch.setattr(register_folder, "save_image_planes", save_until_full)
+    monkeypatch.setattr(register_folder, "save_image_pixels", save_until_full)
     result = invoke("register", world["photos"], "--out", world["out"], *FAST)
     assert result.exit_code == 3, result.output
     message = result.output.strip().splitlines()[-1]
     assert "No space left on device" in message and "rerun the same command to resume" in message
     assert len(result.output.strip().splitlines()) == 1
-    monkeypatch.setattr(register_folder, "save_image_planes", real_save)
+    monkeypatch.setattr(register_folder, "save_image_pixels", real_save)
     again = invoke("register", world["photos"], "--out", world["out"], *FAST, "--json")
     assert again.exit_code == 0
     assert sorted(p.name for p in world["out"].glob("*.jpg")) == ["IMG_1.jpg", "IMG_2.jpg", "IMG_3.jpg"]

@@ -14,11 +14,14 @@ The area every photo covers is therefore convex, and on each canvas row it is on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from alignimate.core.checks import check_matrices
+if TYPE_CHECKING:
+    # The crop itself is NumPy: a job that registers nothing (one photo, a resumed run) crops without
+    # importing torch. Only coverage_mask and torch arguments need it.
+    import torch
 
 __all__ = ["CropBox", "common_crop", "coverage_mask", "largest_rectangle"]
 
@@ -64,6 +67,8 @@ def coverage_mask(
         step: the canvas is sampled every ``step`` pixels (sample ``(i, j)`` sits at pixel
             ``(j * step, i * step)``).
     """
+    import torch
+
     h, w = canvas
     rows = int(np.floor((h - 1) / step)) + 1
     cols = int(np.floor((w - 1) / step)) + 1
@@ -297,11 +302,25 @@ def _largest_box(
     return bounds.box(top, bottom) if area > 0 else None
 
 
+def _matrices_array(out_H_src: torch.Tensor | np.ndarray, batch: int) -> np.ndarray:
+    """``out_H_src``, ``(B|1, 3, 3)`` with ``B == batch``, as a float64 array: a torch tensor is checked
+    as every core op checks its matrices, a numpy array by the same rules."""
+    if not isinstance(out_H_src, np.ndarray):
+        from alignimate.core.checks import check_matrices
+
+        check_matrices(out_H_src, batch, "out_H_src")
+        return out_H_src.detach().cpu().double().numpy()
+    if out_H_src.ndim != 3 or out_H_src.shape[1:] != (3, 3):
+        raise ValueError(f"out_H_src must have shape (B, 3, 3), got {out_H_src.shape}")
+    if out_H_src.shape[0] not in (1, batch):
+        raise ValueError(f"out_H_src has batch {out_H_src.shape[0]}, expected 1 or {batch}")
+    return out_H_src.astype(np.float64)
+
+
 def _check_crop_arguments(
-    out_H_src: torch.Tensor, src_sizes: list[tuple[int, int]], canvas: tuple[int, int], resolution: int
+    matrices: np.ndarray, src_sizes: list[tuple[int, int]], canvas: tuple[int, int], resolution: int
 ) -> None:
-    check_matrices(out_H_src, len(src_sizes), "out_H_src")
-    if not bool(torch.isfinite(out_H_src).all()):
+    if not np.isfinite(matrices).all():
         raise ValueError("out_H_src must hold finite matrices")
     if len(src_sizes) == 0:
         raise ValueError("src_sizes must list at least one photo size (h, w)")
@@ -314,7 +333,7 @@ def _check_crop_arguments(
 
 
 def common_crop(
-    out_H_src: torch.Tensor,
+    out_H_src: torch.Tensor | np.ndarray,
     src_sizes: list[tuple[int, int]],
     canvas: tuple[int, int],
     *,
@@ -328,7 +347,7 @@ def common_crop(
 
     Args:
         out_H_src: ``(B|1, 3, 3)`` pixel matrices that map photo ``i``'s pixels into the canvas
-            (docs/conventions.md).
+            (docs/conventions.md), a torch tensor or a numpy array (no torch needed).
         src_sizes: photo ``i``'s ``(h, w)``.
         canvas: the canvas ``(h, w)``.
         resolution: top and bottom rows are paired among about this many sampled rows, then moved
@@ -340,9 +359,10 @@ def common_crop(
     Returns:
         the box, or ``None`` when the photos share no area.
     """
-    _check_crop_arguments(out_H_src, src_sizes, canvas, resolution)
+    matrices = _matrices_array(out_H_src, len(src_sizes))
+    _check_crop_arguments(matrices, src_sizes, canvas, resolution)
     h, w = (int(canvas[0]), int(canvas[1]))
-    matrices = out_H_src.detach().to("cpu", torch.float64).expand(len(src_sizes), 3, 3).numpy()
+    matrices = np.broadcast_to(matrices, (len(src_sizes), 3, 3))
     try:
         src_H_out = np.linalg.inv(matrices)
     except np.linalg.LinAlgError as error:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from alignimate.errors import UsageError
-from alignimate.io import PhotoError, read_image, read_image_pixels, read_image_planes, save_image_planes
+from alignimate.io import PhotoError, read_image, read_image_pixels, save_image_pixels
 from alignimate.pipeline.exclusions import EXCLUDED_REASON, read_exclusions
 from alignimate.pipeline.frame_writer import FrameJob, write_frames
 from alignimate.pipeline.modes import SEMANTIC_MODES, parse_mode
@@ -52,10 +52,11 @@ if TYPE_CHECKING:
 
     from alignimate.pipeline.semantic_sources import SemanticSource
 
-# torch, and every module that imports it (the engine, the semantic sources, colour matching, crop and
+# torch, and every module that imports it (the engine, the semantic sources, colour matching and
 # cut-outs), is imported where it is first used, after the working copies have started to be read
 # ahead (alignimate.pipeline.readahead): a fresh process then spends its seconds of torch import
-# with the other core decoding photos.
+# with the other core decoding photos. A run with nothing to register on the CPU (one photo, a resumed
+# run) never imports it: the crop and the frames of affine matrices are NumPy and OpenCV.
 
 __all__ = ["AlignResult", "UsageError", "align_folder"]
 
@@ -132,16 +133,28 @@ class _Run(JobRun[RegisterSettings]):
         folder: Path,
         outputs: OutputFolder,
         settings: RegisterSettings,
-        device: torch.device,
+        device: str,
         workers: int,
         progress: bool,
         log: Callable[[str], None],
         readahead: ReadAhead | None = None,
     ) -> None:
+        """``device``: by name (:func:`~alignimate.pipeline.run.device_name`); :attr:`torch_device`
+        is torch's."""
         super().__init__(folder, outputs, settings, device, progress, log, workers=workers)
         self.batch_size = settings.batch_size
         self.records: dict[str, PhotoRecord] = {}
         self.readahead = readahead
+
+    @functools.cached_property
+    def torch_device(self) -> torch.device:
+        """The device as torch's; the first use imports torch."""
+        return pick_device(self.device)
+
+    def registers(self, photos: list[Photo], reference: Photo) -> bool:
+        """Whether the run will compute on torch (register a photo onto ``reference``, or detect in
+        one) as it stands (a reference that cannot be read changes it: :meth:`forget_registrations`)."""
+        return self.settings.mode != "pixels" or any(p is not reference for p in self.pending(photos))
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def run_record(
@@ -237,10 +250,10 @@ class _Run(JobRun[RegisterSettings]):
         from alignimate.pipeline.register_stages import ReadWorkingCopy, RegisterPixels
 
         register = RegisterPixels(
-            fixed_image, reference.size_hw, self.settings.model, self.settings.loss, self.device
+            fixed_image, reference.size_hw, self.settings.model, self.settings.loss, self.torch_device
         )
         # On a GPU the batches queue on one device anyway; more threads would only hold more memory.
-        workers = self.workers if self.device.type == "cpu" else 1
+        workers = self.workers if self.torch_device.type == "cpu" else 1
         steps = [
             # Working copies are small: reading two batches ahead keeps the registration fed.
             Step([ReadWorkingCopy(self.working_copy)], workers=2, window=2 * self.batch_size),
@@ -268,7 +281,8 @@ class _Run(JobRun[RegisterSettings]):
             return
         size, model, loss = self.settings.size, self.settings.model, self.settings.loss
         target = SemanticReference(source, ref_choice, reference, size)
-        stages = [FindSemantic(source), RegisterSemantic(source, target, size, model, loss, self.device)]
+        register = RegisterSemantic(source, target, size, model, loss, self.torch_device)
+        stages = [FindSemantic(source), register]
         what = {"body": "persons", "faces": "faces"}.get(source.mode, source.mode)
         # One worker: the detectors and their cache are used from one thread.
         self._run_stages(photos, reference, [Step(stages, batch_size=self.batch_size)], f"registering {what}")
@@ -331,11 +345,9 @@ class _Run(JobRun[RegisterSettings]):
         usable = [self.records[n] for n in self.order if self.records[n].usable]
         if self.settings.crop == "none":
             return None, list(canvas)
-        import torch
-
         from alignimate.pipeline.framing import common_crop
 
-        matrices = torch.tensor([r.matrix for r in usable], dtype=torch.float64)
+        matrices = np.array([r.matrix for r in usable], dtype=np.float64)
         box = common_crop(matrices, [tuple(r.size) for r in usable], canvas)
         if box is None:
             self.log("warning: the aligned photos share no common area; writing uncropped frames")
@@ -353,10 +365,10 @@ class _Run(JobRun[RegisterSettings]):
         source: SemanticSource | None = None,
     ) -> None:
         """Write every usable photo's frame that is not on disk already with this exact warp;
-        ``source``: the semantic mode's, which hands out the subject masks of ``--background person``."""
-        from alignimate.pipeline.color_pass import correction_digest, with_color_corrections
-        from alignimate.pipeline.cutout import cutout_signature, render_background
+        ``source``: the semantic mode's, which hands out the subject masks of ``--background person``.
 
+        Frames are read, warped and saved as numpy arrays, as ``apply`` writes them: affine frames on
+        the CPU need no torch."""
         offset = translation(-crop["left"], -crop["top"]) if crop else np.eye(3)
         taken: set[str] = set()
         usable = [self.records[n] for n in self.order if self.records[n].usable]
@@ -374,21 +386,18 @@ class _Run(JobRun[RegisterSettings]):
             )
             for record in usable
         ]
-        planned = with_color_corrections(
-            planned,
-            (output_size[0], output_size[1]),
-            self.settings.match_colors,
-            reference=next(i for i, r in enumerate(usable) if r.status == "reference"),
-            device=self.device,
-            workers=self.workers,
-        )
+        planned = self._with_colors(planned, usable, output_size)
         suffix = _frame_suffix(self.settings)
         todo: list[tuple[PhotoRecord, FrameJob, dict[str, Any]]] = []
         for record, job in zip(usable, planned, strict=True):
             signature = {"matrix": np.round(job.frame_H_photo, 9).tolist(), "size": output_size}
             if job.correction is not None:
+                from alignimate.pipeline.color_pass import correction_digest
+
                 signature["colors"] = correction_digest(job.correction)
             if source is not None and self.settings.background == "person":
+                from alignimate.pipeline.cutout import cutout_signature
+
                 photo = Photo(Path(record.source), record.name, (record.size[0], record.size[1]), None)
                 signature["cutout"] = cutout_signature(self.settings.person_fill, source.mask_digest(photo))
             target = self.out / record.output if record.output else None
@@ -413,6 +422,8 @@ class _Run(JobRun[RegisterSettings]):
         # run resumes after the last frame saved.
         background = self.settings.background
         if background == "person":
+            from alignimate.pipeline.cutout import render_background
+
             background = render_background(self.settings.person_fill)
         outcomes = write_frames(
             jobs,
@@ -420,8 +431,8 @@ class _Run(JobRun[RegisterSettings]):
             background=background,
             device=self.device,
             workers=self.workers,
-            read=read_image_planes,
-            save=save_image_planes,
+            read=read_image_pixels,
+            save=save_image_pixels,
         )
         for outcome in self.bar(outcomes, len(jobs), "writing frames"):
             name = outcome.job.key
@@ -430,6 +441,23 @@ class _Run(JobRun[RegisterSettings]):
                 continue
             self.records[name].extra["frame"] = signatures[name]
             self.checkpoint(reference, crop, output_size)
+
+    def _with_colors(
+        self, planned: list[FrameJob], usable: list[PhotoRecord], output_size: list[int]
+    ) -> list[FrameJob]:
+        """The frames' jobs with their colour corrections (``--match-colors``), against the reference's."""
+        if self.settings.match_colors == "none":
+            return planned
+        from alignimate.pipeline.color_pass import with_color_corrections
+
+        return with_color_corrections(
+            planned,
+            (output_size[0], output_size[1]),
+            self.settings.match_colors,
+            reference=next(i for i, r in enumerate(usable) if r.status == "reference"),
+            device=self.device,
+            workers=self.workers,
+        )
 
     def _with_cutouts(
         self, todo: list[tuple[PhotoRecord, FrameJob, dict[str, Any]]], source: SemanticSource | None
@@ -579,19 +607,20 @@ def align_folder(
     wanted = _pick_reference(photos, settings.reference, folder) if photos else None
     outputs, previous = open_output(out, overwrite, command="register", inputs=inputs)
     with outputs, _read_ahead(settings, photos, wanted) as readahead:
-        torch_device = pick_device(device)  # torch's import, while the read-ahead decodes
         if previous is not None and (wanted is None or previous.reference != wanted.name):
             previous = None  # matrices of another reference cannot be reused
         log = log or (lambda _msg: None)
-        run = _Run(folder, outputs, settings, torch_device, workers, progress, log, readahead)
+        run = _Run(folder, outputs, settings, device, workers, progress, log, readahead)
         run.add_photos(photos, skipped, previous)
         if readahead is not None and wanted is not None:
             # What an earlier run registered needs no working copy (the reference's always does).
             pending = {p.name for p in run.pending(photos)}
             readahead.drop(p.path for p in photos if p is not wanted and p.name not in pending)
+        if wanted is not None and run.registers(photos, wanted):
+            _ = run.torch_device  # torch's import, now, while the read-ahead decodes
 
         def make_source() -> SemanticSource:
-            return _semantic_source(settings, detector, torch_device, cache_dir, use_cache, log)
+            return _semantic_source(settings, detector, run.torch_device, cache_dir, use_cache, log)
 
         try:
             if wanted is None:

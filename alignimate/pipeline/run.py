@@ -304,7 +304,7 @@ class JobRun(Generic[SettingsT]):
         folder: Path,
         outputs: OutputFolder,
         settings: SettingsT,
-        device: torch.device,
+        device: torch.device | str,
         progress: bool,
         log: Callable[[str], None],
         *,

@@ -1,8 +1,9 @@
 """``alignimate apply`` without torch where it does no torch computation (issue #17): affine frames on
 the CPU with a black, white or transparent background are read, warped by OpenCV and written as numpy
 arrays, and the process never imports torch; the frames are byte for byte those of the torch planes
-path. Also the torch-free pieces this rests on: the device choice, the resize matrix and the numpy
-codec functions that the planes functions wrap."""
+path. The same for ``register`` runs with nothing to register (one photo, a resumed run). Also the
+torch-free pieces this rests on: the device choice, the resize matrix and the numpy codec functions
+that the planes functions wrap."""
 
 from __future__ import annotations
 
@@ -103,15 +104,16 @@ def _transforms(tmp_path: Path, matrices: dict[str, np.ndarray], background: str
     return tmp_path / "run" / "transforms.json"
 
 
-def _apply_in_fresh_process(transforms: Path, out: Path, *args: str) -> dict:
+def _cli_in_fresh_process(*args: str) -> dict:
     result = subprocess.run(
-        [sys.executable, "-c", _PROBE, "apply", str(transforms), "--out", str(out), "-q", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, "-c", _PROBE, *args, "-q"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _apply_in_fresh_process(transforms: Path, out: Path, *args: str) -> dict:
+    return _cli_in_fresh_process("apply", str(transforms), "--out", str(out), *args)
 
 
 @pytest.mark.parametrize("background", ["black", "white", "transparent"])
@@ -225,3 +227,38 @@ def test_saved_pixels_are_pillows_bytes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="alpha channel"):
         save_image_pixels(tmp_path / "bad.jpg", rgba)
     assert not list(tmp_path.glob("bad*"))
+
+
+def _register_in_fresh_process(photos: Path, out: Path) -> dict:
+    return _cli_in_fresh_process("register", str(photos), "--out", str(out), "--device", "cpu")
+
+
+def test_register_of_one_photo_never_imports_torch(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(_photo(0)).save(photos / "only.jpg", quality=90)
+    out = tmp_path / "out"
+    # The default crop (common) of a lone reference is its whole canvas.
+    assert _register_in_fresh_process(photos, out) == {"code": 0, "torch": False}
+    run = json.loads((out / "transforms.json").read_text())
+    assert run["crop"] == {"top": 0, "left": 0, "height": H, "width": W}
+    assert run["photos"][0]["status"] == "reference"
+    # The frame is the photo warped by the identity, as the torch planes path writes it.
+    planes = read_image_planes(photos / "only.jpg")
+    frame = render_frame(planes, np.eye(3), (H, W), device="cpu")
+    expected = save_image_planes(tmp_path / "expected.jpg", frame).read_bytes()
+    assert (out / run["photos"][0]["output"]).read_bytes() == expected
+
+
+def test_register_imports_torch_only_while_something_is_left_to_register(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shifted = np.roll(_photo(0), (2, -3), axis=(0, 1))
+    for name, pixels in {"a.jpg": _photo(0), "b.jpg": shifted}.items():
+        Image.fromarray(pixels).save(photos / name, quality=90)
+    out = tmp_path / "out"
+    assert _register_in_fresh_process(photos, out) == {"code": 0, "torch": True}
+    written = {p.name: p.read_bytes() for p in out.iterdir()}
+    # Resumed: both photos are decided and their frames written, so nothing needs torch; nothing changes.
+    assert _register_in_fresh_process(photos, out) == {"code": 0, "torch": False}
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == written

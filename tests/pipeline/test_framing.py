@@ -355,6 +355,27 @@ def test_bad_arguments_raise(
         common_crop(mats, sizes, canvas)
 
 
+def test_numpy_matrices_give_the_same_crop_as_tensors() -> None:
+    rng = np.random.default_rng(3)
+    mats = np.stack([np.eye(3) + np.pad(rng.normal(0, 0.01, (2, 3)), ((0, 1), (0, 0))) for _ in range(4)])
+    mats[:, :2, 2] = rng.uniform(-8, 8, (4, 2))
+    sizes = [(120, 160)] * 4
+    assert common_crop(mats, sizes, (120, 160)) == common_crop(torch.from_numpy(mats), sizes, (120, 160))
+
+
+@pytest.mark.parametrize(
+    ("mats", "match"),
+    [
+        (np.eye(3)[None].repeat(2, axis=0), "batch 2, expected 1 or 1"),
+        (np.eye(2)[None], r"shape \(B, 3, 3\)"),
+        (np.full((1, 3, 3), np.inf), "finite"),
+    ],
+)
+def test_bad_numpy_matrices_raise(mats: np.ndarray, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        common_crop(mats, [(10, 10)], (10, 10))
+
+
 def test_vanishing_perspective_terms_act_like_the_affine_map() -> None:
     # 1e-300 in the last row would overflow a division by it; the constraint is then a row bound only.
     mats = torch.eye(3, dtype=torch.float64)[None].clone()

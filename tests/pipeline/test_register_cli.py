@@ -204,7 +204,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path: Path, monkeypatch
         return real_register(moving, *args, **kwargs)
 
     saves = {"n": 0}
-    real_save = register_folder.save_image_planes
+    real_save = register_folder.save_image_pixels
 
     def failing_save(path, frame, **kwargs):
         saves["n"] += 1
@@ -213,7 +213,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path: Path, monkeypatch
         return real_save(path, frame, **kwargs)
 
     monkeypatch.setattr(register_stages, "register", counting_register)
-    monkeypatch.setattr(register_folder, "save_image_planes", failing_save)
+    monkeypatch.setattr(register_folder, "save_image_pixels", failing_save)
     with pytest.raises(KeyboardInterrupt):
         register_folder.align_folder(folder, out, model="homography")
     assert sum(registered) == 4
@@ -222,7 +222,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path: Path, monkeypatch
     assert not list(out.glob(".*tmp*"))
     mtimes = {name: (out / name).stat().st_mtime_ns for name in written}
 
-    monkeypatch.setattr(register_folder, "save_image_planes", real_save)
+    monkeypatch.setattr(register_folder, "save_image_pixels", real_save)
     registered.clear()
     result = register_folder.align_folder(folder, out, model="homography")
     assert registered == []  # every registration came from the checkpoint

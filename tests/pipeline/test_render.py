@@ -328,7 +328,7 @@ def test_render_all_resumes_and_skips_photos_unreadable_at_full_size(
     for path in sorted(SCENES.glob("scene_0[0-4].jpg")):
         shutil.copy(path, folder / path.name)
     out = tmp_path / "out"
-    real_read, real_save = register_folder.read_image_planes, register_folder.save_image_planes
+    real_read, real_save = register_folder.read_image_pixels, register_folder.save_image_pixels
     real_render = frame_writer.render_frame
     rendered: list[tuple[int, ...]] = []
 
@@ -338,7 +338,7 @@ def test_render_all_resumes_and_skips_photos_unreadable_at_full_size(
 
     def read_failing_at_full_size(path, **kwargs):
         # The working copy reads fine; the full-resolution read for the frame does not.
-        if Path(path).name == "scene_03.jpg":
+        if Path(path).name == "scene_03.jpg" and kwargs.get("max_side") is None:
             raise PhotoError(path, "truncated file")
         return real_read(path, **kwargs)
 
@@ -351,15 +351,15 @@ def test_render_all_resumes_and_skips_photos_unreadable_at_full_size(
         return real_save(path, frame, **kwargs)
 
     monkeypatch.setattr(frame_writer, "render_frame", counting_render)
-    monkeypatch.setattr(register_folder, "read_image_planes", read_failing_at_full_size)
-    monkeypatch.setattr(register_folder, "save_image_planes", interrupted_save)
+    monkeypatch.setattr(register_folder, "read_image_pixels", read_failing_at_full_size)
+    monkeypatch.setattr(register_folder, "save_image_pixels", interrupted_save)
     with pytest.raises(KeyboardInterrupt):
         register_folder.align_folder(folder, out, model="homography")
     assert sorted(p.name for p in out.glob("*.jpg")) == ["scene_00.jpg", "scene_01.jpg"]
     assert not list(out.glob(".*tmp*"))
     assert (out / ".alignimate-checkpoint.json").exists()
 
-    monkeypatch.setattr(register_folder, "save_image_planes", real_save)
+    monkeypatch.setattr(register_folder, "save_image_pixels", real_save)
     rendered.clear()
     result = register_folder.align_folder(folder, out, model="homography")
     assert len(rendered) == 2  # frames 2 and 4 (3 is unreadable); the first two were kept
