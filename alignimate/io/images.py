@@ -446,17 +446,20 @@ def _fit_size(width: int, height: int, max_side: int | None) -> tuple[int, int] 
     return None if (h, w) == (height, width) else (w, h)
 
 
-def _request_draft(image: Image.Image, max_side: int | None) -> int:
+def _request_draft(image: Image.Image, max_side: int | None, grey: bool = False) -> int:
     """Let the JPEG decoder scale by 1/2, 1/4 or 1/8 while still giving at least the target size;
-    returns the scale Pillow chose (1: decoded whole).
+    returns the scale Pillow chose (1: decoded whole). ``grey``: a colour JPEG is decoded to its
+    luma only (libjpeg skips the chroma's IDCT and the colour conversion).
 
     ``max_side`` bounds the longer side, which is the same before and after EXIF orientation.
     """
     target = _fit_size(*image.size, max_side)
     if target is None:
+        if grey:
+            image.draft("L", image.size)  # the luma alone, at full size
         return 1
     width = image.size[0]
-    drafted = image.draft("RGB", target)  # None for formats other than JPEG
+    drafted = image.draft("L" if grey else "RGB", target)  # None for formats other than JPEG
     return 1 if drafted is None else round(width / drafted[1][2])
 
 
@@ -524,18 +527,22 @@ def _check_png_checksums(path: Path) -> None:
             raise PhotoError(path, reason) from exc
 
 
-def _decode(path: Path, limit: int | None, max_side: int | None, alpha: bool) -> np.ndarray:
+def _decode(path: Path, limit: int | None, max_side: int | None, alpha: bool, grey: bool) -> np.ndarray:
     with _open(path, limit) as image:
         if image.format == "PNG":
             _check_png_checksums(path)
         orientation = _orientation(image)
-        _request_draft(image, max_side)
+        _request_draft(image, max_side, grey)
         image.load()
         upright = ImageOps.exif_transpose(image) if orientation != 1 else image
-        converted = _to_8bit(upright)
+        converted = upright if grey and upright.mode == "L" else _to_8bit(upright)
         if converted.mode == "RGBA" and not alpha:
             converted = Image.fromarray(_composite_on_black(np.asarray(converted)))
+        if grey:
+            converted = converted.convert("L")
         array = np.asarray(shrink_to_fit(converted, max_side))
+    if grey:
+        return np.ascontiguousarray(array[:, :, None])
     if alpha and array.shape[2] == 3:
         array = np.concatenate([array, np.full((*array.shape[:2], 1), 255, np.uint8)], axis=2)
     return np.ascontiguousarray(array)
@@ -547,8 +554,10 @@ def read_image(
     max_side: int | None = None,
     max_pixels: int | None = None,
     alpha: bool = False,
+    grey: bool = False,
 ) -> np.ndarray:
-    """Decode a photo upright as ``(H, W, 3)`` uint8 RGB (``(H, W, 4)`` RGBA if ``alpha``).
+    """Decode a photo upright as ``(H, W, 3)`` uint8 RGB (``(H, W, 4)`` RGBA if ``alpha``, ``(H, W,
+    1)`` luma if ``grey``).
 
     EXIF orientation is applied (``ImageOps.exif_transpose``), so ``H, W`` are the upright size. Any
     Pillow mode is converted (grey, palette, CMYK, 16-bit, float; see `_to_8bit`).
@@ -562,6 +571,9 @@ def read_image(
             ``Image.MAX_IMAGE_PIXELS``; see the module docstring).
         alpha: return RGBA. Otherwise transparent images are composited onto black; with it,
             opaque images get alpha 255.
+        grey: return the luma (Pillow's ITU-R 601 conversion of the RGB above; a colour JPEG's own
+            luma channel, decoded without its chroma), what registration compares. Not with
+            ``alpha``.
 
     Returns:
         the pixels. Raises `PhotoError` for every unreadable photo; ``ValueError``/``TypeError``
@@ -569,9 +581,11 @@ def read_image(
     """
     path = Path(path)
     _check_positive("max_side", max_side)
+    if alpha and grey:
+        raise ValueError("read_image: alpha and grey cannot both be asked for")
     limit = _effective_limit(max_pixels)
     try:
-        return _decode(path, limit, max_side, alpha)
+        return _decode(path, limit, max_side, alpha, grey)
     except PhotoError:
         raise
     except Exception as exc:

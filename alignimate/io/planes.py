@@ -108,32 +108,37 @@ def _upright(cv2: ModuleType, pixels: np.ndarray, orientation: int) -> np.ndarra
     return pixels
 
 
-def _decode_jpeg(path: Path, scale: int = 1) -> np.ndarray | None:
-    """``(H, W, 3)`` RGB pixels of a JPEG as stored (no orientation), decoded at ``1 / scale`` of its
-    size (1, 2, 4 or 8: libjpeg's DCT scaling, as Pillow's draft mode), or ``None`` when libjpeg
-    refuses it (truncated, corrupt) or there is no codec."""
+def _decode_jpeg(path: Path, scale: int = 1, grey: bool = False) -> np.ndarray | None:
+    """``(H, W, 3)`` RGB pixels of a JPEG as stored (no orientation), or its ``(H, W)`` luma with
+    ``grey``, decoded at ``1 / scale`` of its size (1, 2, 4 or 8: libjpeg's DCT scaling, as Pillow's
+    draft mode), or ``None`` when libjpeg refuses it (truncated, corrupt) or there is no codec."""
     cv2 = _jpeg_codec()
     if cv2 is None or (scale != 1 and scale not in _REDUCED_FLAGS):
         return None
-    flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
+    flags = cv2.IMREAD_IGNORE_ORIENTATION | (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR_RGB)
     if scale != 1:
         flags |= getattr(cv2, _REDUCED_FLAGS[scale])
     pixels = cv2.imdecode(np.fromfile(path, dtype=np.uint8), flags)
-    if pixels is None or pixels.ndim != 3 or pixels.shape[2] != 3:
+    if pixels is None or pixels.ndim != (2 if grey else 3) or (not grey and pixels.shape[2] != 3):
         # Pillow reads it again and either says why or decodes what it can.
         return None
     return pixels
 
 
 def read_image_pixels(
-    path: str | os.PathLike[str], *, max_side: int | None = None, max_pixels: int | None = None
+    path: str | os.PathLike[str],
+    *,
+    max_side: int | None = None,
+    max_pixels: int | None = None,
+    grey: bool = False,
 ) -> np.ndarray:
-    """Decode a photo upright as ``(H, W, 3)`` uint8 RGB pixels, at full resolution or, with
-    ``max_side``, reduced to fit it (a working copy).
+    """Decode a photo upright as ``(H, W, 3)`` uint8 RGB pixels (``(H, W, 1)`` luma with ``grey``), at
+    full resolution or, with ``max_side``, reduced to fit it (a working copy).
 
-    The same pixels as ``read_image(path, max_side=max_side)`` (EXIF orientation applied, any mode
-    converted, transparency composited onto black; a reduced JPEG decoded at the same 1/2, 1/4 or 1/8
-    scale and resized with the same Lanczos), decoded by OpenCV where that gives the same pixels. Its
+    The same pixels as ``read_image(path, max_side=max_side, grey=grey)`` (EXIF orientation applied,
+    any mode converted, transparency composited onto black; a reduced JPEG decoded at the same 1/2,
+    1/4 or 1/8 scale and resized with the same Lanczos), decoded by OpenCV where that gives the same
+    pixels. Its
     decoder holds no lock Python needs, so a thread reading working copies runs beside one importing
     modules (:mod:`alignimate.pipeline.readahead`). The array may be read-only (Pillow's).
     ``max_side`` and ``max_pixels`` as :func:`alignimate.io.read_image`. Raises
@@ -146,20 +151,20 @@ def read_image_pixels(
         with _open(path, limit) as image:
             fast = image.format == "JPEG" and image.mode in _FAST_JPEG_MODES
             orientation = _orientation(image)
-            scale = _request_draft(image, max_side) if fast else 1
+            scale = _request_draft(image, max_side, grey) if fast else 1
     except PhotoError:
         raise
     except Exception as exc:
         raise PhotoError(path, _reason_for(exc, limit)) from exc
     if fast:
-        pixels = _decode_jpeg(path, scale)
+        pixels = _decode_jpeg(path, scale, grey)
         cv2 = _jpeg_codec()
         if pixels is not None and cv2 is not None:
             upright = _upright(cv2, pixels, orientation)
-            if max_side is None:
-                return upright
-            return np.asarray(shrink_to_fit(Image.fromarray(upright), max_side))
-    return read_image(path, max_side=max_side, max_pixels=max_pixels)
+            if max_side is not None:
+                upright = np.asarray(shrink_to_fit(Image.fromarray(upright), max_side))
+            return upright[:, :, None] if grey else upright
+    return read_image(path, max_side=max_side, max_pixels=max_pixels, grey=grey)
 
 
 def read_image_planes(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> torch.Tensor:

@@ -27,18 +27,20 @@ from alignimate.io import PhotoError
 __all__ = ["READ_AHEAD_BYTES", "ReadAhead"]
 
 READ_AHEAD_BYTES = 64 << 20
-"""Most bytes of working copies read ahead (a 512 px copy is under 1 MB, so about 80 of them)."""
+"""Most bytes of working copies read ahead (a 512 px luma copy is a quarter of a MB)."""
 
 
 class ReadAhead:
     """Read ``read(path)`` for ``paths``, in order, on one background thread, until :meth:`close`.
 
-    ``max_side``: the working copies' long side, which bounds how many are read (:data:`READ_AHEAD_BYTES`).
-    Use as a context manager, or call :meth:`close`.
+    ``max_side``, ``channels``: the working copies' long side and channels, which bound how many are
+    read (:data:`READ_AHEAD_BYTES`). Use as a context manager, or call :meth:`close`.
     """
 
-    def __init__(self, paths: Sequence[Path], read: Callable[[Path], np.ndarray], max_side: int) -> None:
-        count = max(1, READ_AHEAD_BYTES // (3 * max_side * max_side))
+    def __init__(
+        self, paths: Sequence[Path], read: Callable[[Path], np.ndarray], max_side: int, channels: int = 3
+    ) -> None:
+        count = max(1, READ_AHEAD_BYTES // (channels * max_side * max_side))
         self._read = read
         self._queue: deque[Path] = deque(paths[:count])
         self._waiting = set(self._queue)  # queued and not taken

@@ -1,7 +1,8 @@
 """``align_folder``: register every photo of a folder onto a reference and write aligned frames.
 
-Steps: discover and order the photos; read small working copies (JPEG draft mode, so a 12 MP photo
-decodes at a fraction of the cost; the first ones on a background thread while torch is imported,
+Steps: discover and order the photos; read small working copies, the photos' luma (what the engine
+compares; a JPEG is decoded in draft mode, without its chroma, so a 12 MP photo decodes at a fraction
+of the cost; the first ones on a background thread while torch is imported,
 :mod:`alignimate.pipeline.readahead`); register them in batches with :func:`alignimate.register`; turn
 each working-resolution matrix into a full-resolution one; choose the crop every frame covers
 (computed from the matrices); warp each full-resolution original once and write it atomically;
@@ -232,10 +233,11 @@ class _Run(JobRun[RegisterSettings]):
         raise UsageError(f"no readable photo in {self.folder}")
 
     def working_copy(self, path: Path) -> np.ndarray:
-        """``path``'s working copy: from the read-ahead when it has it, else read now (Pillow: the same
-        pixels as the read-ahead's, for less CPU; once torch is imported the GIL is no bottleneck)."""
+        """``path``'s working copy, ``(h, w, 1)`` luma: from the read-ahead
+        when it has it, else read now (Pillow: the same pixels as the read-ahead's, for less CPU; once
+        torch is imported the GIL is no bottleneck)."""
         image = self.readahead.take(path) if self.readahead is not None else None
-        return read_image(path, max_side=self.settings.size) if image is None else image
+        return read_image(path, max_side=self.settings.size, grey=True) if image is None else image
 
     def register_all(self, photos: list[Photo], reference: Photo, fixed_image: np.ndarray) -> None:
         """Register every pending photo's working copy onto ``fixed_image`` (the reference's).
@@ -641,7 +643,8 @@ def _read_ahead(
     if settings.mode != "pixels" or wanted is None:
         return contextlib.nullcontext()
     order = [wanted.path] + [p.path for p in photos if p is not wanted]
-    return ReadAhead(order, functools.partial(read_image_pixels, max_side=settings.size), settings.size)
+    read = functools.partial(read_image_pixels, max_side=settings.size, grey=True)
+    return ReadAhead(order, read, settings.size, channels=1)
 
 
 def _register_and_render(

@@ -3,8 +3,8 @@
 
 Rows carry ``name`` and ``photo`` (:class:`~alignimate.pipeline.photos.Photo`). The stages add:
 
-- :class:`ReadWorkingCopy`: ``image``, the working copy (JPEG draft mode, so a 12 MP photo decodes at a
-  fraction of the cost);
+- :class:`ReadWorkingCopy`: ``image``, the working copy (``(h, w, 1)`` luma or ``(h, w, 3)`` RGB; JPEG
+  draft mode, so a 12 MP photo decodes at a fraction of the cost);
 - :class:`RegisterPixels`: registers the working copies onto the reference's, batched per working
   size; :class:`FindSemantic` and :class:`RegisterSemantic` do the same for the semantic modes
   (detections or user files, then heatmaps or masks, starting from the closed-form keypoint fit).
@@ -128,8 +128,9 @@ def _skipped(row: Row, reason: str) -> Row:
 
 
 class ReadWorkingCopy(RowStage):
-    """``photo`` -> ``image``: the working copy ``read(path)`` gives, ``(h, w, 3)`` uint8 (e.g.
-    :func:`~alignimate.io.planes.read_image_pixels` with the working size as ``max_side``)."""
+    """``photo`` -> ``image``: the working copy ``read(path)`` gives, ``(h, w, 1)`` or ``(h, w, 3)``
+    uint8 (e.g. :func:`~alignimate.io.planes.read_image_pixels` with the working size as ``max_side``
+    and ``grey``: the engine registers the luma anyway)."""
 
     num_cpus = 0.5
 

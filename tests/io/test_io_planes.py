@@ -34,8 +34,8 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     seen: list[Path] = []
     real = planes_module._decode_jpeg
 
-    def spy(path: Path, scale: int = 1) -> np.ndarray | None:
-        result = real(path, scale)
+    def spy(path: Path, scale: int = 1, grey: bool = False) -> np.ndarray | None:
+        result = real(path, scale, grey)
         if result is not None:
             seen.append(path)
         return result
@@ -92,41 +92,71 @@ def test_every_exif_orientation_matches_pillow(orientation: int, tmp_path: Path,
 WORKING_SIDES = {1: 300, 2: 150, 4: 80, 8: 40}
 
 
+@pytest.mark.parametrize("grey", [False, True])
 @pytest.mark.parametrize("scale", sorted(WORKING_SIDES))
 @pytest.mark.parametrize("variant", sorted(JPEG_VARIANTS))
-def test_working_copies_equal_pillows(variant: str, scale: int, tmp_path: Path, decodes: list[Path]) -> None:
+def test_working_copies_equal_pillows(
+    variant: str, scale: int, grey: bool, tmp_path: Path, decodes: list[Path]
+) -> None:
     path = tmp_path / "photo.jpg"
     Image.fromarray(_photo(245, 367, seed=scale)).save(path, **JPEG_VARIANTS[variant])
     side = WORKING_SIDES[scale]
-    pixels = read_image_pixels(path, max_side=side)
-    expected = read_image(path, max_side=side)
+    pixels = read_image_pixels(path, max_side=side, grey=grey)
+    expected = read_image(path, max_side=side, grey=grey)
     assert pixels.dtype == np.uint8 and max(pixels.shape[:2]) == side
+    assert pixels.shape[2] == (1 if grey else 3)
     np.testing.assert_array_equal(pixels, expected)
     assert decodes == [path]
 
 
+@pytest.mark.parametrize("grey", [False, True])
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_working_copies_are_upright_like_pillows(
-    orientation: int, tmp_path: Path, decodes: list[Path]
+    orientation: int, grey: bool, tmp_path: Path, decodes: list[Path]
 ) -> None:
     path = tmp_path / f"o{orientation}.jpg"
     exif = Image.Exif()
     exif[0x0112] = orientation
     Image.fromarray(_photo(98, 171)).save(path, quality=90, exif=exif)
-    np.testing.assert_array_equal(read_image_pixels(path, max_side=40), read_image(path, max_side=40))
+    np.testing.assert_array_equal(
+        read_image_pixels(path, max_side=40, grey=grey), read_image(path, max_side=40, grey=grey)
+    )
     assert decodes == [path]
 
 
-def test_grey_and_other_working_copies_equal_pillows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("grey", [False, True])
+def test_grey_and_other_working_copies_equal_pillows(tmp_path: Path, grey: bool) -> None:
     Image.fromarray(_photo(245, 367)[..., 0]).save(tmp_path / "grey.jpg", quality=90)
     Image.fromarray(_photo(245, 367)).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=90)
     Image.fromarray(_photo(245, 367)).save(tmp_path / "photo.png")
     for name in ("grey.jpg", "cmyk.jpg", "photo.png"):
         np.testing.assert_array_equal(
-            read_image_pixels(tmp_path / name, max_side=80), read_image(tmp_path / name, max_side=80)
+            read_image_pixels(tmp_path / name, max_side=80, grey=grey),
+            read_image(tmp_path / name, max_side=80, grey=grey),
         )
     with pytest.raises(ValueError, match="max_side"):
         read_image_pixels(tmp_path / "grey.jpg", max_side=0)
+
+
+@pytest.mark.parametrize("max_side", [None, 90])
+def test_the_luma_of_a_colour_jpeg_is_its_rgbs_luma(tmp_path: Path, max_side: int | None) -> None:
+    """``grey`` decodes a colour JPEG's luma channel alone; it is the BT.601 luma of the RGB decode up
+    to the rounding of the chroma's round trip and the RGB decode's clipping of out-of-gamut colours
+    (full size and reduced alike, fast path and Pillow's)."""
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(_photo(180, 240)).save(path, quality=92)
+    luma = read_image_pixels(path, max_side=max_side, grey=True)
+    np.testing.assert_array_equal(luma, read_image(path, max_side=max_side, grey=True))
+    rgb = read_image_pixels(path, max_side=max_side).astype(np.float64)
+    assert luma.shape == (*rgb.shape[:2], 1)
+    difference = np.abs(luma[..., 0] - rgb @ np.array([0.299, 0.587, 0.114]))
+    assert difference.mean() < 0.5 and np.percentile(difference, 90) <= 1.0
+
+
+def test_grey_and_alpha_are_not_asked_for_together(tmp_path: Path) -> None:
+    Image.fromarray(_photo()).save(tmp_path / "photo.png")
+    with pytest.raises(ValueError, match="alpha and grey"):
+        read_image(tmp_path / "photo.png", alpha=True, grey=True)
 
 
 def test_other_formats_and_cmyk_jpegs_take_the_pillow_path(tmp_path: Path, decodes: list[Path]) -> None:

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import alignimate.pipeline.register_folder as register_folder
+import alignimate.pipeline.register_stages as register_stages
 from alignimate.io import PhotoError, read_image, read_image_pixels
 from alignimate.pipeline.readahead import READ_AHEAD_BYTES, ReadAhead
 
@@ -75,12 +77,13 @@ def test_other_failures_leave_the_photo_to_the_job() -> None:
         assert ahead.take(Path("p.jpg")) is None
 
 
-def test_reading_ahead_is_bounded_by_bytes() -> None:
-    side = 1024
-    count = READ_AHEAD_BYTES // (3 * side * side)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_reading_ahead_is_bounded_by_bytes(channels: int) -> None:
+    side = 2048
+    count = READ_AHEAD_BYTES // (channels * side * side)
     paths = [Path(f"p{i}.jpg") for i in range(count + 10)]
     log: list[Path] = []
-    with ReadAhead(paths, _fake_read(log), max_side=side) as ahead:
+    with ReadAhead(paths, _fake_read(log), max_side=side, channels=channels) as ahead:
         ahead._thread.join(5)
     assert log == paths[:count]
 
@@ -145,6 +148,23 @@ def test_align_folder_reads_every_working_copy_once(tmp_path: Path, monkeypatch:
     result = register_folder.align_folder(tmp_path / "in", tmp_path / "out", size=64, crop="none")
     assert result.exit_code == 0
     assert sorted(calls) == [f"p{i}.jpg" for i in range(6)]
+
+
+def test_working_copies_are_the_photos_luma(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine registers grey, so the copies are read as luma: one channel, read ahead or not."""
+    _photos(tmp_path / "in", 3)
+    channels: list[tuple[int, int]] = []
+    real = register_stages.register
+
+    def spy(moving: torch.Tensor, fixed: torch.Tensor, *args: object, **kwargs: object) -> object:
+        channels.append((moving.shape[1], fixed.shape[1]))
+        return real(moving, fixed, *args, **kwargs)
+
+    monkeypatch.setattr(register_stages, "register", spy)
+    result = register_folder.align_folder(tmp_path / "in", tmp_path / "out", size=64, crop="none")
+    assert result.exit_code == 0
+    assert channels and set(channels) == {(1, 1)}
+    assert read_image_pixels(tmp_path / "in" / "p1.jpg", max_side=64, grey=True).shape == (48, 64, 1)
 
 
 def test_a_resumed_run_drops_what_it_registered_before(
