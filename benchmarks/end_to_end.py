@@ -318,24 +318,29 @@ class _Meter:
         self.lock = threading.Lock()
         self.depth = threading.local()
 
-    def wrap(self, step: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap(
+        self, step: str | Callable[[dict[str, Any]], str], function: Callable[..., Any]
+    ) -> Callable[..., Any]:
+        """``function`` measured under ``step``, or under the name ``step(kwargs)`` gives per call."""
+
         def measured(*args: Any, **kwargs: Any) -> Any:
+            name = step(kwargs) if callable(step) else step
             # Only the outermost measured call counts (a step may call another wrapped function).
             depth = getattr(self.depth, "n", 0)
             self.depth.n = depth + 1
             cpu, wall = time.thread_time(), time.perf_counter()
-            if step not in self.first:
+            if name not in self.first:
                 with self.lock:
-                    self.first.setdefault(step, (wall, time.process_time()))
+                    self.first.setdefault(name, (wall, time.process_time()))
             try:
                 return function(*args, **kwargs)
             finally:
                 self.depth.n = depth
                 if depth == 0:
                     with self.lock:
-                        self.cpu[step] = self.cpu.get(step, 0.0) + time.thread_time() - cpu
-                        self.wall[step] = self.wall.get(step, 0.0) + time.perf_counter() - wall
-                        self.calls[step] = self.calls.get(step, 0) + 1
+                        self.cpu[name] = self.cpu.get(name, 0.0) + time.thread_time() - cpu
+                        self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - wall
+                        self.calls[name] = self.calls.get(name, 0) + 1
 
         return measured
 
@@ -348,14 +353,17 @@ def _instrument(meter: _Meter) -> None:
     import alignimate.pipeline.render as render
     import alignimate.registration as registration
 
-    steps = {
-        # The read-ahead's reader and the registration's own (inside the full decode, which calls the
-        # first, it is not counted again).
-        "working copy (decode, resize)": [(planes, "read_image_pixels"), (images, "read_image")],
+    def copy_or_full(kwargs: dict[str, Any]) -> str:
+        return "full decode" if kwargs.get("max_side") is None else "working copy (decode, resize)"
+
+    steps: dict[str | Callable[[dict[str, Any]], str], Any] = {
+        # The read-ahead's reader and the frames' (one function, told apart by max_side), and the
+        # registration's own (Pillow; inside the first, which may call it, it is not counted again).
+        copy_or_full: (planes, "read_image_pixels"),
+        "working copy (decode, resize)": (images, "read_image"),
         "registration (engine)": (registration, "register"),
-        "full decode": (planes, "read_image_planes"),
         "warp (render_frame)": (render, "render_frame"),
-        "encode + write": (planes, "save_image_planes"),
+        "encode + write": (planes, "save_image_pixels"),
         "bookkeeping (transforms.json)": (records, "write_transforms"),
         "bookkeeping (report.csv)": (records, "write_report"),
     }
