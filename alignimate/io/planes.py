@@ -138,9 +138,8 @@ def read_image_pixels(
     The same pixels as ``read_image(path, max_side=max_side, grey=grey)`` (EXIF orientation applied,
     any mode converted, transparency composited onto black; a reduced JPEG decoded at the same 1/2,
     1/4 or 1/8 scale and resized with the same Lanczos), decoded by OpenCV where that gives the same
-    pixels. Its
-    decoder holds no lock Python needs, so a thread reading working copies runs beside one importing
-    modules (:mod:`alignimate.pipeline.readahead`). The array may be read-only (Pillow's).
+    pixels. Its decoder holds no lock Python needs, so a thread reading working copies runs beside one
+    importing modules (:mod:`alignimate.pipeline.readahead`). The array may be read-only (Pillow's).
     ``max_side`` and ``max_pixels`` as :func:`alignimate.io.read_image`. Raises
     :class:`~alignimate.io.PhotoError` for every unreadable photo.
     """
