@@ -729,12 +729,12 @@ def _exit_status(stop: SystemExit) -> int:
 def _exit_without_teardown(status: int) -> None:
     """End the process now, skipping the interpreter's teardown, where that only costs time.
 
-    Once torch is imported, Python spends about half a second at exit freeing its modules and
-    objects (docs/benchmarks.md, end to end), for a process that is ending anyway: a tenth of a short
-    run. Everything an exit needs still happens: the exit handlers run (``atexit``: Ray's shutdown,
-    logging's flush) and the standard streams are flushed; the jobs have closed every file they
-    wrote before returning. Only when torch is loaded and no thread that Python would wait for is
-    still running; otherwise (and where this CPython lacks the hook) the process exits normally."""
+    Once torch is imported, Python's exit spends a noticeable part of a short run freeing modules
+    and objects (docs/benchmarks.md, end to end), for a process that is ending anyway. Everything an
+    exit needs still happens: the exit handlers run (``atexit``: Ray's shutdown, logging's flush) and
+    the standard streams are flushed; the jobs have closed every file they wrote before returning.
+    Only when torch is loaded and no thread that Python would wait for is still running; otherwise
+    (and where this CPython lacks the hook) the process exits normally."""
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
     waited_for = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if "torch" not in sys.modules or waited_for or run_exit_handlers is None:

@@ -356,7 +356,7 @@ def _instrument(meter: _Meter) -> None:
     def copy_or_full(kwargs: dict[str, Any]) -> str:
         return "full decode" if kwargs.get("max_side") is None else "working copy (decode, resize)"
 
-    steps: dict[str | Callable[[dict[str, Any]], str], Any] = {
+    steps: dict[str | Callable[[dict[str, Any]], str], tuple[Any, str]] = {
         # The read-ahead's reader and the frames' (one function, told apart by max_side), and the
         # registration's own (Pillow; inside the first, which may call it, it is not counted again).
         copy_or_full: (planes, "read_image_pixels"),
@@ -367,13 +367,12 @@ def _instrument(meter: _Meter) -> None:
         "bookkeeping (transforms.json)": (records, "write_transforms"),
         "bookkeeping (report.csv)": (records, "write_report"),
     }
-    for step, places in steps.items():
-        for module, attr in places if isinstance(places, list) else [places]:
-            original = getattr(module, attr)
-            wrapped = meter.wrap(step, original)
-            for name, loaded in list(sys.modules.items()):
-                if name.startswith("alignimate") and getattr(loaded, attr, None) is original:
-                    setattr(loaded, attr, wrapped)
+    for step, (module, attr) in steps.items():
+        original = getattr(module, attr)
+        wrapped = meter.wrap(step, original)
+        for name, loaded in list(sys.modules.items()):
+            if name.startswith("alignimate") and getattr(loaded, attr, None) is original:
+                setattr(loaded, attr, wrapped)
 
 
 _FRONT = "import alignimate.cli; from alignimate.pipeline import align_folder"
@@ -386,11 +385,11 @@ def startup_seconds(code: str = _FRONT, repeat: int = 3) -> tuple[float, float]:
     return _median([r.wall for r in runs]), _median([r.cpu for r in runs])
 
 
-def torch_seconds(repeat: int = 3) -> tuple[float, float]:
-    """Median wall and CPU seconds that importing torch and the engine adds to the front's start-up
-    (in a run, this happens while the read-ahead decodes working copies)."""
-    engine = _FRONT + "; import alignimate.pipeline.register_stages"
-    front, full = startup_seconds(_FRONT, repeat), startup_seconds(engine, repeat)
+def torch_seconds(front: tuple[float, float], repeat: int = 3) -> tuple[float, float]:
+    """Median wall and CPU seconds that importing torch and the engine adds to ``front``, the front's
+    start-up (:func:`startup_seconds`); in a run, this happens while the read-ahead decodes working
+    copies."""
+    full = startup_seconds(_FRONT + "; import alignimate.pipeline.register_stages", repeat)
     return full[0] - front[0], full[1] - front[1]
 
 
@@ -416,8 +415,8 @@ def profile_register(folder: Path, out: Path) -> None:
     result = align_folder(folder, out, model="similarity", crop="none", device="cpu")
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     photos = len(list(folder.glob("*.jpg")))
-    start_wall, start_cpu = startup_seconds()
-    torch_wall, torch_cpu = torch_seconds()
+    start_wall, start_cpu = front = startup_seconds()
+    torch_wall, torch_cpu = torch_seconds(front)
     print(f"\n{folder.name}: {photos} photos, {len(result.aligned)} frames written; load before {load:.2f}")
     print("| step | CPU s | CPU ms per photo | calls |")
     print("|---|---:|---:|---:|")

@@ -1,5 +1,5 @@
-"""The CLI's exit: once torch is loaded it skips the interpreter's teardown (half a second of freeing
-modules, docs/benchmarks.md) but still runs the exit handlers, flushes the streams and gives the
+"""The CLI's exit: once torch is loaded it skips the interpreter's teardown (freeing modules,
+docs/benchmarks.md) but still runs the exit handlers, flushes the streams and gives the
 status Python would give; it exits normally whenever a thread Python would wait for is running."""
 
 from __future__ import annotations

@@ -120,8 +120,8 @@ def _weighted_sums(values: torch.Tensor, weights: torch.Tensor | None) -> tuple[
     if weights is None:
         count = values.shape[1] * values.shape[2] * values.shape[3]  # also for an empty batch
         return values.sum(dim=(1, 2, 3)), values.new_full((values.shape[0],), float(count))
-    # The product's shape is the broadcast one (torch.broadcast_shapes would import sympy: seconds of
-    # start-up for a one-line computation).
+    # The product's shape is the broadcast one (torch.broadcast_shapes imports sympy on its first call,
+    # a cost in every run's start-up: docs/benchmarks.md, end to end).
     weighted = values * weights
     total = weighted.sum(dim=(1, 2, 3))
     weight = weights.expand(weighted.shape).sum(dim=(1, 2, 3))

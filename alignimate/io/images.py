@@ -454,12 +454,11 @@ def _request_draft(image: Image.Image, max_side: int | None, grey: bool = False)
     ``max_side`` bounds the longer side, which is the same before and after EXIF orientation.
     """
     target = _fit_size(*image.size, max_side)
-    if target is None:
-        if grey:
-            image.draft("L", image.size)  # the luma alone, at full size
+    if target is None and not grey:
         return 1
     width = image.size[0]
-    drafted = image.draft("L" if grey else "RGB", target)  # None for formats other than JPEG
+    # None for formats other than JPEG; at the full size, only the luma is asked for.
+    drafted = image.draft("L" if grey else "RGB", target or image.size)
     return 1 if drafted is None else round(width / drafted[1][2])
 
 

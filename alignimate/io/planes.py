@@ -64,8 +64,8 @@ __all__ = [
 # Pillow modes of JPEGs that libjpeg-turbo turns into RGB exactly as Pillow does (CMYK and YCCK
 # JPEGs are converted differently by the two; they take the Pillow path).
 _FAST_JPEG_MODES = frozenset({"RGB", "L"})
-# OpenCV's flags for libjpeg's DCT scaling (1/2, 1/4, 1/8), by scale; combined with IMREAD_COLOR_RGB
-# they give RGB.
+# OpenCV's flags for libjpeg's DCT scaling (1/2, 1/4, 1/8), by scale; alone they give the luma,
+# combined with IMREAD_COLOR_RGB they give RGB.
 _REDUCED_FLAGS = {
     2: "IMREAD_REDUCED_GRAYSCALE_2",
     4: "IMREAD_REDUCED_GRAYSCALE_4",

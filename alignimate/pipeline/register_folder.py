@@ -152,10 +152,11 @@ class _Run(JobRun[RegisterSettings]):
         """The device as torch's; the first use imports torch."""
         return pick_device(self.device)
 
-    def registers(self, photos: list[Photo], reference: Photo) -> bool:
+    def registers(self, pending: list[Photo], reference: Photo) -> bool:
         """Whether the run will compute on torch (register a photo onto ``reference``, or detect in
-        one) as it stands (a reference that cannot be read changes it: :meth:`forget_registrations`)."""
-        return self.settings.mode != "pixels" or any(p is not reference for p in self.pending(photos))
+        one), given the photos still ``pending`` (:meth:`pending`) as it stands (a reference that
+        cannot be read changes it: :meth:`forget_registrations`)."""
+        return self.settings.mode != "pixels" or any(p is not reference for p in pending)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def run_record(
@@ -233,9 +234,9 @@ class _Run(JobRun[RegisterSettings]):
         raise UsageError(f"no readable photo in {self.folder}")
 
     def working_copy(self, path: Path) -> np.ndarray:
-        """``path``'s working copy, ``(h, w, 1)`` luma: from the read-ahead
-        when it has it, else read now (Pillow: the same pixels as the read-ahead's, for less CPU; once
-        torch is imported the GIL is no bottleneck)."""
+        """``path``'s working copy, ``(h, w, 1)`` luma: from the read-ahead when it has it, else read
+        now (Pillow: the same pixels as the read-ahead's, for less CPU; once torch is imported the GIL
+        is no bottleneck)."""
         image = self.readahead.take(path) if self.readahead is not None else None
         return read_image(path, max_side=self.settings.size, grey=True) if image is None else image
 
@@ -265,8 +266,7 @@ class _Run(JobRun[RegisterSettings]):
         self._close_readahead()
 
     def _close_readahead(self) -> None:
-        """Registration is over: stop the read-ahead and drop what nobody took (photos registered by
-        an earlier run)."""
+        """Registration is over: stop the read-ahead and drop any copy nobody took."""
         if self.readahead is not None:
             self.readahead.close()
 
@@ -614,11 +614,12 @@ def align_folder(
         log = log or (lambda _msg: None)
         run = _Run(folder, outputs, settings, device, workers, progress, log, readahead)
         run.add_photos(photos, skipped, previous)
+        pending = run.pending(photos)
         if readahead is not None and wanted is not None:
             # What an earlier run registered needs no working copy (the reference's always does).
-            pending = {p.name for p in run.pending(photos)}
-            readahead.drop(p.path for p in photos if p is not wanted and p.name not in pending)
-        if wanted is not None and run.registers(photos, wanted):
+            todo = {p.name for p in pending}
+            readahead.drop(p.path for p in photos if p is not wanted and p.name not in todo)
+        if wanted is not None and run.registers(pending, wanted):
             _ = run.torch_device  # torch's import, now, while the read-ahead decodes
 
         def make_source() -> SemanticSource:

@@ -375,10 +375,10 @@ def test_rims_of_occluders_do_not_pull_homographies() -> None:
 
 
 def test_few_matches_still_make_a_feature_candidate() -> None:
-    # The benchmark's second seed, occluded pair 111: a view of the rocket zoomed in by 15 % and
-    # rotated by 14.5 degrees, 15 % occluded, keeps about 30 keypoints and 4 matches (all right);
-    # phase correlation's rotation estimate is 37 degrees off. Four agreeing matches must make a
-    # similarity candidate.
+    # The benchmark's second seed, occluded pair 111: a zoomed-in, rotated, partly occluded view of the
+    # rocket keeps few keypoints and a handful of right matches, and phase correlation's rotation
+    # estimate is far off (docs/benchmarks.md, issue #13, second seed). Four agreeing matches must
+    # make a similarity candidate.
     from alignimate.registration.feature_init import feature_candidates
     from alignimate.registration.frames import matrix_from_model
     from alignimate.registration.levels import grey
